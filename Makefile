@@ -1,0 +1,34 @@
+# The two commands of the README are `make demo` and `make test`; each
+# installs what it needs first (scripts/setup.sh is idempotent).
+SHELL := /bin/bash
+CARGO ?= cargo
+SHARED_PCAPS ?= $(abspath ../shared/pcaps)
+
+.PHONY: demo test setup setup-test build model pcaps bench clean
+
+demo: setup
+	$(CARGO) build --release -p tidewatchd
+	@mkdir -p build
+	./target/release/tidewatchd replay pcaps/demo.pcap --output json:build/demo-verdicts.jsonl
+
+test: setup-test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	TIDEWATCH_SHARED_PCAPS=$(SHARED_PCAPS) $(CARGO) test --workspace --release
+
+setup:
+	@bash scripts/setup.sh
+
+setup-test:
+	@bash scripts/setup.sh --test
+
+# Regenerates the small captures committed in pcaps/.
+pcaps:
+	python3 pcaps/generate.py all --out pcaps
+
+# Regenerates the training data and the bundled model (minutes).
+model: setup
+	bash models/train/build.sh
+
+clean:
+	rm -rf build target

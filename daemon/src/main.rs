@@ -1,0 +1,225 @@
+//! `tidewatchd`: replay captures (and, later, watch a span port) and emit
+//! verdicts. A thin layer over the `tidewatch` crate: argument parsing,
+//! outputs, the human summary and exit codes.
+//!
+//! Exit codes: 0 success; 2 bad arguments, missing or unreadable input,
+//! bad model or missing ONNX Runtime; 1 any other failure (e.g. an output
+//! that cannot be written).
+
+mod features_cmd;
+mod output;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use tidewatch::{Engine, PcapFileSource};
+
+#[derive(Parser)]
+#[command(
+    name = "tidewatchd",
+    version,
+    about = "Tidewatch: flow verdicts from packet captures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay pcap/pcapng files through the engine and emit verdicts.
+    Replay(ReplayArgs),
+    /// Export the engine's feature rows as CSV (for training).
+    Features(features_cmd::FeaturesArgs),
+    /// Inspect models.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Print the feature schema this engine computes, as JSON.
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Print a model's metadata and whether this engine accepts it.
+    Info {
+        path: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        onnx_runtime: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Capture files, read in order.
+    #[arg(required = true, value_name = "PCAP")]
+    pcaps: Vec<PathBuf>,
+    /// ONNX model (default: the bundled models/baseline/model.onnx).
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Where verdicts go: `json:PATH` or `json:-` (stdout). Repeatable.
+    #[arg(long = "output", value_name = "OUTPUT", default_value = "json:-")]
+    outputs: Vec<String>,
+    /// Emit an early verdict after this many packets of a flow (0: never).
+    #[arg(long, default_value_t = 8, value_name = "K")]
+    early_packets: usize,
+    /// Rows per inference call.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    batch_size: usize,
+    /// libonnxruntime.so to load (default: $ORT_DYLIB_PATH, then .ort/).
+    #[arg(long, value_name = "PATH")]
+    onnx_runtime: Option<PathBuf>,
+    /// Also print the counters at the end: `json` prints one JSON object on stderr.
+    #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
+    stats: Option<String>,
+}
+
+/// An error with the exit code it deserves.
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tidewatch::Error> for Failure {
+    fn from(e: tidewatch::Error) -> Self {
+        use tidewatch::Error as E;
+        let code = match e {
+            E::CaptureOpen { .. }
+            | E::Runtime(_)
+            | E::Model { .. }
+            | E::SchemaMismatch { .. }
+            | E::Config(_) => 2,
+            E::Inference(_) | E::Sink(_) => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The bundled model: next to the executable's `target/`, or in the
+/// current directory.
+pub fn default_model() -> PathBuf {
+    let rel = Path::new("models").join("baseline").join("model.onnx");
+    if let Ok(exe) = std::env::current_exe() {
+        for up in exe.ancestors().skip(1).take(4) {
+            let p = up.join(&rel);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    rel
+}
+
+fn replay(args: ReplayArgs) -> Result<(), Failure> {
+    let mut source = PcapFileSource::open(&args.pcaps)?;
+    let outputs = output::open_all(&args.outputs)?;
+    let model = args.model.clone().unwrap_or_else(default_model);
+    let mut builder = Engine::builder()
+        .model(&model)
+        .early_packets(args.early_packets)
+        .batch_size(args.batch_size);
+    if let Some(rt) = &args.onnx_runtime {
+        builder = builder.onnx_runtime(rt);
+    }
+    for sink in outputs.sinks {
+        builder = builder.sink(sink);
+    }
+    let mut engine = builder.build()?;
+    let model_id = engine.model_info().map(|m| m.id()).unwrap_or_default();
+    let started = Instant::now();
+    let stats = engine.run(&mut source)?;
+    let wall = started.elapsed().as_secs_f64();
+    eprint!(
+        "{}",
+        summary::render(&stats, wall, &model_id, &outputs.descriptions)
+    );
+    if args.stats.as_deref() == Some("json") {
+        let mut j = stats.to_json();
+        summary::add_rates(&mut j, &stats, wall);
+        eprintln!("{j}");
+    }
+    Ok(())
+}
+
+fn model_info(path: &Path, runtime: Option<&Path>) -> Result<(), Failure> {
+    let (info, verdict) = tidewatch::infer::inspect_model(path, runtime)?;
+    println!("model:          {} version {}", info.name, info.version);
+    println!(
+        "feature schema: {} v{} ({} features)",
+        info.schema,
+        info.schema_version,
+        info.features.len()
+    );
+    println!("labels:         {}", info.labels.join(", "));
+    println!("engine schema:  {}", tidewatch::features::schema_id());
+    match verdict {
+        Ok(()) => {
+            println!("accepted:       yes");
+            Ok(())
+        }
+        Err(e) => {
+            println!("accepted:       no");
+            Err(e.into())
+        }
+    }
+}
+
+fn schema() {
+    let j = serde_json::json!({
+        "name": tidewatch::features::SCHEMA_NAME,
+        "version": tidewatch::features::SCHEMA_VERSION,
+        "features": tidewatch::features::FEATURE_NAMES,
+    });
+    println!("{j}");
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and errors with usage (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let outcome = match cli.command {
+        Command::Replay(a) => replay(a),
+        Command::Features(a) => features_cmd::run(a),
+        Command::Model {
+            command: ModelCommand::Info { path, onnx_runtime },
+        } => model_info(&path, onnx_runtime.as_deref()),
+        Command::Schema => {
+            schema();
+            Ok(())
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("tidewatchd: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Features: per-flow statistics computed incrementally, with no per-packet
+//! storage, plus the host context of [`host`].
+//!
+//! The feature schema is versioned: a model records the schema it was
+//! trained on and the engine refuses one that does not match. Every feature
+//! is documented in `FEATURES.md` at the repository root. The same code
+//! produces the rows for training (`tidewatchd features`) and for inference.
+
+pub mod host;
+
+use crate::decode::{tcp_flags, PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::source::Micros;
+pub use host::{HostContext, HostContextConfig, HostFeatures};
+
+/// Name of the feature schema this engine computes.
+pub const SCHEMA_NAME: &str = "tidewatch-flow";
+/// Version of the feature schema; bump on any change to names or meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Number of leading packets described one by one (sizes, directions, gaps).
+pub const EARLY_PACKETS: usize = 8;
+
+/// Feature names, in row order.
+pub const FEATURE_NAMES: &[&str] = &[
+    "duration_s",
+    "fwd_packets",
+    "bwd_packets",
+    "fwd_bytes",
+    "bwd_bytes",
+    "fwd_payload_bytes",
+    "bwd_payload_bytes",
+    "fwd_pkt_len_min",
+    "fwd_pkt_len_max",
+    "fwd_pkt_len_mean",
+    "fwd_pkt_len_std",
+    "bwd_pkt_len_min",
+    "bwd_pkt_len_max",
+    "bwd_pkt_len_mean",
+    "bwd_pkt_len_std",
+    "fwd_iat_min_s",
+    "fwd_iat_max_s",
+    "fwd_iat_mean_s",
+    "fwd_iat_std_s",
+    "bwd_iat_min_s",
+    "bwd_iat_max_s",
+    "bwd_iat_mean_s",
+    "bwd_iat_std_s",
+    "flow_iat_min_s",
+    "flow_iat_max_s",
+    "flow_iat_mean_s",
+    "flow_iat_std_s",
+    "fin_count",
+    "syn_count",
+    "rst_count",
+    "psh_count",
+    "ack_count",
+    "urg_count",
+    "ece_count",
+    "cwr_count",
+    "fwd_init_window",
+    "bwd_init_window",
+    "packets_per_s",
+    "bytes_per_s",
+    "down_up_ratio",
+    "fwd_payload_packets",
+    "bwd_payload_packets",
+    "is_tcp",
+    "is_udp",
+    "is_icmp",
+    "tcp_handshake_complete",
+    "tcp_responder_reset",
+    "dst_port_well_known",
+    "early_size_1",
+    "early_size_2",
+    "early_size_3",
+    "early_size_4",
+    "early_size_5",
+    "early_size_6",
+    "early_size_7",
+    "early_size_8",
+    "early_gap_1_s",
+    "early_gap_2_s",
+    "early_gap_3_s",
+    "early_gap_4_s",
+    "early_gap_5_s",
+    "early_gap_6_s",
+    "early_gap_7_s",
+    "early_gap_8_s",
+    "src_new_flows_rate",
+    "src_distinct_dst_ports",
+    "src_distinct_dst_hosts",
+    "src_failed_share",
+    "pair_new_flows_rate",
+    "pair_distinct_dst_ports",
+    "dst_new_flows_rate",
+    "dst_distinct_src_hosts",
+];
+
+/// Number of values in a feature row.
+pub const NUM_FEATURES: usize = 72;
+
+const _: () = assert!(FEATURE_NAMES.len() == NUM_FEATURES);
+
+/// `name vN`, as shown in errors and model metadata.
+pub fn schema_id() -> String {
+    format!("{SCHEMA_NAME} v{SCHEMA_VERSION}")
+}
+
+/// Running min/max/mean/variance (Welford), in f64 for stable sums.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Running {
+    pub n: u32,
+    pub min: f64,
+    pub max: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Running {
+    #[inline]
+    pub fn push(&mut self, x: f64) {
+        if self.n == 0 {
+            self.min = x;
+            self.max = x;
+        } else {
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / f64::from(self.n);
+        self.m2 += d * (x - self.mean);
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    /// Sample standard deviation (n - 1), as CICFlowMeter; 0 below two values.
+    pub fn std(&self) -> f64 {
+        if self.n < 2 {
+            0.0
+        } else {
+            (self.m2 / f64::from(self.n - 1)).max(0.0).sqrt()
+        }
+    }
+}
+
+/// Per-direction accumulators.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DirStats {
+    pub packets: u32,
+    pub bytes: u64,
+    pub payload_bytes: u64,
+    pub payload_packets: u32,
+    pub len: Running,
+    pub iat: Running,
+    pub last_ts: Micros,
+    pub init_window: Option<u16>,
+}
+
+/// Incremental statistics of one flow. Updated once per packet, O(1).
+#[derive(Clone, Debug, Default)]
+pub struct FlowStats {
+    pub first_ts: Micros,
+    pub last_ts: Micros,
+    pub fwd: DirStats,
+    pub bwd: DirStats,
+    pub flow_iat: Running,
+    /// Counts of FIN, SYN, RST, PSH, ACK, URG, ECE, CWR over every packet.
+    pub flag_counts: [u32; 8],
+    /// Signed IP lengths of the first packets: + from the initiator, - back.
+    pub early_sizes: [i32; EARLY_PACKETS],
+    /// Gaps before each of the first packets, in microseconds.
+    pub early_gaps: [u32; EARLY_PACKETS],
+}
+
+impl FlowStats {
+    pub fn new(ts: Micros) -> Self {
+        Self {
+            first_ts: ts,
+            last_ts: ts,
+            ..Default::default()
+        }
+    }
+
+    pub fn packets(&self) -> u64 {
+        u64::from(self.fwd.packets) + u64::from(self.bwd.packets)
+    }
+
+    /// Adds one packet. `forward` is true when the initiator sent it.
+    #[inline]
+    pub fn update(&mut self, p: &PacketInfo, forward: bool) {
+        let idx = self.packets();
+        // Capture files are not always in time order: never go backwards.
+        let ts = p.ts.max(self.last_ts);
+        if idx > 0 {
+            self.flow_iat.push((ts - self.last_ts) as f64 / 1e6);
+        }
+        if (idx as usize) < EARLY_PACKETS {
+            let len = i32::try_from(p.ip_len).unwrap_or(i32::MAX);
+            self.early_sizes[idx as usize] = if forward { len } else { -len };
+            self.early_gaps[idx as usize] = if idx == 0 {
+                0
+            } else {
+                u32::try_from(ts - self.last_ts).unwrap_or(u32::MAX)
+            };
+        }
+        self.last_ts = ts;
+        let d = if forward {
+            &mut self.fwd
+        } else {
+            &mut self.bwd
+        };
+        if d.packets > 0 {
+            d.iat.push(ts.saturating_sub(d.last_ts) as f64 / 1e6);
+        }
+        d.last_ts = ts;
+        d.packets = d.packets.saturating_add(1);
+        d.bytes += u64::from(p.ip_len);
+        d.payload_bytes += u64::from(p.payload_len);
+        if p.payload_len > 0 {
+            d.payload_packets = d.payload_packets.saturating_add(1);
+        }
+        d.len.push(f64::from(p.ip_len));
+        if let Some(t) = &p.tcp {
+            if d.init_window.is_none() {
+                d.init_window = Some(t.window);
+            }
+            for (bit, count) in self.flag_counts.iter_mut().enumerate() {
+                if t.flags & (1 << bit) != 0 {
+                    *count = count.saturating_add(1);
+                }
+            }
+        }
+    }
+}
+
+/// Flow facts the feature row needs besides [`FlowStats`].
+#[derive(Clone, Copy, Debug)]
+pub struct FlowFacts {
+    pub proto: u8,
+    pub responder_port: u16,
+    pub handshake_complete: bool,
+    pub responder_reset: bool,
+}
+
+/// Writes one feature row, in [`FEATURE_NAMES`] order, into `row`.
+pub fn write_row(
+    s: &FlowStats,
+    facts: &FlowFacts,
+    host: &HostFeatures,
+    row: &mut [f32; NUM_FEATURES],
+) {
+    let duration = s.last_ts.saturating_sub(s.first_ts) as f64 / 1e6;
+    let packets = s.packets() as f64;
+    let bytes = (s.fwd.bytes + s.bwd.bytes) as f64;
+    let per_s = |x: f64| if duration > 0.0 { x / duration } else { 0.0 };
+    let b = |x: bool| if x { 1.0 } else { 0.0 };
+    let len4 = |r: &Running| [r.min, r.max, r.mean(), r.std()];
+    let mut v = [0f64; NUM_FEATURES];
+    v[0] = duration;
+    v[1] = f64::from(s.fwd.packets);
+    v[2] = f64::from(s.bwd.packets);
+    v[3] = s.fwd.bytes as f64;
+    v[4] = s.bwd.bytes as f64;
+    v[5] = s.fwd.payload_bytes as f64;
+    v[6] = s.bwd.payload_bytes as f64;
+    v[7..11].copy_from_slice(&len4(&s.fwd.len));
+    v[11..15].copy_from_slice(&len4(&s.bwd.len));
+    v[15..19].copy_from_slice(&len4(&s.fwd.iat));
+    v[19..23].copy_from_slice(&len4(&s.bwd.iat));
+    v[23..27].copy_from_slice(&len4(&s.flow_iat));
+    for (i, c) in s.flag_counts.iter().enumerate() {
+        v[27 + i] = f64::from(*c);
+    }
+    v[35] = f64::from(s.fwd.init_window.unwrap_or(0));
+    v[36] = f64::from(s.bwd.init_window.unwrap_or(0));
+    v[37] = per_s(packets);
+    v[38] = per_s(bytes);
+    v[39] = if s.fwd.packets > 0 {
+        f64::from(s.bwd.packets) / f64::from(s.fwd.packets)
+    } else {
+        0.0
+    };
+    v[40] = f64::from(s.fwd.payload_packets);
+    v[41] = f64::from(s.bwd.payload_packets);
+    v[42] = b(facts.proto == PROTO_TCP);
+    v[43] = b(facts.proto == PROTO_UDP);
+    v[44] = b(facts.proto == PROTO_ICMP || facts.proto == PROTO_ICMPV6);
+    v[45] = b(facts.handshake_complete);
+    v[46] = b(facts.responder_reset);
+    v[47] =
+        b(facts.proto != PROTO_ICMP && facts.proto != PROTO_ICMPV6 && facts.responder_port < 1024);
+    for i in 0..EARLY_PACKETS {
+        v[48 + i] = f64::from(s.early_sizes[i]);
+        v[56 + i] = f64::from(s.early_gaps[i]) / 1e6;
+    }
+    for (o, x) in row.iter_mut().zip(v.iter()) {
+        *o = *x as f32;
+    }
+    row[64] = host.src_new_flows_rate;
+    row[65] = host.src_distinct_dst_ports;
+    row[66] = host.src_distinct_dst_hosts;
+    row[67] = host.src_failed_share;
+    row[68] = host.pair_new_flows_rate;
+    row[69] = host.pair_distinct_dst_ports;
+    row[70] = host.dst_new_flows_rate;
+    row[71] = host.dst_distinct_src_hosts;
+}
+
+/// Is this TCP flag set in the packet?
+#[inline]
+pub fn has_flag(p: &PacketInfo, flag: u8) -> bool {
+    p.tcp.is_some_and(|t| t.flags & flag != 0)
+}
+
+/// True for a SYN without ACK: the opening of a connection.
+#[inline]
+pub fn is_syn(p: &PacketInfo) -> bool {
+    has_flag(p, tcp_flags::SYN) && !has_flag(p, tcp_flags::ACK)
+}

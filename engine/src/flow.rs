@@ -1,0 +1,435 @@
+//! Flows: bidirectional conversations keyed by a direction-independent
+//! 5-tuple, held in a bounded table.
+//!
+//! Policy when the table is full: the least recently seen 1/64 of the flows
+//! are ended early (reason `evicted`, counted) and still get their verdicts.
+
+use rustc_hash::FxHashMap;
+
+use crate::decode::{tcp_flags, PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::features::{has_flag, is_syn, FlowFacts, FlowStats};
+use crate::source::Micros;
+
+/// Direction-independent flow key: the two endpoints in canonical order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub lo_addr: [u8; 16],
+    pub hi_addr: [u8; 16],
+    pub lo_port: u16,
+    pub hi_port: u16,
+    pub proto: u8,
+    pub is_ipv6: bool,
+}
+
+impl FlowKey {
+    /// Key of a packet, and whether the packet's source is the `lo` endpoint.
+    pub fn of(p: &PacketInfo) -> (FlowKey, bool) {
+        let (sp, dp) = match (p.proto, p.icmp_echo_id) {
+            // Echo request and reply share an identifier, not a type.
+            (PROTO_ICMP | PROTO_ICMPV6, Some(id)) => (id, id),
+            // Other ICMP messages: one flow per type/code between two hosts.
+            (PROTO_ICMP | PROTO_ICMPV6, None) => {
+                let tc = (p.src_port << 8) | p.dst_port;
+                (tc, tc)
+            }
+            _ => (p.src_port, p.dst_port),
+        };
+        let src_is_lo = (p.src, sp) <= (p.dst, dp);
+        let key = if src_is_lo {
+            FlowKey {
+                lo_addr: p.src,
+                hi_addr: p.dst,
+                lo_port: sp,
+                hi_port: dp,
+                proto: p.proto,
+                is_ipv6: p.is_ipv6,
+            }
+        } else {
+            FlowKey {
+                lo_addr: p.dst,
+                hi_addr: p.src,
+                lo_port: dp,
+                hi_port: sp,
+                proto: p.proto,
+                is_ipv6: p.is_ipv6,
+            }
+        };
+        (key, src_is_lo)
+    }
+
+    /// Stable 64-bit hash (FNV-1a), the same on every run and every thread
+    /// count; used for flow ids.
+    pub fn stable_hash(&self, salt: u64) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
+        let mut eat = |b: u8| {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        self.lo_addr
+            .iter()
+            .chain(self.hi_addr.iter())
+            .for_each(|b| eat(*b));
+        self.lo_port
+            .to_be_bytes()
+            .iter()
+            .chain(self.hi_port.to_be_bytes().iter())
+            .for_each(|b| eat(*b));
+        eat(self.proto);
+        h
+    }
+}
+
+/// Why a flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// TCP closed by FIN in both directions or by RST, then quiet.
+    Closed,
+    IdleTimeout,
+    ActiveTimeout,
+    /// A new connection reused the 5-tuple of a closed one.
+    PortReuse,
+    /// The table was full.
+    Evicted,
+    EndOfInput,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 6] = [
+        EndReason::Closed,
+        EndReason::IdleTimeout,
+        EndReason::ActiveTimeout,
+        EndReason::PortReuse,
+        EndReason::Evicted,
+        EndReason::EndOfInput,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Closed => "closed",
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::ActiveTimeout => "active_timeout",
+            EndReason::PortReuse => "port_reuse",
+            EndReason::Evicted => "evicted",
+            EndReason::EndOfInput => "end_of_input",
+        }
+    }
+}
+
+/// Timeouts (in microseconds of capture time) and capacity of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowConfig {
+    pub tcp_idle_timeout: Micros,
+    /// Idle time after which a closed (FIN/FIN or RST) TCP flow ends.
+    pub tcp_closed_timeout: Micros,
+    pub udp_idle_timeout: Micros,
+    pub icmp_idle_timeout: Micros,
+    pub other_idle_timeout: Micros,
+    /// A flow longer than this is ended and a new one begins.
+    pub active_timeout: Micros,
+    pub max_flows: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            tcp_idle_timeout: 300_000_000,
+            tcp_closed_timeout: 5_000_000,
+            udp_idle_timeout: 120_000_000,
+            icmp_idle_timeout: 60_000_000,
+            other_idle_timeout: 60_000_000,
+            active_timeout: 1_800_000_000,
+            max_flows: 1 << 20,
+        }
+    }
+}
+
+mod state {
+    pub const SYN: u8 = 1; // initiator's SYN seen
+    pub const SYN_ACK: u8 = 2;
+    pub const ESTABLISHED: u8 = 4; // initiator ACKed the SYN-ACK
+    pub const FIN_FWD: u8 = 8;
+    pub const FIN_BWD: u8 = 16;
+    pub const RST_FWD: u8 = 32;
+    pub const RST_BWD: u8 = 64;
+}
+
+/// One tracked flow.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub id: u64,
+    pub key: FlowKey,
+    /// True when the initiator is the key's `lo` endpoint.
+    pub initiator_is_lo: bool,
+    /// For ICMP, the first packet's type and code (reported as ports).
+    pub icmp_type_code: Option<(u8, u8)>,
+    pub tcp_state: u8,
+    pub early_sent: bool,
+    /// Frame bytes on the wire, both directions (as tshark counts them).
+    pub wire_bytes: u64,
+    pub stats: FlowStats,
+}
+
+impl Flow {
+    fn new(key: FlowKey, p: &PacketInfo, src_is_lo: bool) -> Flow {
+        // A SYN-ACK first means the SYN was missed: its receiver initiated.
+        let synack_first = has_flag(p, tcp_flags::SYN) && has_flag(p, tcp_flags::ACK);
+        let initiator_is_lo = src_is_lo != synack_first;
+        let icmp_type_code = matches!(p.proto, PROTO_ICMP | PROTO_ICMPV6)
+            .then_some((p.src_port as u8, p.dst_port as u8));
+        Flow {
+            id: key.stable_hash(p.ts),
+            key,
+            initiator_is_lo,
+            icmp_type_code,
+            tcp_state: 0,
+            early_sent: false,
+            wire_bytes: 0,
+            stats: FlowStats::new(p.ts),
+        }
+    }
+
+    /// (address, port) of the initiator and responder.
+    pub fn endpoints(&self) -> (([u8; 16], u16), ([u8; 16], u16)) {
+        let lo = (self.key.lo_addr, self.key.lo_port);
+        let hi = (self.key.hi_addr, self.key.hi_port);
+        if self.initiator_is_lo {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        }
+    }
+
+    /// Ports as reported: TCP/UDP ports, or ICMP type and code.
+    pub fn reported_ports(&self) -> (u16, u16) {
+        match self.icmp_type_code {
+            Some((t, c)) => (u16::from(t), u16::from(c)),
+            None => {
+                let ((_, sp), (_, dp)) = self.endpoints();
+                (sp, dp)
+            }
+        }
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.stats.packets()
+    }
+
+    fn update(&mut self, p: &PacketInfo, src_is_lo: bool) {
+        let forward = src_is_lo == self.initiator_is_lo;
+        self.wire_bytes += u64::from(p.wire_len);
+        if let Some(t) = &p.tcp {
+            let f = t.flags;
+            let syn = f & tcp_flags::SYN != 0;
+            let ack = f & tcp_flags::ACK != 0;
+            if forward {
+                if syn && !ack {
+                    self.tcp_state |= state::SYN;
+                }
+                if ack && !syn && self.tcp_state & state::SYN_ACK != 0 {
+                    self.tcp_state |= state::ESTABLISHED;
+                }
+                if f & tcp_flags::FIN != 0 {
+                    self.tcp_state |= state::FIN_FWD;
+                }
+                if f & tcp_flags::RST != 0 {
+                    self.tcp_state |= state::RST_FWD;
+                }
+            } else {
+                if syn && ack {
+                    self.tcp_state |= state::SYN_ACK;
+                }
+                if f & tcp_flags::FIN != 0 {
+                    self.tcp_state |= state::FIN_BWD;
+                }
+                if f & tcp_flags::RST != 0 {
+                    self.tcp_state |= state::RST_BWD;
+                }
+            }
+        }
+        self.stats.update(p, forward);
+    }
+
+    /// FIN in both directions, or RST in either.
+    pub fn is_closed(&self) -> bool {
+        let s = self.tcp_state;
+        s & (state::RST_FWD | state::RST_BWD) != 0
+            || s & (state::FIN_FWD | state::FIN_BWD) == (state::FIN_FWD | state::FIN_BWD)
+    }
+
+    fn is_closing(&self) -> bool {
+        self.tcp_state & (state::FIN_FWD | state::FIN_BWD | state::RST_FWD | state::RST_BWD) != 0
+    }
+
+    /// A connection attempt that never completed: the responder never
+    /// answered the SYN, or reset it.
+    pub fn failed_handshake(&self) -> bool {
+        self.key.proto == PROTO_TCP
+            && self.tcp_state & state::SYN != 0
+            && (self.tcp_state & state::SYN_ACK == 0
+                || self.tcp_state & state::RST_BWD != 0 && self.tcp_state & state::ESTABLISHED == 0)
+    }
+
+    pub fn facts(&self) -> FlowFacts {
+        let ((_, _), (_, responder_port)) = self.endpoints();
+        FlowFacts {
+            proto: self.key.proto,
+            responder_port,
+            handshake_complete: self.tcp_state & state::ESTABLISHED != 0,
+            responder_reset: self.tcp_state & state::RST_BWD != 0,
+        }
+    }
+
+    fn idle_timeout(&self, cfg: &FlowConfig) -> Micros {
+        match self.key.proto {
+            PROTO_TCP if self.is_closed() => cfg.tcp_closed_timeout,
+            PROTO_TCP => cfg.tcp_idle_timeout,
+            PROTO_UDP => cfg.udp_idle_timeout,
+            PROTO_ICMP | PROTO_ICMPV6 => cfg.icmp_idle_timeout,
+            _ => cfg.other_idle_timeout,
+        }
+    }
+
+    /// Why this flow should end at time `now`, if it should.
+    pub fn expiry(&self, now: Micros, cfg: &FlowConfig) -> Option<EndReason> {
+        let idle = now.saturating_sub(self.stats.last_ts);
+        if idle >= self.idle_timeout(cfg) {
+            Some(if self.is_closed() {
+                EndReason::Closed
+            } else {
+                EndReason::IdleTimeout
+            })
+        } else if now.saturating_sub(self.stats.first_ts) >= cfg.active_timeout {
+            Some(EndReason::ActiveTimeout)
+        } else {
+            None
+        }
+    }
+}
+
+/// What happened to the table on a packet.
+pub struct Update<'a> {
+    pub flow: &'a mut Flow,
+    pub created: bool,
+}
+
+/// The bounded flow table.
+pub struct FlowTable {
+    cfg: FlowConfig,
+    flows: FxHashMap<FlowKey, Flow>,
+    /// Reused scratch space for sweeps, so expiry does not allocate.
+    scratch: Vec<(Micros, u64, FlowKey)>,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> Self {
+        let initial = cfg.max_flows.min(1 << 16);
+        Self {
+            cfg,
+            flows: FxHashMap::with_capacity_and_hasher(initial, Default::default()),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Adds a packet to its flow. Flows that must end first (port reuse,
+    /// active timeout, eviction to make room) are handed to `ended`.
+    pub fn update(
+        &mut self,
+        p: &PacketInfo,
+        ended: &mut impl FnMut(Flow, EndReason),
+    ) -> Update<'_> {
+        let (key, src_is_lo) = FlowKey::of(p);
+        let mut end_existing = None;
+        if let Some(f) = self.flows.get(&key) {
+            if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() {
+                end_existing = Some(EndReason::PortReuse);
+            } else if p.ts.saturating_sub(f.stats.first_ts) >= self.cfg.active_timeout {
+                end_existing = Some(EndReason::ActiveTimeout);
+            } else if p.ts.saturating_sub(f.stats.last_ts) >= f.idle_timeout(&self.cfg) {
+                // Expired between two sweeps: end it before it takes this packet.
+                end_existing = Some(if f.is_closed() {
+                    EndReason::Closed
+                } else {
+                    EndReason::IdleTimeout
+                });
+            }
+        }
+        if let Some(reason) = end_existing {
+            if let Some(old) = self.flows.remove(&key) {
+                ended(old, reason);
+            }
+        }
+        let created = !self.flows.contains_key(&key);
+        if created && self.flows.len() >= self.cfg.max_flows {
+            self.evict_oldest(ended);
+        }
+        let flow = self
+            .flows
+            .entry(key)
+            .or_insert_with(|| Flow::new(key, p, src_is_lo));
+        flow.update(p, src_is_lo);
+        Update { flow, created }
+    }
+
+    /// Ends the least recently seen 1/64 of the flows (at least one).
+    fn evict_oldest(&mut self, ended: &mut impl FnMut(Flow, EndReason)) {
+        self.scratch.clear();
+        self.scratch
+            .extend(self.flows.values().map(|f| (f.stats.last_ts, f.id, f.key)));
+        let n = (self.scratch.len() / 64).max(1).min(self.scratch.len());
+        if n == 0 {
+            return;
+        }
+        if n < self.scratch.len() {
+            self.scratch.select_nth_unstable(n - 1);
+        }
+        self.scratch.truncate(n);
+        self.scratch.sort_unstable();
+        for i in 0..self.scratch.len() {
+            let key = self.scratch[i].2;
+            if let Some(f) = self.flows.remove(&key) {
+                ended(f, EndReason::Evicted);
+            }
+        }
+    }
+
+    /// Ends every flow whose timeout has passed at `now`, oldest first.
+    pub fn expire(&mut self, now: Micros, ended: &mut impl FnMut(Flow, EndReason)) {
+        self.scratch.clear();
+        let cfg = self.cfg;
+        self.scratch.extend(
+            self.flows
+                .values()
+                .filter(|f| f.expiry(now, &cfg).is_some())
+                .map(|f| (f.stats.last_ts, f.id, f.key)),
+        );
+        self.scratch.sort_unstable();
+        for i in 0..self.scratch.len() {
+            let key = self.scratch[i].2;
+            if let Some(f) = self.flows.remove(&key) {
+                let reason = f.expiry(now, &cfg).unwrap_or(EndReason::IdleTimeout);
+                ended(f, reason);
+            }
+        }
+    }
+
+    /// Ends every flow (end of input), oldest first.
+    pub fn drain(&mut self, ended: &mut impl FnMut(Flow, EndReason)) {
+        let mut all: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        all.sort_unstable_by_key(|f| (f.stats.first_ts, f.id));
+        for f in all {
+            ended(f, EndReason::EndOfInput);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Inference: the [`Classifier`] trait and its ONNX Runtime implementation.
+//!
+//! ONNX Runtime is loaded at run time (ort's `load-dynamic`), never
+//! downloaded at build time. [`init_onnx_runtime`] finds the library, so a
+//! missing or wrong one is an error that names the fix instead of a panic.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::features::{FEATURE_NAMES, NUM_FEATURES, SCHEMA_NAME, SCHEMA_VERSION};
+
+/// ONNX metadata keys of the model contract (see `models/README.md`).
+pub mod meta_keys {
+    pub const SCHEMA: &str = "tidewatch.schema";
+    pub const SCHEMA_VERSION: &str = "tidewatch.schema_version";
+    pub const FEATURES: &str = "tidewatch.features";
+    pub const LABELS: &str = "tidewatch.labels";
+    pub const MODEL_NAME: &str = "tidewatch.model_name";
+    pub const MODEL_VERSION: &str = "tidewatch.model_version";
+}
+
+/// What a model says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub schema: String,
+    pub schema_version: u32,
+    pub features: Vec<String>,
+    pub labels: Vec<String>,
+}
+
+impl ModelInfo {
+    /// `name@version`, as written in each verdict's `model` field.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// Checks that this model reads the rows this engine writes.
+    pub fn check_schema(&self, path: &Path) -> Result<()> {
+        let engine_schema = crate::features::schema_id();
+        let model_schema = format!("{} v{}", self.schema, self.schema_version);
+        let same_names = self.features.len() == NUM_FEATURES
+            && self.features.iter().zip(FEATURE_NAMES).all(|(a, b)| a == b);
+        if self.schema != SCHEMA_NAME || self.schema_version != SCHEMA_VERSION || !same_names {
+            let model_schema = if same_names || self.schema_version != SCHEMA_VERSION {
+                model_schema
+            } else {
+                format!("{model_schema} (with other feature names)")
+            };
+            return Err(Error::SchemaMismatch {
+                path: path.to_path_buf(),
+                model_schema,
+                engine_schema,
+            });
+        }
+        if self.labels.is_empty() {
+            return Err(Error::Model {
+                path: path.to_path_buf(),
+                reason: format!("metadata key {} lists no label", meta_keys::LABELS),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A model that turns feature rows into class probabilities.
+///
+/// Contract: `features` holds `rows` rows of [`NUM_FEATURES`] values each;
+/// the classifier writes `rows * info().labels.len()` probabilities into
+/// `probabilities`, row by row, in label order. It is called from one
+/// thread at a time.
+pub trait Classifier: Send {
+    fn info(&self) -> &ModelInfo;
+    fn classify(&mut self, features: &[f32], rows: usize, probabilities: &mut [f32]) -> Result<()>;
+}
+
+static RUNTIME: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
+    OnceLock::new();
+
+/// File name of the ONNX Runtime library that `make setup` installs.
+pub const ORT_LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
+
+/// Where to look for ONNX Runtime, in order: the explicit path, the
+/// `ORT_DYLIB_PATH` environment variable, then the project-local `.ort/`
+/// folder (next to the executable's `target/` or in the current directory).
+pub fn runtime_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(p)];
+    }
+    let mut out = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/tidewatchd, or target/<profile>/deps/<test>
+        for up in exe.ancestors().skip(1).take(4) {
+            out.push(up.join(".ort").join(ORT_LIBRARY_FILE));
+        }
+    }
+    out.push(PathBuf::from(".ort").join(ORT_LIBRARY_FILE));
+    out.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".ort")
+            .join(ORT_LIBRARY_FILE),
+    );
+    out
+}
+
+/// Loads ONNX Runtime once per process and returns the library's path.
+/// Later calls return the first outcome whatever path they are given.
+pub fn init_onnx_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
+    let outcome = RUNTIME.get_or_init(|| {
+        let candidates = runtime_candidates(explicit);
+        let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            return Err(format!(
+                "ONNX Runtime library not found (looked for {}); run `make setup` to install it into .ort/, \
+                 or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31 or newer",
+                tried.join(", ")
+            ));
+        };
+        let path = found.canonicalize().unwrap_or_else(|_| found.clone());
+        let builder = ort::init_from(&path).map_err(|e| {
+            format!("cannot load ONNX Runtime from {}: {e}; run `make setup` or set ORT_DYLIB_PATH to libonnxruntime.so 1.31+", path.display())
+        })?;
+        let env = builder
+            .with_name("tidewatch")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
+        Ok((path, env))
+    });
+    match outcome {
+        Ok((p, _)) => Ok(p.clone()),
+        Err(e) => Err(Error::Runtime(e.clone())),
+    }
+}
+
+fn environment() -> Result<ort::environment::Environment> {
+    match RUNTIME.get() {
+        Some(Ok((_, env))) => Ok(env.clone()),
+        Some(Err(e)) => Err(Error::Runtime(e.clone())),
+        None => Err(Error::Runtime(
+            "ONNX Runtime is not initialised; call init_onnx_runtime first".into(),
+        )),
+    }
+}
+
+/// A classifier backed by an ONNX model run in ONNX Runtime.
+pub struct OnnxClassifier {
+    session: ort::session::Session,
+    info: ModelInfo,
+    probabilities_output: String,
+}
+
+/// Reads the model's metadata contract; any missing key is an error naming it.
+fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> {
+    let bad = |reason: String| Error::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = session
+        .metadata()
+        .map_err(|e| bad(format!("cannot read metadata: {e}")))?;
+    let get = |key: &str| {
+        meta.custom(key).ok_or_else(|| {
+            bad(format!("metadata key `{key}` is missing: this is not a Tidewatch model (train one with `make model`)"))
+        })
+    };
+    let split = |s: String| {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let schema_version = get(meta_keys::SCHEMA_VERSION)?;
+    Ok(ModelInfo {
+        name: get(meta_keys::MODEL_NAME)?,
+        version: get(meta_keys::MODEL_VERSION)?,
+        schema: get(meta_keys::SCHEMA)?,
+        schema_version: schema_version.parse().map_err(|_| {
+            bad(format!(
+                "metadata `{}` = {schema_version:?} is not a number",
+                meta_keys::SCHEMA_VERSION
+            ))
+        })?,
+        features: split(get(meta_keys::FEATURES)?),
+        labels: split(get(meta_keys::LABELS)?),
+    })
+}
+
+impl OnnxClassifier {
+    /// Loads a model, reading ONNX Runtime from `runtime` (see
+    /// [`runtime_candidates`] for the search when `None`).
+    pub fn load(path: &Path, runtime: Option<&Path>) -> Result<Self> {
+        init_onnx_runtime(runtime)?;
+        let bad = |reason: String| Error::Model {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(bad(
+                "no such file (the bundled model is models/baseline/model.onnx)".into(),
+            ));
+        }
+        let env = environment()?;
+        let mut builder = ort::session::Session::builder(&env).map_err(|e| bad(e.to_string()))?;
+        // The engine batches rows; one intra-op thread per classifier keeps
+        // inference from competing with packet processing for cores.
+        builder = builder
+            .with_intra_threads(1)
+            .map_err(|e| bad(e.to_string()))?;
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| bad(format!("not a loadable ONNX model: {e}")))?;
+        let info = read_info(&session, path)?;
+        info.check_schema(path)?;
+        if session.inputs().len() != 1 {
+            return Err(bad(format!(
+                "expects {} inputs; a Tidewatch model has one float tensor [N, {NUM_FEATURES}]",
+                session.inputs().len()
+            )));
+        }
+        if let Some(shape) = session.inputs()[0].dtype().tensor_shape() {
+            let dims: &[i64] = shape;
+            if dims.len() != 2 || (dims[1] >= 0 && dims[1] as usize != NUM_FEATURES) {
+                return Err(bad(format!(
+                    "input shape {dims:?} does not take rows of {NUM_FEATURES} features"
+                )));
+            }
+        }
+        let probabilities_output = session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == "probabilities")
+            .map(|o| o.name().to_string())
+            .ok_or_else(|| {
+                bad("has no output named `probabilities` (export with ZipMap off)".into())
+            })?;
+        Ok(Self {
+            session,
+            info,
+            probabilities_output,
+        })
+    }
+}
+
+impl Classifier for OnnxClassifier {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn classify(&mut self, features: &[f32], rows: usize, probabilities: &mut [f32]) -> Result<()> {
+        let labels = self.info.labels.len();
+        if features.len() != rows * NUM_FEATURES || probabilities.len() != rows * labels {
+            return Err(Error::Inference(format!(
+                "buffer sizes do not match {rows} rows"
+            )));
+        }
+        let input = ort::value::TensorRef::from_array_view(([rows, NUM_FEATURES], features))
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input])
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        let value = outputs
+            .get(&self.probabilities_output)
+            .ok_or_else(|| Error::Inference("model returned no probabilities".into()))?;
+        let (_, probs) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        if probs.len() != probabilities.len() {
+            return Err(Error::Inference(format!(
+                "model returned {} probabilities for {rows} rows of {labels} labels",
+                probs.len()
+            )));
+        }
+        probabilities.copy_from_slice(probs);
+        Ok(())
+    }
+}
+
+/// Reads a model's metadata without the schema check, for `model info`.
+pub fn inspect_model(path: &Path, runtime: Option<&Path>) -> Result<(ModelInfo, Result<()>)> {
+    init_onnx_runtime(runtime)?;
+    let bad = |reason: String| Error::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let env = environment()?;
+    let session = ort::session::Session::builder(&env)
+        .map_err(|e| bad(e.to_string()))?
+        .commit_from_file(path)
+        .map_err(|e| bad(format!("not a loadable ONNX model: {e}")))?;
+    let info = read_info(&session, path)?;
+    let verdict = info.check_schema(path);
+    Ok((info, verdict))
+}

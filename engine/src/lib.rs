@@ -1,0 +1,89 @@
+//! # Tidewatch
+//!
+//! A packet inspection engine: packets in, per-flow verdicts from an ONNX
+//! model out, on ordinary hardware.
+//!
+//! ```text
+//! source → decode → flow table → features (+ host context) → batcher → classifier → sinks
+//! ```
+//!
+//! Modules follow that order: [`source`], [`decode`], [`flow`],
+//! [`features`], [`infer`], [`pipeline`], [`sink`].
+//!
+//! ## Example: replay a capture through the bundled model
+//!
+//! ```no_run
+//! use tidewatch::{Engine, PcapFileSource, JsonLinesSink};
+//!
+//! # fn main() -> Result<(), tidewatch::Error> {
+//! let mut engine = Engine::builder()
+//!     .model("models/baseline/model.onnx")   // ONNX Runtime from ORT_DYLIB_PATH or .ort/
+//!     .early_packets(8)                       // early verdict after 8 packets
+//!     .sink(JsonLinesSink::new(std::io::stdout()))
+//!     .build()?;
+//! let mut source = PcapFileSource::open(&["pcaps/demo.pcap"])?;
+//! let stats = engine.run(&mut source)?;
+//! eprintln!("{} packets, {} flows, {} verdicts", stats.packets, stats.flows_created, stats.verdicts());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Example: your own classifier, no ONNX at all
+//!
+//! ```
+//! use tidewatch::{Classifier, CollectSink, Engine, ModelInfo, PcapFileSource};
+//! use tidewatch::features::{FEATURE_NAMES, SCHEMA_NAME, SCHEMA_VERSION};
+//!
+//! /// Calls every flow with more than 4 packets "chatty".
+//! struct Chatty(ModelInfo);
+//! impl Classifier for Chatty {
+//!     fn info(&self) -> &ModelInfo { &self.0 }
+//!     fn classify(&mut self, rows: &[f32], n: usize, out: &mut [f32]) -> tidewatch::Result<()> {
+//!         for i in 0..n {
+//!             let packets = rows[i * FEATURE_NAMES.len() + 1] + rows[i * FEATURE_NAMES.len() + 2];
+//!             let chatty = if packets > 4.0 { 1.0 } else { 0.0 };
+//!             out[i * 2] = 1.0 - chatty;
+//!             out[i * 2 + 1] = chatty;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), tidewatch::Error> {
+//! let info = ModelInfo {
+//!     name: "chatty".into(), version: "1".into(),
+//!     schema: SCHEMA_NAME.into(), schema_version: SCHEMA_VERSION,
+//!     features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+//!     labels: vec!["quiet".into(), "chatty".into()],
+//! };
+//! let verdicts = CollectSink::new();
+//! let mut engine = Engine::builder()
+//!     .classifier(Box::new(Chatty(info)))
+//!     .sink(verdicts.clone())
+//!     .build()?;
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../pcaps/tiny_tcp.pcap");
+//! let stats = engine.run(&mut PcapFileSource::open(&[path])?)?;
+//! let v = verdicts.take();
+//! assert_eq!(stats.flows_created, 1);
+//! assert_eq!(v.last().map(|v| &*v.label), Some("chatty"));
+//! # Ok(()) }
+//! ```
+
+#![deny(unsafe_code)]
+
+pub mod decode;
+pub mod error;
+pub mod features;
+pub mod flow;
+pub mod infer;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+
+pub use error::{Error, Result, SinkError};
+pub use infer::{init_onnx_runtime, Classifier, ModelInfo, OnnxClassifier};
+pub use pipeline::{Engine, EngineBuilder, Stats};
+pub use sink::{
+    CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict,
+    VerdictSink,
+};
+pub use source::{LinkType, PacketSource, PcapFileSource, RawPacket};

@@ -1,0 +1,206 @@
+//! Sinks: where verdicts (and, for training, feature rows) leave the engine.
+//!
+//! Contract of both traits, in the manner of ripgrep's `Sink`: the engine
+//! calls `verdict`/`row` once per item, in order, from one thread; a sink
+//! returns [`SinkControl::Stop`] to ask the engine to stop reading input
+//! (open flows are still flushed, so the sink may get more items); an `Err`
+//! stops the engine at once and is returned from `run`. `finish` is called
+//! exactly once at the end, also after a stop, to flush buffers.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, SerializeStruct};
+
+use crate::error::SinkError;
+use crate::source::Micros;
+
+/// What a sink wants after an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkControl {
+    Continue,
+    Stop,
+}
+
+/// When a verdict or feature row was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Trigger {
+    /// After the first K packets of the flow.
+    Early,
+    /// When the flow ended.
+    End,
+}
+
+impl Trigger {
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Early => "early",
+            Trigger::End => "end",
+        }
+    }
+}
+
+/// The facts of a flow at the moment of a verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowRecord {
+    /// Capture time of the packet that triggered the row.
+    pub ts: Micros,
+    pub flow_id: u64,
+    pub flow_start: Micros,
+    pub proto: &'static str,
+    /// Source is the flow's initiator.
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub packets: u64,
+    /// Frame bytes on the wire, both directions.
+    pub bytes: u64,
+    pub trigger: Trigger,
+    /// Why the flow ended (`None` for early rows).
+    pub end_reason: Option<&'static str>,
+}
+
+/// A model's verdict on a flow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub flow: FlowRecord,
+    pub label: Arc<str>,
+    pub score: f32,
+    /// Probability of each label, in the model's label order.
+    pub scores: Vec<(Arc<str>, f32)>,
+    /// `name@version` of the model.
+    pub model: Arc<str>,
+}
+
+/// RFC 3339 UTC with microseconds, e.g. `2026-01-01T00:00:00.000000Z`.
+pub fn rfc3339_micros(ts: Micros) -> String {
+    let secs = i64::try_from(ts / 1_000_000).unwrap_or(i64::MAX);
+    let nanos = ((ts % 1_000_000) * 1000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        None => "9999-12-31T23:59:59.999999Z".to_string(),
+    }
+}
+
+struct Scores<'a>(&'a [(Arc<str>, f32)]);
+
+impl serde::Serialize for Scores<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(&**k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// JSON field names are a public interface: other tools parse them.
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = &self.flow;
+        let mut st = s.serialize_struct("Verdict", 17)?;
+        st.serialize_field("ts", &rfc3339_micros(f.ts))?;
+        st.serialize_field("flow_id", &f.flow_id)?;
+        st.serialize_field("flow_start", &rfc3339_micros(f.flow_start))?;
+        st.serialize_field("proto", f.proto)?;
+        st.serialize_field("src_ip", &f.src_ip)?;
+        st.serialize_field("src_port", &f.src_port)?;
+        st.serialize_field("dst_ip", &f.dst_ip)?;
+        st.serialize_field("dst_port", &f.dst_port)?;
+        st.serialize_field("label", &*self.label)?;
+        st.serialize_field("score", &self.score)?;
+        st.serialize_field("scores", &Scores(&self.scores))?;
+        st.serialize_field("packets", &f.packets)?;
+        st.serialize_field("bytes", &f.bytes)?;
+        st.serialize_field("model", &*self.model)?;
+        st.serialize_field("trigger", f.trigger.name())?;
+        if let Some(r) = f.end_reason {
+            st.serialize_field("end_reason", r)?;
+        }
+        st.end()
+    }
+}
+
+/// Receives verdicts. See the module documentation for the contract.
+pub trait VerdictSink: Send {
+    fn verdict(&mut self, verdict: &Verdict) -> Result<SinkControl, SinkError>;
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Receives feature rows (for training). Same contract as [`VerdictSink`].
+pub trait FeatureSink: Send {
+    fn row(&mut self, flow: &FlowRecord, features: &[f32]) -> Result<SinkControl, SinkError>;
+    fn finish(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Writes one JSON object per verdict, one per line.
+pub struct JsonLinesSink<W: Write + Send> {
+    out: std::io::BufWriter<W>,
+}
+
+impl<W: Write + Send> JsonLinesSink<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out: std::io::BufWriter::new(out),
+        }
+    }
+}
+
+impl<W: Write + Send> VerdictSink for JsonLinesSink<W> {
+    fn verdict(&mut self, v: &Verdict) -> Result<SinkControl, SinkError> {
+        serde_json::to_writer(&mut self.out, v).map_err(|e| SinkError::Other(e.to_string()))?;
+        self.out.write_all(b"\n")?;
+        Ok(SinkControl::Continue)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// Keeps every verdict in memory; for tests and small embeddings.
+#[derive(Clone, Default)]
+pub struct CollectSink {
+    pub verdicts: Arc<std::sync::Mutex<Vec<Verdict>>>,
+}
+
+impl CollectSink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of what was collected so far.
+    pub fn take(&self) -> Vec<Verdict> {
+        match self.verdicts.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+}
+
+impl VerdictSink for CollectSink {
+    fn verdict(&mut self, v: &Verdict) -> Result<SinkControl, SinkError> {
+        match self.verdicts.lock() {
+            Ok(mut g) => g.push(v.clone()),
+            Err(p) => p.into_inner().push(v.clone()),
+        }
+        Ok(SinkControl::Continue)
+    }
+}
+
+/// Calls a closure for each verdict.
+pub struct FnSink<F: FnMut(&Verdict) + Send>(pub F);
+
+impl<F: FnMut(&Verdict) + Send> VerdictSink for FnSink<F> {
+    fn verdict(&mut self, v: &Verdict) -> Result<SinkControl, SinkError> {
+        (self.0)(v);
+        Ok(SinkControl::Continue)
+    }
+}

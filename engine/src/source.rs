@@ -1,0 +1,191 @@
+//! Packet sources: where packets enter the engine.
+//!
+//! A [`PacketSource`] lends one packet at a time; the engine never keeps the
+//! borrowed bytes past the call, so sources can reuse their buffers.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Link-layer framing of a capture, as a pcap LINKTYPE number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinkType(pub i32);
+
+impl LinkType {
+    pub const NULL: LinkType = LinkType(0);
+    pub const ETHERNET: LinkType = LinkType(1);
+    /// `DLT_RAW` as written by Linux and most BSDs.
+    pub const RAW_12: LinkType = LinkType(12);
+    /// `DLT_RAW` as written by OpenBSD.
+    pub const RAW_14: LinkType = LinkType(14);
+    pub const RAW: LinkType = LinkType(101);
+    pub const LOOP: LinkType = LinkType(108);
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    pub const IPV4: LinkType = LinkType(228);
+    pub const IPV6: LinkType = LinkType(229);
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+}
+
+/// Capture time in microseconds since the Unix epoch. All engine time is
+/// packet time: the engine never reads a clock, so replays are deterministic.
+pub type Micros = u64;
+
+/// One captured packet, borrowed from its source.
+#[derive(Clone, Copy, Debug)]
+pub struct RawPacket<'a> {
+    pub ts: Micros,
+    /// Length of the packet on the wire (may exceed `data.len()` under a snaplen).
+    pub wire_len: u32,
+    pub link_type: LinkType,
+    pub data: &'a [u8],
+}
+
+/// Why a source stopped reading a file before its end.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartialRead {
+    pub path: PathBuf,
+    pub packets_read: u64,
+    pub reason: String,
+}
+
+/// A source of packets. Implement this to feed the engine from anything.
+///
+/// Contract: `next_packet` returns `Ok(Some(packet))` until the input is
+/// exhausted, then `Ok(None)` forever. A damaged input is not an error here:
+/// the source reads what it can and reports the rest through
+/// [`PacketSource::partial_reads`].
+pub trait PacketSource {
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>>;
+
+    /// Inputs that ended early (truncated or corrupt), with how far they got.
+    fn partial_reads(&self) -> Vec<PartialRead> {
+        Vec::new()
+    }
+}
+
+/// Reads pcap and pcapng files through libpcap, one after the other.
+///
+/// Files are checked when the source is built (a missing or non-capture file
+/// is an error before any packet flows) and opened one at a time while read.
+pub struct PcapFileSource {
+    head: FileReader,
+    // The files after this one. A chain rather than a list, so that moving to
+    // the next file touches a different field than the capture whose packet
+    // is being lent out (the borrow checker needs the two to be disjoint).
+    tail: Option<Box<PcapFileSource>>,
+}
+
+struct FileReader {
+    path: PathBuf,
+    cap: Option<pcap::Capture<pcap::Offline>>,
+    link_type: LinkType,
+    packets: u64,
+    finished: bool,
+    partial: Option<PartialRead>,
+}
+
+impl PcapFileSource {
+    /// Checks every file up front so that a missing or non-capture file is
+    /// reported before any packet is processed.
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Self> {
+        let mut chain: Option<Box<PcapFileSource>> = None;
+        for p in paths.iter().rev() {
+            let path = p.as_ref().to_path_buf();
+            drop(open_capture(&path)?);
+            let head = FileReader {
+                path,
+                cap: None,
+                link_type: LinkType(-1),
+                packets: 0,
+                finished: false,
+                partial: None,
+            };
+            chain = Some(Box::new(PcapFileSource { head, tail: chain }));
+        }
+        chain
+            .map(|b| *b)
+            .ok_or_else(|| Error::Config("no capture file given".into()))
+    }
+
+    /// Link type of the file being read (or last read).
+    pub fn link_type(&self) -> LinkType {
+        match &self.tail {
+            Some(t) if self.head.finished => t.link_type(),
+            _ => self.head.link_type,
+        }
+    }
+}
+
+fn open_capture(path: &Path) -> Result<pcap::Capture<pcap::Offline>> {
+    let fail = |reason: String| Error::CaptureOpen {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if meta.is_dir() {
+        return Err(fail("is a directory".into()));
+    }
+    if meta.is_file() && meta.len() == 0 {
+        return Err(fail("file is empty".into()));
+    }
+    pcap::Capture::from_file(path).map_err(|e| fail(e.to_string()))
+}
+
+/// Timestamps before 1970 (a corrupt header) are clamped to the epoch.
+fn timeval_micros(secs: i64, usecs: i64) -> Micros {
+    let secs = u64::try_from(secs).unwrap_or(0);
+    let usecs = u64::try_from(usecs).unwrap_or(0).min(999_999);
+    secs.saturating_mul(1_000_000).saturating_add(usecs)
+}
+
+impl PacketSource for PcapFileSource {
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>> {
+        if self.head.finished {
+            self.head.cap = None; // close the file as soon as it is done
+        } else {
+            if self.head.cap.is_none() {
+                let cap = open_capture(&self.head.path)?;
+                self.head.link_type = LinkType(cap.get_datalink().0);
+                self.head.cap = Some(cap);
+            }
+            if let Some(cap) = self.head.cap.as_mut() {
+                match cap.next_packet() {
+                    Ok(p) => {
+                        self.head.packets += 1;
+                        #[allow(clippy::unnecessary_cast)] // time_t is not i64 everywhere
+                        let ts =
+                            timeval_micros(p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64);
+                        return Ok(Some(RawPacket {
+                            ts,
+                            wire_len: p.header.len,
+                            link_type: self.head.link_type,
+                            data: p.data,
+                        }));
+                    }
+                    Err(e) => {
+                        if !matches!(e, pcap::Error::NoMorePackets) {
+                            self.head.partial = Some(PartialRead {
+                                path: self.head.path.clone(),
+                                packets_read: self.head.packets,
+                                reason: e.to_string(),
+                            });
+                        }
+                        self.head.finished = true;
+                    }
+                }
+            }
+        }
+        match self.tail.as_mut() {
+            Some(t) => t.next_packet(),
+            None => Ok(None),
+        }
+    }
+
+    fn partial_reads(&self) -> Vec<PartialRead> {
+        let mut out: Vec<PartialRead> = self.head.partial.iter().cloned().collect();
+        if let Some(t) = &self.tail {
+            out.extend(t.partial_reads());
+        }
+        out
+    }
+}

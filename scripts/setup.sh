@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what Tidewatch needs, idempotently: libpcap (apt), ONNX Runtime's
+# shared library from the pinned PyPI wheel into .ort/, and with --test the
+# tools the tests use (tshark). Safe to run again: it skips what is present.
+set -euo pipefail
+
+ORT_VERSION=1.31.1
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ORT_DIR="$ROOT/.ort"
+ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+say() { echo "setup: $*" >&2; }
+
+sudo_if_needed() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]} with apt-get"
+    if [ $apt_updated -eq 0 ]; then
+        sudo_if_needed apt-get update -qq
+        apt_updated=1
+    fi
+    # tshark asks whether non-root users may capture: answer no, non-interactively.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | sudo_if_needed debconf-set-selections 2>/dev/null || true
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install libpcap-dev pkg-config
+[ $want_test -eq 1 ] && apt_install tshark
+
+if [ ! -f "$ORT_LIB" ]; then
+    say "fetching onnxruntime==$ORT_VERSION from PyPI into .ort/"
+    mkdir -p "$ORT_DIR/wheel"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$ORT_DIR/wheel" "onnxruntime==$ORT_VERSION"
+    python3 - "$ORT_DIR" "$ORT_VERSION" <<'PY'
+import glob, shutil, sys, zipfile
+ort_dir, version = sys.argv[1], sys.argv[2]
+wheels = glob.glob(f"{ort_dir}/wheel/onnxruntime-{version}-*.whl")
+if not wheels:
+    sys.exit(f"setup: no onnxruntime {version} wheel was downloaded")
+member = f"onnxruntime/capi/libonnxruntime.so.{version}"
+with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src, open(f"{ort_dir}/libonnxruntime.so.{version}.part", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    mv "$ORT_LIB.part" "$ORT_LIB"
+    rm -rf "$ORT_DIR/wheel"
+fi
+say "ready (ONNX Runtime: ${ORT_LIB#$ROOT/})"
