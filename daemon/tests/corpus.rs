@@ -23,8 +23,21 @@ fn shared() -> Option<PathBuf> {
 }
 
 const FIELDS: &[&str] = &[
-    "ts", "flow_id", "flow_start", "proto", "src_ip", "src_port", "dst_ip", "dst_port", "label", "score", "scores", "packets",
-    "bytes", "model", "trigger",
+    "ts",
+    "flow_id",
+    "flow_start",
+    "proto",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "label",
+    "score",
+    "scores",
+    "packets",
+    "bytes",
+    "model",
+    "trigger",
 ];
 
 /// Checks one file; returns Err(description) on any violation, Ok(exit code) otherwise.
@@ -59,20 +72,29 @@ fn sweep_one(file: &Path) -> Result<i32, String> {
     if n("packets") != n("decoded") + n("dropped") {
         return Err(format!("accounting: {stats}"));
     }
-    let drops: u64 = stats["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let drops: u64 = stats["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     if drops != n("dropped") {
         return Err(format!("drops by reason do not add up: {stats}"));
     }
     let mut lines = 0u64;
     for l in String::from_utf8_lossy(&o.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("bad JSON {e}: {l}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(l).map_err(|e| format!("bad JSON {e}: {l}"))?;
         if let Some(f) = FIELDS.iter().find(|f| v.get(**f).is_none()) {
             return Err(format!("verdict lacks {f}: {l}"));
         }
         lines += 1;
     }
     if lines != n("verdicts") {
-        return Err(format!("{lines} verdict lines but stats say {}", n("verdicts")));
+        return Err(format!(
+            "{lines} verdict lines but stats say {}",
+            n("verdicts")
+        ));
     }
     Ok(0)
 }
@@ -81,8 +103,17 @@ fn sweep_one(file: &Path) -> Result<i32, String> {
 fn replay_every_public_capture() {
     let Some(public) = shared() else { return };
     let manifest = std::fs::read_to_string(public.join("MANIFEST.tsv")).unwrap();
-    let files: Vec<PathBuf> = manifest.lines().skip(1).filter_map(|l| l.split('\t').next()).map(|f| public.join(f)).collect();
-    assert!(files.len() > 1000, "manifest lists only {} files", files.len());
+    let files: Vec<PathBuf> = manifest
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').next())
+        .map(|f| public.join(f))
+        .collect();
+    assert!(
+        files.len() > 1000,
+        "manifest lists only {} files",
+        files.len()
+    );
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let unopenable = AtomicUsize::new(0);
@@ -96,7 +127,10 @@ fn replay_every_public_capture() {
                         unopenable.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
-                    Err(e) => failures.lock().unwrap().push(format!("{}: {e}", f.display())),
+                    Err(e) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{}: {e}", f.display())),
                 }
             });
         }
@@ -108,5 +142,10 @@ fn replay_every_public_capture() {
         unopenable.load(Ordering::Relaxed),
         failures.len()
     );
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

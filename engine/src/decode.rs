@@ -222,12 +222,13 @@ fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInf
         return Err(DropReason::IpFragment);
     }
     // Under a snaplen the captured payload is short; the wire length tells how
-    // much was sent, which is what flow statistics must count.
-    let missing = if payload.incomplete {
-        pkt.wire_len.saturating_sub(pkt.data.len() as u32)
-    } else {
-        0
-    };
+    // much was sent, which is what flow statistics must count. Short without
+    // a snaplen means the IP length field claims bytes that never existed.
+    let missing = pkt.wire_len.saturating_sub(pkt.data.len() as u32);
+    if payload.incomplete && missing == 0 {
+        return Err(DropReason::Truncated);
+    }
+    let missing = if payload.incomplete { missing } else { 0 };
     let ip_payload_len = (payload.payload.len() as u32).saturating_add(missing);
     let ip_len = (ip_hdr_len as u32).saturating_add(ip_payload_len);
     let mut info = PacketInfo {

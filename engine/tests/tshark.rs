@@ -34,7 +34,10 @@ fn endpoint(ip: &str, port: &str) -> String {
 
 fn split_endpoint(s: &str) -> (String, String) {
     let at = s.rfind(':').unwrap();
-    (s[..at].trim_matches(|c| c == '[' || c == ']').to_string(), s[at + 1..].to_string())
+    (
+        s[..at].trim_matches(|c| c == '[' || c == ']').to_string(),
+        s[at + 1..].to_string(),
+    )
 }
 
 fn tshark_convs(file: &Path) -> BTreeMap<Conv, Counts> {
@@ -54,7 +57,9 @@ fn tshark_convs(file: &Path) -> BTreeMap<Conv, Counts> {
         } else if line.starts_with("UDP Conversations") {
             proto = "udp";
         }
-        let Some((left, rest)) = line.split_once("<->") else { continue };
+        let Some((left, rest)) = line.split_once("<->") else {
+            continue;
+        };
         let t: Vec<&str> = rest.split_whitespace().collect();
         // b  <-frames  <-bytes unit  ->frames  ->bytes unit  total-frames total-bytes unit ...
         let (a, b) = (split_endpoint(left.trim()), split_endpoint(t[0]));
@@ -62,10 +67,31 @@ fn tshark_convs(file: &Path) -> BTreeMap<Conv, Counts> {
         let frames_a: u64 = t[4].parse().unwrap();
         let bytes = (t[9] == "bytes").then(|| t[8].parse().unwrap());
         let (ea, eb) = (endpoint(&a.0, &a.1), endpoint(&b.0, &b.1));
-        let key = if ea <= eb { (proto.to_string(), ea, eb) } else { (proto.to_string(), eb, ea) };
-        let counts = if ea <= eb { Counts { frames_a, frames_b, bytes } } else { Counts { frames_a: frames_b, frames_b: frames_a, bytes } };
+        let (key, counts) = if ea <= eb {
+            (
+                (proto.to_string(), ea, eb),
+                Counts {
+                    frames_a,
+                    frames_b,
+                    bytes,
+                },
+            )
+        } else {
+            (
+                (proto.to_string(), eb, ea),
+                Counts {
+                    frames_a: frames_b,
+                    frames_b: frames_a,
+                    bytes,
+                },
+            )
+        };
         // tshark keeps one row per conversation; merge repeats (port reuse) to compare like with like.
-        let e = convs.entry(key).or_insert(Counts { frames_a: 0, frames_b: 0, bytes: Some(0) });
+        let e = convs.entry(key).or_insert(Counts {
+            frames_a: 0,
+            frames_b: 0,
+            bytes: Some(0),
+        });
         e.frames_a += counts.frames_a;
         e.frames_b += counts.frames_b;
         e.bytes = e.bytes.zip(counts.bytes).map(|(x, y)| x + y);
@@ -81,14 +107,35 @@ fn tidewatch_convs(file: &Path) -> BTreeMap<Conv, Counts> {
         if r.proto != "tcp" && r.proto != "udp" {
             continue;
         }
-        let (src, dst) = (endpoint(&r.src_ip.to_string(), &r.src_port.to_string()), endpoint(&r.dst_ip.to_string(), &r.dst_port.to_string()));
+        let (src, dst) = (
+            endpoint(&r.src_ip.to_string(), &r.src_port.to_string()),
+            endpoint(&r.dst_ip.to_string(), &r.dst_port.to_string()),
+        );
         let (fwd, bwd) = (f[col("fwd_packets")] as u64, f[col("bwd_packets")] as u64);
         let (key, counts) = if src <= dst {
-            ((r.proto.to_string(), src, dst), Counts { frames_a: fwd, frames_b: bwd, bytes: Some(r.bytes) })
+            (
+                (r.proto.to_string(), src, dst),
+                Counts {
+                    frames_a: fwd,
+                    frames_b: bwd,
+                    bytes: Some(r.bytes),
+                },
+            )
         } else {
-            ((r.proto.to_string(), dst, src), Counts { frames_a: bwd, frames_b: fwd, bytes: Some(r.bytes) })
+            (
+                (r.proto.to_string(), dst, src),
+                Counts {
+                    frames_a: bwd,
+                    frames_b: fwd,
+                    bytes: Some(r.bytes),
+                },
+            )
         };
-        let e = convs.entry(key).or_insert(Counts { frames_a: 0, frames_b: 0, bytes: Some(0) });
+        let e = convs.entry(key).or_insert(Counts {
+            frames_a: 0,
+            frames_b: 0,
+            bytes: Some(0),
+        });
         e.frames_a += counts.frames_a;
         e.frames_b += counts.frames_b;
         e.bytes = e.bytes.zip(counts.bytes).map(|(x, y)| x + y);
@@ -101,12 +148,27 @@ fn assert_agrees(file: &Path) -> usize {
     let ours = tidewatch_convs(file);
     let ours_keys: Vec<_> = ours.keys().collect();
     let theirs_keys: Vec<_> = theirs.keys().collect();
-    assert_eq!(ours_keys, theirs_keys, "conversations differ on {}", file.display());
+    assert_eq!(
+        ours_keys,
+        theirs_keys,
+        "conversations differ on {}",
+        file.display()
+    );
     for (k, t) in &theirs {
         let o = ours[k];
-        assert_eq!((o.frames_a, o.frames_b), (t.frames_a, t.frames_b), "frames differ for {k:?} in {}", file.display());
+        assert_eq!(
+            (o.frames_a, o.frames_b),
+            (t.frames_a, t.frames_b),
+            "frames differ for {k:?} in {}",
+            file.display()
+        );
         if let Some(tb) = t.bytes {
-            assert_eq!(o.bytes, Some(tb), "bytes differ for {k:?} in {}", file.display());
+            assert_eq!(
+                o.bytes,
+                Some(tb),
+                "bytes differ for {k:?} in {}",
+                file.display()
+            );
         }
     }
     theirs.len()
@@ -119,7 +181,16 @@ fn flow_tables_agree_with_tshark_on_project_captures() {
         return;
     }
     let mut files = vec![common::pcap("demo.pcap"), common::pcap("tiny_tcp.pcap")];
-    for f in ["eth.pcap", "vlan.pcap", "qinq.pcap", "sll.pcap", "sll2.pcap", "raw.pcap", "null.pcap", "eth.pcapng"] {
+    for f in [
+        "eth.pcap",
+        "vlan.pcap",
+        "qinq.pcap",
+        "sll.pcap",
+        "sll2.pcap",
+        "raw.pcap",
+        "null.pcap",
+        "eth.pcapng",
+    ] {
         files.push(common::pcap(&format!("linktypes/{f}")));
     }
     let mut total = 0;

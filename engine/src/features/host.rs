@@ -53,8 +53,11 @@ impl DistinctSketch {
 
     fn insert(&mut self, now: Micros, value: u64) {
         self.rotate(now);
-        // Fibonacci hashing spreads consecutive ports over the bitmap.
-        let bit = (value.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as u32;
+        // Linear counting assumes uniformly random bits: mix fully (splitmix64).
+        let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let bit = ((z ^ (z >> 31)) >> 57) as u32;
         self.current |= 1u128 << bit;
     }
 
