@@ -26,6 +26,8 @@ pub struct FeaturesArgs {
     /// Also write a row after this many packets of a flow (0: end rows only).
     #[arg(long, default_value_t = 8, value_name = "K")]
     early_packets: usize,
+    #[command(flatten)]
+    flows: crate::FlowArgs,
 }
 
 /// Canonical (direction-free) flow identity used to join labels.
@@ -173,6 +175,7 @@ pub fn run(args: FeaturesArgs) -> Result<(), Failure> {
     };
     let mut engine = Engine::builder()
         .early_packets(args.early_packets)
+        .flow_config(args.flows.config()?)
         .feature_sink(sink)
         .build()?;
     let stats = engine.run(&mut source)?;

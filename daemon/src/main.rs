@@ -76,6 +76,52 @@ struct ReplayArgs {
     /// Also print the counters at the end: `json` prints one JSON object on stderr.
     #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
     stats: Option<String>,
+    #[command(flatten)]
+    flows: FlowArgs,
+}
+
+/// Flow-table settings shared by `replay` and `features`.
+#[derive(clap::Args)]
+pub struct FlowArgs {
+    /// A TCP flow silent this long ends (seconds).
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    tcp_idle_timeout: f64,
+    /// A UDP flow silent this long ends (seconds).
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    udp_idle_timeout: f64,
+    /// An ICMP or other-protocol flow silent this long ends (seconds).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    other_idle_timeout: f64,
+    /// A flow longer than this ends and a new one begins (seconds).
+    #[arg(long, default_value_t = 1800.0, value_name = "SECS")]
+    active_timeout: f64,
+    /// Most flows tracked at once; when full the least recently seen are evicted (counted).
+    #[arg(long, default_value_t = 1 << 20, value_name = "N")]
+    max_flows: usize,
+}
+
+impl FlowArgs {
+    pub fn config(&self) -> Result<tidewatch::flow::FlowConfig, Failure> {
+        let us = |name: &str, s: f64| {
+            if s.is_finite() && s > 0.0 && s < 1e9 {
+                Ok((s * 1e6) as u64)
+            } else {
+                Err(Failure::usage(format!(
+                    "--{name} must be a positive number of seconds, not {s}"
+                )))
+            }
+        };
+        let other = us("other-idle-timeout", self.other_idle_timeout)?;
+        Ok(tidewatch::flow::FlowConfig {
+            tcp_idle_timeout: us("tcp-idle-timeout", self.tcp_idle_timeout)?,
+            udp_idle_timeout: us("udp-idle-timeout", self.udp_idle_timeout)?,
+            icmp_idle_timeout: other,
+            other_idle_timeout: other,
+            active_timeout: us("active-timeout", self.active_timeout)?,
+            max_flows: self.max_flows,
+            ..Default::default()
+        })
+    }
 }
 
 /// An error with the exit code it deserves.
@@ -139,7 +185,8 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let mut builder = Engine::builder()
         .model(&model)
         .early_packets(args.early_packets)
-        .batch_size(args.batch_size);
+        .batch_size(args.batch_size)
+        .flow_config(args.flows.config()?);
     if let Some(rt) = &args.onnx_runtime {
         builder = builder.onnx_runtime(rt);
     }

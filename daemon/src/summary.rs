@@ -43,11 +43,11 @@ pub fn render(s: &Stats, wall: f64, model: &str, outputs: &[String]) -> String {
     };
     let _ = writeln!(
         o,
-        "tidewatch: {} packets ({}B) in {:.3} s: {}packets/s, {}bit/s",
+        "tidewatch: {} packets ({}B) in {:.3} s: {} packets/s, {}bit/s",
         s.packets,
         si(s.bytes as f64),
         wall,
-        si(pps),
+        si(pps).trim_end(),
         si(bps)
     );
     let drops: Vec<String> = DropReason::ALL

@@ -291,17 +291,19 @@ impl Flow {
 
     /// Why this flow should end at time `now`, if it should.
     pub fn expiry(&self, now: Micros, cfg: &FlowConfig) -> Option<EndReason> {
-        let idle = now.saturating_sub(self.stats.last_ts);
-        if idle >= self.idle_timeout(cfg) {
+        // Whichever of the idle and active deadlines came first decides.
+        let idle_at = self.stats.last_ts.saturating_add(self.idle_timeout(cfg));
+        let active_at = self.stats.first_ts.saturating_add(cfg.active_timeout);
+        if now < idle_at.min(active_at) {
+            None
+        } else if idle_at <= active_at {
             Some(if self.is_closed() {
                 EndReason::Closed
             } else {
                 EndReason::IdleTimeout
             })
-        } else if now.saturating_sub(self.stats.first_ts) >= cfg.active_timeout {
-            Some(EndReason::ActiveTimeout)
         } else {
-            None
+            Some(EndReason::ActiveTimeout)
         }
     }
 }
@@ -350,21 +352,14 @@ impl FlowTable {
         ended: &mut impl FnMut(Flow, EndReason),
     ) -> Update<'_> {
         let (key, src_is_lo) = FlowKey::of(p);
-        let mut end_existing = None;
-        if let Some(f) = self.flows.get(&key) {
+        let end_existing = self.flows.get(&key).and_then(|f| {
             if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() {
-                end_existing = Some(EndReason::PortReuse);
-            } else if p.ts.saturating_sub(f.stats.first_ts) >= self.cfg.active_timeout {
-                end_existing = Some(EndReason::ActiveTimeout);
-            } else if p.ts.saturating_sub(f.stats.last_ts) >= f.idle_timeout(&self.cfg) {
-                // Expired between two sweeps: end it before it takes this packet.
-                end_existing = Some(if f.is_closed() {
-                    EndReason::Closed
-                } else {
-                    EndReason::IdleTimeout
-                });
+                Some(EndReason::PortReuse)
+            } else {
+                // Expired since the last sweep: end it before it takes this packet.
+                f.expiry(p.ts, &self.cfg)
             }
-        }
+        });
         if let Some(reason) = end_existing {
             if let Some(old) = self.flows.remove(&key) {
                 ended(old, reason);
@@ -431,5 +426,146 @@ impl FlowTable {
         for f in all {
             ended(f, EndReason::EndOfInput);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{tcp_flags as f, TcpInfo};
+
+    fn addr(n: u8) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[10] = 0xff;
+        a[11] = 0xff;
+        a[15] = n;
+        a
+    }
+
+    fn tcp(ts: Micros, from_client: bool, flags: u8) -> PacketInfo {
+        let (src, dst, sp, dp) = if from_client {
+            (addr(1), addr(2), 40000, 80)
+        } else {
+            (addr(2), addr(1), 80, 40000)
+        };
+        PacketInfo {
+            ts,
+            wire_len: 54,
+            src,
+            dst,
+            is_ipv6: false,
+            proto: PROTO_TCP,
+            src_port: sp,
+            dst_port: dp,
+            icmp_echo_id: None,
+            ip_len: 40,
+            payload_len: 0,
+            tcp: Some(TcpInfo {
+                flags,
+                seq: 0,
+                ack: 0,
+                window: 1000,
+            }),
+        }
+    }
+
+    fn run(table: &mut FlowTable, pkts: &[PacketInfo]) -> Vec<(Flow, EndReason)> {
+        let mut ended = Vec::new();
+        for p in pkts {
+            table.update(p, &mut |fl, r| ended.push((fl, r)));
+        }
+        ended
+    }
+
+    #[test]
+    fn port_reuse_after_close_starts_a_new_flow() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let conn = |t0: Micros| {
+            vec![
+                tcp(t0, true, f::SYN),
+                tcp(t0 + 1, false, f::SYN | f::ACK),
+                tcp(t0 + 2, true, f::ACK),
+                tcp(t0 + 3, true, f::FIN | f::ACK),
+                tcp(t0 + 4, false, f::FIN | f::ACK),
+                tcp(t0 + 5, true, f::ACK),
+            ]
+        };
+        let mut pkts = conn(1_000_000);
+        pkts.extend(conn(2_000_000));
+        let ended = run(&mut t, &pkts);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::PortReuse);
+        assert_eq!(ended[0].0.packets(), 6);
+        assert!(ended[0].0.facts().handshake_complete);
+        assert_eq!(t.len(), 1);
+        // A closed flow ends after the short closed timeout, as `closed`.
+        let mut rest = Vec::new();
+        t.expire(
+            2_000_005 + FlowConfig::default().tcp_closed_timeout,
+            &mut |fl, r| rest.push((fl, r)),
+        );
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].1, EndReason::Closed);
+    }
+
+    #[test]
+    fn syn_ack_first_makes_its_receiver_the_initiator() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let up = t.update(&tcp(10, false, f::SYN | f::ACK), &mut |_, _| {});
+        let ((init, port), _) = up.flow.endpoints();
+        assert_eq!((init, port), (addr(1), 40000));
+    }
+
+    #[test]
+    fn scan_probe_answered_by_reset_is_a_failed_handshake() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        run(
+            &mut t,
+            &[tcp(10, true, f::SYN), tcp(11, false, f::RST | f::ACK)],
+        );
+        let mut ended = Vec::new();
+        t.drain(&mut |fl, r| ended.push((fl, r)));
+        assert!(ended[0].0.failed_handshake());
+        assert!(ended[0].0.facts().responder_reset);
+        assert_eq!(ended[0].1, EndReason::EndOfInput);
+    }
+
+    #[test]
+    fn full_table_evicts_the_least_recently_seen() {
+        let cfg = FlowConfig {
+            max_flows: 4,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        let mut ended = Vec::new();
+        for i in 0..6u16 {
+            let mut p = tcp(u64::from(i) * 10, true, f::SYN);
+            p.src_port = 1000 + i;
+            t.update(&p, &mut |fl, r| ended.push((fl, r)));
+        }
+        assert_eq!(t.len(), 4);
+        assert_eq!(ended.len(), 2);
+        assert!(ended.iter().all(|(_, r)| *r == EndReason::Evicted));
+        let ports: Vec<u16> = ended.iter().map(|(fl, _)| fl.endpoints().0 .1).collect();
+        assert_eq!(ports, [1000, 1001]);
+    }
+
+    #[test]
+    fn idle_and_active_timeouts() {
+        let cfg = FlowConfig {
+            tcp_idle_timeout: 100,
+            active_timeout: 1000,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg);
+        // Packets 50 µs apart never go idle, but the flow is cut at the active timeout.
+        let pkts: Vec<_> = (0..30).map(|i| tcp(i * 50, i % 2 == 0, f::ACK)).collect();
+        let ended = run(&mut t, &pkts);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::ActiveTimeout);
+        // A gap longer than the idle timeout ends the flow before the next packet.
+        let ended = run(&mut t, &[tcp(10_000, true, f::ACK)]);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::IdleTimeout);
     }
 }

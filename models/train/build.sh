@@ -27,7 +27,7 @@ csvs() {
     local out=()
     for seed in "$@"; do
         if [ ! -f "$BUILD/lab-seed$seed.pcap" ]; then
-            python3 pcaps/generate.py labeled --seed "$seed" --out "$BUILD"
+            python3 pcaps/generate.py labeled --seed "$seed" --out "$BUILD" >&2
         fi
         "$TW" features "$BUILD/lab-seed$seed.pcap" --labels "$BUILD/lab-seed$seed.labels.csv" -o "$BUILD/seed$seed.csv" >&2
         out+=("$BUILD/seed$seed.csv")
