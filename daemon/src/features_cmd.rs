@@ -62,18 +62,19 @@ impl Labels {
     fn load(paths: &[PathBuf]) -> Result<Self, Failure> {
         let mut map: HashMap<LabelKey, Vec<LabelSpan>> = HashMap::new();
         for path in paths {
-            let f = File::open(path).map_err(|e| {
-                Failure::usage(format!("cannot open labels {}: {e}", path.display()))
-            })?;
+            let f =
+                File::open(path).map_err(|e| Failure::usage(format!("cannot open labels {}: {e}", path.display())))?;
             for (n, line) in BufReader::new(f).lines().enumerate() {
-                let line = line.map_err(|e| {
-                    Failure::usage(format!("cannot read labels {}: {e}", path.display()))
-                })?;
+                let line = line.map_err(|e| Failure::usage(format!("cannot read labels {}: {e}", path.display())))?;
                 if n == 0 || line.trim().is_empty() {
                     continue; // header
                 }
                 let bad = || {
-                    Failure::usage(format!("{}:{}: expected first_ts,last_ts,proto,src_ip,src_port,dst_ip,dst_port,label", path.display(), n + 1))
+                    Failure::usage(format!(
+                        "{}:{}: expected first_ts,last_ts,proto,src_ip,src_port,dst_ip,dst_port,label",
+                        path.display(),
+                        n + 1
+                    ))
                 };
                 let c: Vec<&str> = line.split(',').map(str::trim).collect();
                 if c.len() != 8 {
@@ -85,24 +86,18 @@ impl Labels {
                 let sp: u16 = c[4].parse().map_err(|_| bad())?;
                 let dst: IpAddr = c[5].parse().map_err(|_| bad())?;
                 let dp: u16 = c[6].parse().map_err(|_| bad())?;
-                map.entry(label_key(c[2], (src, sp), (dst, dp)))
-                    .or_default()
-                    .push(LabelSpan {
-                        first,
-                        last,
-                        label: c[7].to_string(),
-                    });
+                map.entry(label_key(c[2], (src, sp), (dst, dp))).or_default().push(LabelSpan {
+                    first,
+                    last,
+                    label: c[7].to_string(),
+                });
             }
         }
         Ok(Labels(map))
     }
 
     fn lookup(&self, r: &FlowRecord) -> Option<&str> {
-        let spans = self.0.get(&label_key(
-            r.proto,
-            (r.src_ip, r.src_port),
-            (r.dst_ip, r.dst_port),
-        ))?;
+        let spans = self.0.get(&label_key(r.proto, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port)))?;
         spans
             .iter()
             .filter(|s| r.flow_start + SLACK_US >= s.first && r.flow_start <= s.last + SLACK_US)
@@ -153,26 +148,19 @@ impl FeatureSink for CsvSink {
 pub fn run(args: FeaturesArgs) -> Result<(), Failure> {
     let labels = Labels::load(&args.labels)?;
     let mut source = PcapFileSource::open(&args.pcaps)?;
-    let create = |p: &PathBuf| {
-        File::create(p).map_err(|e| Failure::usage(format!("cannot create {}: {e}", p.display())))
-    };
+    let create =
+        |p: &PathBuf| File::create(p).map_err(|e| Failure::usage(format!("cannot create {}: {e}", p.display())));
     let mut out = BufWriter::new(create(&args.output)?);
     let header = format!(
         "flow_id,trigger,first_ts,last_ts,proto,src_ip,src_port,dst_ip,dst_port,label,{}\n",
         FEATURE_NAMES.join(",")
     );
-    out.write_all(header.as_bytes())
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+    out.write_all(header.as_bytes()).map_err(|e| Failure::runtime(e.to_string()))?;
     let mut schema_path = args.output.clone().into_os_string();
     schema_path.push(".schema.json");
     let schema = serde_json::json!({"name": SCHEMA_NAME, "version": SCHEMA_VERSION, "features": FEATURE_NAMES});
-    std::fs::write(&schema_path, format!("{schema}\n"))
-        .map_err(|e| Failure::runtime(e.to_string()))?;
-    let sink = CsvSink {
-        out,
-        labels,
-        line: String::new(),
-    };
+    std::fs::write(&schema_path, format!("{schema}\n")).map_err(|e| Failure::runtime(e.to_string()))?;
+    let sink = CsvSink { out, labels, line: String::new() };
     let mut engine = Engine::builder()
         .early_packets(args.early_packets)
         .flow_config(args.flows.config()?)
@@ -187,12 +175,7 @@ pub fn run(args: FeaturesArgs) -> Result<(), Failure> {
         args.output.display()
     );
     for p in &stats.partial_reads {
-        eprintln!(
-            "  warning: {} ended early after {} packets: {}",
-            p.path.display(),
-            p.packets_read,
-            p.reason
-        );
+        eprintln!("  warning: {} ended early after {} packets: {}", p.path.display(), p.packets_read, p.reason);
     }
     Ok(())
 }

@@ -31,16 +31,8 @@ pub fn add_rates(j: &mut serde_json::Value, s: &Stats, wall: f64) {
 
 pub fn render(s: &Stats, wall: f64, model: &str, outputs: &[String]) -> String {
     let mut o = String::new();
-    let pps = if wall > 0.0 {
-        s.packets as f64 / wall
-    } else {
-        0.0
-    };
-    let bps = if wall > 0.0 {
-        s.bytes as f64 * 8.0 / wall
-    } else {
-        0.0
-    };
+    let pps = if wall > 0.0 { s.packets as f64 / wall } else { 0.0 };
+    let bps = if wall > 0.0 { s.bytes as f64 * 8.0 / wall } else { 0.0 };
     let _ = writeln!(
         o,
         "tidewatch: {} packets ({}B) in {:.3} s: {} packets/s, {}bit/s",
@@ -66,46 +58,34 @@ pub fn render(s: &Stats, wall: f64, model: &str, outputs: &[String]) -> String {
         .filter(|(i, _)| s.flows_ended[*i] > 0)
         .map(|(i, r)| format!("{} {}", r.name(), s.flows_ended[i]))
         .collect();
-    let _ = writeln!(
-        o,
-        "  flows {} (peak {} open; ended: {})",
-        s.flows_created,
-        s.flows_peak,
-        ends.join(", ")
-    );
-    let labels: Vec<String> = s
-        .verdicts_by_label
-        .iter()
-        .map(|(l, n)| format!("{l} {n}"))
-        .collect();
+    let _ = writeln!(o, "  flows {} (peak {} open; ended: {})", s.flows_created, s.flows_peak, ends.join(", "));
+    let labels: Vec<String> = s.verdicts_by_label.iter().map(|(l, n)| format!("{l} {n}")).collect();
     let _ = writeln!(
         o,
         "  verdicts {} (early {}, end {}): {}",
         s.verdicts(),
         s.verdicts_early,
         s.verdicts_end,
-        if labels.is_empty() {
-            "none".to_string()
-        } else {
-            labels.join(", ")
-        }
+        if labels.is_empty() { "none".to_string() } else { labels.join(", ") }
+    );
+    let lat = &s.latency_us;
+    if lat.count > 0 {
+        let _ =
+            writeln!(o, "  packet-to-verdict latency: p50 {} µs, p99 {} µs, p99.9 {} µs", lat.p50, lat.p99, lat.p999);
+    }
+    let _ = writeln!(
+        o,
+        "  {} (queue-full waits {})",
+        if s.workers == 0 { "1 thread".to_string() } else { format!("{} workers", s.workers) },
+        s.queue_full
     );
     if !model.is_empty() {
-        let _ = writeln!(
-            o,
-            "  model {model}: {} batches, {:.1} ms inference",
-            s.batches,
-            s.inference_micros as f64 / 1e3
-        );
+        let _ =
+            writeln!(o, "  model {model}: {} batches, {:.1} ms inference", s.batches, s.inference_micros as f64 / 1e3);
     }
     for p in &s.partial_reads {
-        let _ = writeln!(
-            o,
-            "  warning: {} ended early after {} packets: {}",
-            p.path.display(),
-            p.packets_read,
-            p.reason
-        );
+        let _ =
+            writeln!(o, "  warning: {} ended early after {} packets: {}", p.path.display(), p.packets_read, p.reason);
     }
     if !outputs.is_empty() {
         let _ = writeln!(o, "  verdicts written to: {}", outputs.join(", "));

@@ -9,10 +9,7 @@ fn repo() -> PathBuf {
 }
 
 fn tidewatchd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewatchd"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tidewatchd")).args(args).output().unwrap()
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -48,16 +45,12 @@ pub fn parse_verdicts(stdout: &[u8]) -> Vec<serde_json::Value> {
     let text = String::from_utf8(stdout.to_vec()).unwrap();
     text.lines()
         .map(|l| {
-            let v: serde_json::Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
             for f in VERDICT_FIELDS {
                 assert!(v.get(f).is_some(), "verdict lacks `{f}`: {l}");
             }
             let ts = v["ts"].as_str().unwrap();
-            assert!(
-                ts.ends_with('Z') && ts.len() == 27,
-                "ts not RFC 3339 with microseconds: {ts}"
-            );
+            assert!(ts.ends_with('Z') && ts.len() == 27, "ts not RFC 3339 with microseconds: {ts}");
             assert!(matches!(v["trigger"].as_str(), Some("early" | "end")));
             v
         })
@@ -75,9 +68,7 @@ fn replay_demo_writes_verdicts_and_a_summary() {
     for word in ["packets", "flows", "verdicts", "packets/s", "stdout"] {
         assert!(err.contains(word), "summary lacks {word}: {err}");
     }
-    assert!(verdicts
-        .iter()
-        .all(|v| v["model"].as_str().unwrap().starts_with("baseline@")));
+    assert!(verdicts.iter().all(|v| v["model"].as_str().unwrap().starts_with("baseline@")));
 }
 
 #[test]
@@ -85,16 +76,8 @@ fn replay_to_a_file_and_stats_json() {
     let out = tmp("verdicts.jsonl");
     let demo = repo().join("pcaps/demo.pcap");
     let spec = format!("json:{}", out.display());
-    let o = tidewatchd(&[
-        "replay",
-        demo.to_str().unwrap(),
-        "--output",
-        &spec,
-        "--stats",
-        "json",
-        "--early-packets",
-        "4",
-    ]);
+    let o =
+        tidewatchd(&["replay", demo.to_str().unwrap(), "--output", &spec, "--stats", "json", "--early-packets", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(o.stdout.is_empty());
     let verdicts = parse_verdicts(&std::fs::read(&out).unwrap());
@@ -105,10 +88,7 @@ fn replay_to_a_file_and_stats_json() {
     let dropped = stats["dropped"].as_u64().unwrap();
     assert_eq!(stats["packets"].as_u64().unwrap(), decoded + dropped);
     let early = verdicts.iter().filter(|v| v["trigger"] == "early").count();
-    assert!(verdicts
-        .iter()
-        .filter(|v| v["trigger"] == "early")
-        .all(|v| v["packets"] == 4));
+    assert!(verdicts.iter().filter(|v| v["trigger"] == "early").all(|v| v["packets"] == 4));
     assert_eq!(early as u64, stats["verdicts_early"].as_u64().unwrap());
 }
 
@@ -126,31 +106,16 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     let empty = tmp("empty.pcap");
     std::fs::write(&empty, b"").unwrap();
     let dir = std::env::temp_dir();
-    assert_usage_error(
-        &tidewatchd(&["replay", text.to_str().unwrap()]),
-        "cannot open capture",
-    );
+    assert_usage_error(&tidewatchd(&["replay", text.to_str().unwrap()]), "cannot open capture");
     assert_usage_error(&tidewatchd(&["replay", empty.to_str().unwrap()]), "empty");
     assert_usage_error(&tidewatchd(&["replay", dir.to_str().unwrap()]), "directory");
-    assert_usage_error(
-        &tidewatchd(&["replay", "/nonexistent/x.pcap"]),
-        "No such file",
-    );
+    assert_usage_error(&tidewatchd(&["replay", "/nonexistent/x.pcap"]), "No such file");
     assert_usage_error(&tidewatchd(&["replay", "--bogus-flag"]), "--bogus-flag");
     let demo = repo().join("pcaps/demo.pcap");
     let demo = demo.to_str().unwrap();
-    assert_usage_error(
-        &tidewatchd(&["replay", demo, "--output", "xml:foo"]),
-        "unknown output",
-    );
-    assert_usage_error(
-        &tidewatchd(&["replay", demo, "--model", "/nonexistent/model.onnx"]),
-        "no such file",
-    );
-    assert_usage_error(
-        &tidewatchd(&["replay", demo, "--model", text.to_str().unwrap()]),
-        "not a loadable ONNX model",
-    );
+    assert_usage_error(&tidewatchd(&["replay", demo, "--output", "xml:foo"]), "unknown output");
+    assert_usage_error(&tidewatchd(&["replay", demo, "--model", "/nonexistent/model.onnx"]), "no such file");
+    assert_usage_error(&tidewatchd(&["replay", demo, "--model", text.to_str().unwrap()]), "not a loadable ONNX model");
 }
 
 #[test]
@@ -164,12 +129,7 @@ fn missing_onnx_runtime_names_the_fix() {
     assert_usage_error(&o, "make setup");
     let text = tmp("fake-ort.so");
     std::fs::write(&text, "not a library").unwrap();
-    let o = tidewatchd(&[
-        "replay",
-        demo.to_str().unwrap(),
-        "--onnx-runtime",
-        text.to_str().unwrap(),
-    ]);
+    let o = tidewatchd(&["replay", demo.to_str().unwrap(), "--onnx-runtime", text.to_str().unwrap()]);
     assert_usage_error(&o, "cannot load ONNX Runtime");
 }
 
@@ -186,10 +146,7 @@ fn truncated_capture_is_a_counted_partial_read() {
     // Cut inside the 24-byte file header: not a capture at all.
     let head = tmp("header-only.pcap");
     std::fs::write(&head, &demo[..10]).unwrap();
-    assert_usage_error(
-        &tidewatchd(&["replay", head.to_str().unwrap()]),
-        "cannot open capture",
-    );
+    assert_usage_error(&tidewatchd(&["replay", head.to_str().unwrap()]), "cannot open capture");
 }
 
 #[test]
@@ -198,14 +155,8 @@ fn model_info_prints_metadata_and_acceptance() {
     let o = tidewatchd(&["model", "info", model.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("tidewatch-flow v1") && out.contains("accepted:       yes"),
-        "{out}"
-    );
-    assert!(
-        out.contains("benign, scan, dos, bruteforce, exfil, c2"),
-        "{out}"
-    );
+    assert!(out.contains("tidewatch-flow v1") && out.contains("accepted:       yes"), "{out}");
+    assert!(out.contains("benign, scan, dos, bruteforce, exfil, c2"), "{out}");
 }
 
 #[test]
@@ -227,31 +178,17 @@ fn features_export_joins_labels() {
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(
         &header[..10],
-        [
-            "flow_id", "trigger", "first_ts", "last_ts", "proto", "src_ip", "src_port", "dst_ip",
-            "dst_port", "label"
-        ]
+        ["flow_id", "trigger", "first_ts", "last_ts", "proto", "src_ip", "src_port", "dst_ip", "dst_port", "label"]
     );
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{}.schema.json", out.display())).unwrap(),
-    )
-    .unwrap();
-    let names: Vec<&str> = schema["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{}.schema.json", out.display())).unwrap()).unwrap();
+    let names: Vec<&str> = schema["features"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(&header[10..], &names[..]);
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert!(rows.iter().all(|r| r.len() == header.len()));
     let labelled = rows.iter().filter(|r| !r[9].is_empty()).count();
     // Nearly every flow of the generated capture is in its label file.
-    assert!(
-        labelled * 100 >= rows.len() * 95,
-        "{labelled} of {} rows labelled",
-        rows.len()
-    );
+    assert!(labelled * 100 >= rows.len() * 95, "{labelled} of {} rows labelled", rows.len());
     for class in ["benign", "scan", "dos", "bruteforce", "exfil", "c2"] {
         assert!(rows.iter().any(|r| r[9] == class), "no {class} row");
     }

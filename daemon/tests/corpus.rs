@@ -17,7 +17,10 @@ fn shared() -> Option<PathBuf> {
     if dir.join("public/MANIFEST.tsv").is_file() {
         Some(dir.join("public"))
     } else {
-        eprintln!("SKIPPED corpus sweep: public capture corpus not found at {} (set TIDEWATCH_SHARED_PCAPS)", dir.display());
+        eprintln!(
+            "SKIPPED corpus sweep: public capture corpus not found at {} (set TIDEWATCH_SHARED_PCAPS)",
+            dir.display()
+        );
         None
     }
 }
@@ -63,38 +66,26 @@ fn sweep_one(file: &Path) -> Result<i32, String> {
         }
         other => return Err(format!("exit {other:?}: {err}")),
     }
-    let stats: serde_json::Value = err
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| format!("no stats JSON: {err}"))?;
+    let stats: serde_json::Value =
+        err.lines().last().and_then(|l| serde_json::from_str(l).ok()).ok_or_else(|| format!("no stats JSON: {err}"))?;
     let n = |k: &str| stats[k].as_u64().unwrap_or(u64::MAX);
     if n("packets") != n("decoded") + n("dropped") {
         return Err(format!("accounting: {stats}"));
     }
-    let drops: u64 = stats["drops"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let drops: u64 = stats["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     if drops != n("dropped") {
         return Err(format!("drops by reason do not add up: {stats}"));
     }
     let mut lines = 0u64;
     for l in String::from_utf8_lossy(&o.stdout).lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(l).map_err(|e| format!("bad JSON {e}: {l}"))?;
+        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("bad JSON {e}: {l}"))?;
         if let Some(f) = FIELDS.iter().find(|f| v.get(**f).is_none()) {
             return Err(format!("verdict lacks {f}: {l}"));
         }
         lines += 1;
     }
     if lines != n("verdicts") {
-        return Err(format!(
-            "{lines} verdict lines but stats say {}",
-            n("verdicts")
-        ));
+        return Err(format!("{lines} verdict lines but stats say {}", n("verdicts")));
     }
     Ok(0)
 }
@@ -103,17 +94,9 @@ fn sweep_one(file: &Path) -> Result<i32, String> {
 fn replay_every_public_capture() {
     let Some(public) = shared() else { return };
     let manifest = std::fs::read_to_string(public.join("MANIFEST.tsv")).unwrap();
-    let files: Vec<PathBuf> = manifest
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split('\t').next())
-        .map(|f| public.join(f))
-        .collect();
-    assert!(
-        files.len() > 1000,
-        "manifest lists only {} files",
-        files.len()
-    );
+    let files: Vec<PathBuf> =
+        manifest.lines().skip(1).filter_map(|l| l.split('\t').next()).map(|f| public.join(f)).collect();
+    assert!(files.len() > 1000, "manifest lists only {} files", files.len());
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let unopenable = AtomicUsize::new(0);
@@ -127,10 +110,7 @@ fn replay_every_public_capture() {
                         unopenable.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(_) => {}
-                    Err(e) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{}: {e}", f.display())),
+                    Err(e) => failures.lock().unwrap().push(format!("{}: {e}", f.display())),
                 }
             });
         }
@@ -142,10 +122,5 @@ fn replay_every_public_capture() {
         unopenable.load(Ordering::Relaxed),
         failures.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

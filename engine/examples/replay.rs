@@ -13,11 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: replay <PCAP>...".into());
     }
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/baseline/model.onnx");
-    let mut engine = Engine::builder()
-        .model(model)
-        .early_packets(8)
-        .sink(JsonLinesSink::new(std::io::stdout()))
-        .build()?;
+    let mut engine =
+        Engine::builder().model(model).early_packets(8).sink(JsonLinesSink::new(std::io::stdout())).build()?;
     let stats = engine.run(&mut PcapFileSource::open(&files)?)?;
     eprintln!(
         "{} packets, {} flows, {} verdicts ({:?})",

@@ -4,9 +4,7 @@
 //! becomes a [`PacketInfo`] or is dropped under a named [`DropReason`], so
 //! `packets read = packets decoded + sum of drops` always holds.
 
-use etherparse::{
-    err::packet::SliceError, err::Layer, EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice,
-};
+use etherparse::{err::packet::SliceError, err::Layer, EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::source::{LinkType, Micros, RawPacket};
 
@@ -124,9 +122,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 pub fn decode(pkt: &RawPacket<'_>) -> Result<PacketInfo, DropReason> {
     let data = pkt.data;
     let sliced = match pkt.link_type {
-        LinkType::ETHERNET => {
-            LaxSlicedPacket::from_ethernet(data).map_err(|_| DropReason::Truncated)?
-        }
+        LinkType::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| DropReason::Truncated)?,
         LinkType::LINUX_SLL => {
             let proto = be16(data, 14).ok_or(DropReason::Truncated)?;
             LaxSlicedPacket::from_ether_type(EtherType(proto), &data[16..])
@@ -169,16 +165,10 @@ pub fn decode(pkt: &RawPacket<'_>) -> Result<PacketInfo, DropReason> {
 }
 
 fn stop_reason(err: &SliceError, layer: Layer) -> DropReason {
-    let transport_layer =
-        matches!(
-            layer,
-            Layer::TcpHeader
-                | Layer::UdpHeader
-                | Layer::UdpPayload
-                | Layer::Icmpv4
-                | Layer::Icmpv6
-                | Layer::Igmp
-        ) || matches!(layer, Layer::Icmpv4Timestamp | Layer::Icmpv4TimestampReply);
+    let transport_layer = matches!(
+        layer,
+        Layer::TcpHeader | Layer::UdpHeader | Layer::UdpPayload | Layer::Icmpv4 | Layer::Icmpv6 | Layer::Igmp
+    ) || matches!(layer, Layer::Icmpv4Timestamp | Layer::Icmpv4TimestampReply);
     match err {
         SliceError::Len(_) if transport_layer => DropReason::TruncatedTransport,
         SliceError::Len(_) => DropReason::Truncated,
@@ -192,23 +182,11 @@ fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInf
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
             let auth = v4.extensions().auth.map_or(0, |a| a.slice().len());
-            (
-                v4_mapped(h.source()),
-                v4_mapped(h.destination()),
-                false,
-                usize::from(h.ihl()) * 4 + auth,
-                v4.payload(),
-            )
+            (v4_mapped(h.source()), v4_mapped(h.destination()), false, usize::from(h.ihl()) * 4 + auth, v4.payload())
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            (
-                h.source(),
-                h.destination(),
-                true,
-                40 + v6.extensions().slice().len(),
-                v6.payload(),
-            )
+            (h.source(), h.destination(), true, 40 + v6.extensions().slice().len(), v6.payload())
         }
         Some(LaxNetSlice::Arp(_)) => return Err(DropReason::NotIp),
         None => {
@@ -314,8 +292,6 @@ pub fn to_ip(addr: &[u8; 16], is_ipv6: bool) -> std::net::IpAddr {
     if is_ipv6 {
         std::net::IpAddr::V6(std::net::Ipv6Addr::from(*addr))
     } else {
-        std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-            addr[12], addr[13], addr[14], addr[15],
-        ))
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]))
     }
 }

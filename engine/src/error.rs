@@ -22,11 +22,7 @@ pub enum Error {
         "model {path} was trained for feature schema {model_schema} but this engine computes {engine_schema}; \
          retrain it with `make model` or use a model built for {engine_schema}"
     )]
-    SchemaMismatch {
-        path: PathBuf,
-        model_schema: String,
-        engine_schema: String,
-    },
+    SchemaMismatch { path: PathBuf, model_schema: String, engine_schema: String },
 
     /// Inference failed at run time.
     #[error("inference failed: {0}")]

@@ -36,23 +36,9 @@ impl FlowKey {
         };
         let src_is_lo = (p.src, sp) <= (p.dst, dp);
         let key = if src_is_lo {
-            FlowKey {
-                lo_addr: p.src,
-                hi_addr: p.dst,
-                lo_port: sp,
-                hi_port: dp,
-                proto: p.proto,
-                is_ipv6: p.is_ipv6,
-            }
+            FlowKey { lo_addr: p.src, hi_addr: p.dst, lo_port: sp, hi_port: dp, proto: p.proto, is_ipv6: p.is_ipv6 }
         } else {
-            FlowKey {
-                lo_addr: p.dst,
-                hi_addr: p.src,
-                lo_port: dp,
-                hi_port: sp,
-                proto: p.proto,
-                is_ipv6: p.is_ipv6,
-            }
+            FlowKey { lo_addr: p.dst, hi_addr: p.src, lo_port: dp, hi_port: sp, proto: p.proto, is_ipv6: p.is_ipv6 }
         };
         (key, src_is_lo)
     }
@@ -65,15 +51,8 @@ impl FlowKey {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         };
-        self.lo_addr
-            .iter()
-            .chain(self.hi_addr.iter())
-            .for_each(|b| eat(*b));
-        self.lo_port
-            .to_be_bytes()
-            .iter()
-            .chain(self.hi_port.to_be_bytes().iter())
-            .for_each(|b| eat(*b));
+        self.lo_addr.iter().chain(self.hi_addr.iter()).for_each(|b| eat(*b));
+        self.lo_port.to_be_bytes().iter().chain(self.hi_port.to_be_bytes().iter()).for_each(|b| eat(*b));
         eat(self.proto);
         h
     }
@@ -174,8 +153,8 @@ impl Flow {
         // A SYN-ACK first means the SYN was missed: its receiver initiated.
         let synack_first = has_flag(p, tcp_flags::SYN) && has_flag(p, tcp_flags::ACK);
         let initiator_is_lo = src_is_lo != synack_first;
-        let icmp_type_code = matches!(p.proto, PROTO_ICMP | PROTO_ICMPV6)
-            .then_some((p.src_port as u8, p.dst_port as u8));
+        let icmp_type_code =
+            matches!(p.proto, PROTO_ICMP | PROTO_ICMPV6).then_some((p.src_port as u8, p.dst_port as u8));
         Flow {
             id: key.stable_hash(p.ts),
             key,
@@ -297,11 +276,7 @@ impl Flow {
         if now < idle_at.min(active_at) {
             None
         } else if idle_at <= active_at {
-            Some(if self.is_closed() {
-                EndReason::Closed
-            } else {
-                EndReason::IdleTimeout
-            })
+            Some(if self.is_closed() { EndReason::Closed } else { EndReason::IdleTimeout })
         } else {
             Some(EndReason::ActiveTimeout)
         }
@@ -325,11 +300,7 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         let initial = cfg.max_flows.min(1 << 16);
-        Self {
-            cfg,
-            flows: FxHashMap::with_capacity_and_hasher(initial, Default::default()),
-            scratch: Vec::new(),
-        }
+        Self { cfg, flows: FxHashMap::with_capacity_and_hasher(initial, Default::default()), scratch: Vec::new() }
     }
 
     pub fn config(&self) -> &FlowConfig {
@@ -346,11 +317,7 @@ impl FlowTable {
 
     /// Adds a packet to its flow. Flows that must end first (port reuse,
     /// active timeout, eviction to make room) are handed to `ended`.
-    pub fn update(
-        &mut self,
-        p: &PacketInfo,
-        ended: &mut impl FnMut(Flow, EndReason),
-    ) -> Update<'_> {
+    pub fn update(&mut self, p: &PacketInfo, ended: &mut impl FnMut(Flow, EndReason)) -> Update<'_> {
         let (key, src_is_lo) = FlowKey::of(p);
         let end_existing = self.flows.get(&key).and_then(|f| {
             if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() {
@@ -369,10 +336,7 @@ impl FlowTable {
         if created && self.flows.len() >= self.cfg.max_flows {
             self.evict_oldest(ended);
         }
-        let flow = self
-            .flows
-            .entry(key)
-            .or_insert_with(|| Flow::new(key, p, src_is_lo));
+        let flow = self.flows.entry(key).or_insert_with(|| Flow::new(key, p, src_is_lo));
         flow.update(p, src_is_lo);
         Update { flow, created }
     }
@@ -380,8 +344,7 @@ impl FlowTable {
     /// Ends the least recently seen 1/64 of the flows (at least one).
     fn evict_oldest(&mut self, ended: &mut impl FnMut(Flow, EndReason)) {
         self.scratch.clear();
-        self.scratch
-            .extend(self.flows.values().map(|f| (f.stats.last_ts, f.id, f.key)));
+        self.scratch.extend(self.flows.values().map(|f| (f.stats.last_ts, f.id, f.key)));
         let n = (self.scratch.len() / 64).max(1).min(self.scratch.len());
         if n == 0 {
             return;
@@ -404,10 +367,7 @@ impl FlowTable {
         self.scratch.clear();
         let cfg = self.cfg;
         self.scratch.extend(
-            self.flows
-                .values()
-                .filter(|f| f.expiry(now, &cfg).is_some())
-                .map(|f| (f.stats.last_ts, f.id, f.key)),
+            self.flows.values().filter(|f| f.expiry(now, &cfg).is_some()).map(|f| (f.stats.last_ts, f.id, f.key)),
         );
         self.scratch.sort_unstable();
         for i in 0..self.scratch.len() {
@@ -443,11 +403,8 @@ mod tests {
     }
 
     fn tcp(ts: Micros, from_client: bool, flags: u8) -> PacketInfo {
-        let (src, dst, sp, dp) = if from_client {
-            (addr(1), addr(2), 40000, 80)
-        } else {
-            (addr(2), addr(1), 80, 40000)
-        };
+        let (src, dst, sp, dp) =
+            if from_client { (addr(1), addr(2), 40000, 80) } else { (addr(2), addr(1), 80, 40000) };
         PacketInfo {
             ts,
             wire_len: 54,
@@ -460,12 +417,7 @@ mod tests {
             icmp_echo_id: None,
             ip_len: 40,
             payload_len: 0,
-            tcp: Some(TcpInfo {
-                flags,
-                seq: 0,
-                ack: 0,
-                window: 1000,
-            }),
+            tcp: Some(TcpInfo { flags, seq: 0, ack: 0, window: 1000 }),
         }
     }
 
@@ -500,10 +452,7 @@ mod tests {
         assert_eq!(t.len(), 1);
         // A closed flow ends after the short closed timeout, as `closed`.
         let mut rest = Vec::new();
-        t.expire(
-            2_000_005 + FlowConfig::default().tcp_closed_timeout,
-            &mut |fl, r| rest.push((fl, r)),
-        );
+        t.expire(2_000_005 + FlowConfig::default().tcp_closed_timeout, &mut |fl, r| rest.push((fl, r)));
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].1, EndReason::Closed);
     }
@@ -519,10 +468,7 @@ mod tests {
     #[test]
     fn scan_probe_answered_by_reset_is_a_failed_handshake() {
         let mut t = FlowTable::new(FlowConfig::default());
-        run(
-            &mut t,
-            &[tcp(10, true, f::SYN), tcp(11, false, f::RST | f::ACK)],
-        );
+        run(&mut t, &[tcp(10, true, f::SYN), tcp(11, false, f::RST | f::ACK)]);
         let mut ended = Vec::new();
         t.drain(&mut |fl, r| ended.push((fl, r)));
         assert!(ended[0].0.failed_handshake());
@@ -532,10 +478,7 @@ mod tests {
 
     #[test]
     fn full_table_evicts_the_least_recently_seen() {
-        let cfg = FlowConfig {
-            max_flows: 4,
-            ..FlowConfig::default()
-        };
+        let cfg = FlowConfig { max_flows: 4, ..FlowConfig::default() };
         let mut t = FlowTable::new(cfg);
         let mut ended = Vec::new();
         for i in 0..6u16 {
@@ -552,11 +495,7 @@ mod tests {
 
     #[test]
     fn idle_and_active_timeouts() {
-        let cfg = FlowConfig {
-            tcp_idle_timeout: 100,
-            active_timeout: 1000,
-            ..FlowConfig::default()
-        };
+        let cfg = FlowConfig { tcp_idle_timeout: 100, active_timeout: 1000, ..FlowConfig::default() };
         let mut t = FlowTable::new(cfg);
         // Packets 50 µs apart never go idle, but the flow is cut at the active timeout.
         let pkts: Vec<_> = (0..30).map(|i| tcp(i * 50, i % 2 == 0, f::ACK)).collect();

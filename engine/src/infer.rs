@@ -41,19 +41,15 @@ impl ModelInfo {
     pub fn check_schema(&self, path: &Path) -> Result<()> {
         let engine_schema = crate::features::schema_id();
         let model_schema = format!("{} v{}", self.schema, self.schema_version);
-        let same_names = self.features.len() == NUM_FEATURES
-            && self.features.iter().zip(FEATURE_NAMES).all(|(a, b)| a == b);
+        let same_names =
+            self.features.len() == NUM_FEATURES && self.features.iter().zip(FEATURE_NAMES).all(|(a, b)| a == b);
         if self.schema != SCHEMA_NAME || self.schema_version != SCHEMA_VERSION || !same_names {
             let model_schema = if same_names || self.schema_version != SCHEMA_VERSION {
                 model_schema
             } else {
                 format!("{model_schema} (with other feature names)")
             };
-            return Err(Error::SchemaMismatch {
-                path: path.to_path_buf(),
-                model_schema,
-                engine_schema,
-            });
+            return Err(Error::SchemaMismatch { path: path.to_path_buf(), model_schema, engine_schema });
         }
         if self.labels.is_empty() {
             return Err(Error::Model {
@@ -76,8 +72,7 @@ pub trait Classifier: Send {
     fn classify(&mut self, features: &[f32], rows: usize, probabilities: &mut [f32]) -> Result<()>;
 }
 
-static RUNTIME: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> =
-    OnceLock::new();
+static RUNTIME: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> = OnceLock::new();
 
 /// File name of the ONNX Runtime library that `make setup` installs.
 pub const ORT_LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
@@ -100,12 +95,7 @@ pub fn runtime_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
         }
     }
     out.push(PathBuf::from(".ort").join(ORT_LIBRARY_FILE));
-    out.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(".ort")
-            .join(ORT_LIBRARY_FILE),
-    );
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".ort").join(ORT_LIBRARY_FILE));
     out
 }
 
@@ -143,9 +133,7 @@ fn environment() -> Result<ort::environment::Environment> {
     match RUNTIME.get() {
         Some(Ok((_, env))) => Ok(env.clone()),
         Some(Err(e)) => Err(Error::Runtime(e.clone())),
-        None => Err(Error::Runtime(
-            "ONNX Runtime is not initialised; call init_onnx_runtime first".into(),
-        )),
+        None => Err(Error::Runtime("ONNX Runtime is not initialised; call init_onnx_runtime first".into())),
     }
 }
 
@@ -158,34 +146,21 @@ pub struct OnnxClassifier {
 
 /// Reads the model's metadata contract; any missing key is an error naming it.
 fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> {
-    let bad = |reason: String| Error::Model {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let meta = session
-        .metadata()
-        .map_err(|e| bad(format!("cannot read metadata: {e}")))?;
+    let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason };
+    let meta = session.metadata().map_err(|e| bad(format!("cannot read metadata: {e}")))?;
     let get = |key: &str| {
         meta.custom(key).ok_or_else(|| {
             bad(format!("metadata key `{key}` is missing: this is not a Tidewatch model (train one with `make model`)"))
         })
     };
-    let split = |s: String| {
-        s.split(',')
-            .map(|x| x.trim().to_string())
-            .filter(|x| !x.is_empty())
-            .collect::<Vec<_>>()
-    };
+    let split = |s: String| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<_>>();
     let schema_version = get(meta_keys::SCHEMA_VERSION)?;
     Ok(ModelInfo {
         name: get(meta_keys::MODEL_NAME)?,
         version: get(meta_keys::MODEL_VERSION)?,
         schema: get(meta_keys::SCHEMA)?,
         schema_version: schema_version.parse().map_err(|_| {
-            bad(format!(
-                "metadata `{}` = {schema_version:?} is not a number",
-                meta_keys::SCHEMA_VERSION
-            ))
+            bad(format!("metadata `{}` = {schema_version:?} is not a number", meta_keys::SCHEMA_VERSION))
         })?,
         features: split(get(meta_keys::FEATURES)?),
         labels: split(get(meta_keys::LABELS)?),
@@ -197,25 +172,16 @@ impl OnnxClassifier {
     /// [`runtime_candidates`] for the search when `None`).
     pub fn load(path: &Path, runtime: Option<&Path>) -> Result<Self> {
         init_onnx_runtime(runtime)?;
-        let bad = |reason: String| Error::Model {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason };
         if !path.is_file() {
-            return Err(bad(
-                "no such file (the bundled model is models/baseline/model.onnx)".into(),
-            ));
+            return Err(bad("no such file (the bundled model is models/baseline/model.onnx)".into()));
         }
         let env = environment()?;
         let mut builder = ort::session::Session::builder(&env).map_err(|e| bad(e.to_string()))?;
         // The engine batches rows; one intra-op thread per classifier keeps
         // inference from competing with packet processing for cores.
-        builder = builder
-            .with_intra_threads(1)
-            .map_err(|e| bad(e.to_string()))?;
-        let session = builder
-            .commit_from_file(path)
-            .map_err(|e| bad(format!("not a loadable ONNX model: {e}")))?;
+        builder = builder.with_intra_threads(1).map_err(|e| bad(e.to_string()))?;
+        let session = builder.commit_from_file(path).map_err(|e| bad(format!("not a loadable ONNX model: {e}")))?;
         let info = read_info(&session, path)?;
         info.check_schema(path)?;
         if session.inputs().len() != 1 {
@@ -227,9 +193,7 @@ impl OnnxClassifier {
         if let Some(shape) = session.inputs()[0].dtype().tensor_shape() {
             let dims: &[i64] = shape;
             if dims.len() != 2 || (dims[1] >= 0 && dims[1] as usize != NUM_FEATURES) {
-                return Err(bad(format!(
-                    "input shape {dims:?} does not take rows of {NUM_FEATURES} features"
-                )));
+                return Err(bad(format!("input shape {dims:?} does not take rows of {NUM_FEATURES} features")));
             }
         }
         let probabilities_output = session
@@ -237,14 +201,8 @@ impl OnnxClassifier {
             .iter()
             .find(|o| o.name() == "probabilities")
             .map(|o| o.name().to_string())
-            .ok_or_else(|| {
-                bad("has no output named `probabilities` (export with ZipMap off)".into())
-            })?;
-        Ok(Self {
-            session,
-            info,
-            probabilities_output,
-        })
+            .ok_or_else(|| bad("has no output named `probabilities` (export with ZipMap off)".into()))?;
+        Ok(Self { session, info, probabilities_output })
     }
 }
 
@@ -256,22 +214,15 @@ impl Classifier for OnnxClassifier {
     fn classify(&mut self, features: &[f32], rows: usize, probabilities: &mut [f32]) -> Result<()> {
         let labels = self.info.labels.len();
         if features.len() != rows * NUM_FEATURES || probabilities.len() != rows * labels {
-            return Err(Error::Inference(format!(
-                "buffer sizes do not match {rows} rows"
-            )));
+            return Err(Error::Inference(format!("buffer sizes do not match {rows} rows")));
         }
         let input = ort::value::TensorRef::from_array_view(([rows, NUM_FEATURES], features))
             .map_err(|e| Error::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![input])
-            .map_err(|e| Error::Inference(e.to_string()))?;
+        let outputs = self.session.run(ort::inputs![input]).map_err(|e| Error::Inference(e.to_string()))?;
         let value = outputs
             .get(&self.probabilities_output)
             .ok_or_else(|| Error::Inference("model returned no probabilities".into()))?;
-        let (_, probs) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| Error::Inference(e.to_string()))?;
+        let (_, probs) = value.try_extract_tensor::<f32>().map_err(|e| Error::Inference(e.to_string()))?;
         if probs.len() != probabilities.len() {
             return Err(Error::Inference(format!(
                 "model returned {} probabilities for {rows} rows of {labels} labels",
@@ -286,10 +237,7 @@ impl Classifier for OnnxClassifier {
 /// Reads a model's metadata without the schema check, for `model info`.
 pub fn inspect_model(path: &Path, runtime: Option<&Path>) -> Result<(ModelInfo, Result<()>)> {
     init_onnx_runtime(runtime)?;
-    let bad = |reason: String| Error::Model {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason };
     let env = environment()?;
     let session = ort::session::Session::builder(&env)
         .map_err(|e| bad(e.to_string()))?

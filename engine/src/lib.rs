@@ -83,7 +83,6 @@ pub use error::{Error, Result, SinkError};
 pub use infer::{init_onnx_runtime, Classifier, ModelInfo, OnnxClassifier};
 pub use pipeline::{Engine, EngineBuilder, Stats};
 pub use sink::{
-    CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict,
-    VerdictSink,
+    CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict, VerdictSink,
 };
 pub use source::{LinkType, PacketSource, PcapFileSource, RawPacket};

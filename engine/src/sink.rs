@@ -146,9 +146,7 @@ pub struct JsonLinesSink<W: Write + Send> {
 
 impl<W: Write + Send> JsonLinesSink<W> {
     pub fn new(out: W) -> Self {
-        Self {
-            out: std::io::BufWriter::new(out),
-        }
+        Self { out: std::io::BufWriter::new(out) }
     }
 }
 

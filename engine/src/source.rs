@@ -73,10 +73,14 @@ pub struct PcapFileSource {
     // the next file touches a different field than the capture whose packet
     // is being lent out (the borrow checker needs the two to be disjoint).
     tail: Option<Box<PcapFileSource>>,
+    /// Partial reads of files already left behind.
+    earlier: Vec<PartialRead>,
 }
 
 struct FileReader {
     path: PathBuf,
+    /// Added to every timestamp (replays shifted in time by `open_looped`).
+    ts_offset: Micros,
     cap: Option<pcap::Capture<pcap::Offline>>,
     link_type: LinkType,
     packets: u64,
@@ -88,23 +92,50 @@ impl PcapFileSource {
     /// Checks every file up front so that a missing or non-capture file is
     /// reported before any packet is processed.
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Self> {
+        let files: Vec<(PathBuf, Micros)> = paths.iter().map(|p| (p.as_ref().to_path_buf(), 0)).collect();
+        Self::chain(&files)
+    }
+
+    /// Reads the files `loops` times over, each pass shifted in time past
+    /// the previous one by the capture's span plus `gap`, so that flows of
+    /// different passes never meet (choose `gap` above the idle timeouts).
+    /// For benchmarks on small files.
+    pub fn open_looped<P: AsRef<Path>>(paths: &[P], loops: usize, gap: Micros) -> Result<Self> {
+        let (mut first, mut last) = (Micros::MAX, 0);
+        if loops > 1 {
+            // One pass to learn the span; benchmarks time the run, not this.
+            let mut scan = Self::open(paths)?;
+            while let Some(p) = scan.next_packet()? {
+                first = first.min(p.ts);
+                last = last.max(p.ts);
+            }
+        }
+        let period = last.saturating_sub(first.min(last)).saturating_add(gap);
+        let mut files = Vec::with_capacity(paths.len() * loops.max(1));
+        for k in 0..loops.max(1) {
+            for p in paths {
+                files.push((p.as_ref().to_path_buf(), period.saturating_mul(k as u64)));
+            }
+        }
+        Self::chain(&files)
+    }
+
+    fn chain(files: &[(PathBuf, Micros)]) -> Result<Self> {
         let mut chain: Option<Box<PcapFileSource>> = None;
-        for p in paths.iter().rev() {
-            let path = p.as_ref().to_path_buf();
-            drop(open_capture(&path)?);
+        for (path, ts_offset) in files.iter().rev() {
+            drop(open_capture(path)?);
             let head = FileReader {
-                path,
+                path: path.clone(),
+                ts_offset: *ts_offset,
                 cap: None,
                 link_type: LinkType(-1),
                 packets: 0,
                 finished: false,
                 partial: None,
             };
-            chain = Some(Box::new(PcapFileSource { head, tail: chain }));
+            chain = Some(Box::new(PcapFileSource { head, tail: chain, earlier: Vec::new() }));
         }
-        chain
-            .map(|b| *b)
-            .ok_or_else(|| Error::Config("no capture file given".into()))
+        chain.map(|b| *b).ok_or_else(|| Error::Config("no capture file given".into()))
     }
 
     /// Link type of the file being read (or last read).
@@ -117,10 +148,7 @@ impl PcapFileSource {
 }
 
 fn open_capture(path: &Path) -> Result<pcap::Capture<pcap::Offline>> {
-    let fail = |reason: String| Error::CaptureOpen {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let fail = |reason: String| Error::CaptureOpen { path: path.to_path_buf(), reason };
     let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
     if meta.is_dir() {
         return Err(fail("is a directory".into()));
@@ -140,9 +168,17 @@ fn timeval_micros(secs: i64, usecs: i64) -> Micros {
 
 impl PacketSource for PcapFileSource {
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>> {
-        if self.head.finished {
-            self.head.cap = None; // close the file as soon as it is done
-        } else {
+        // Step past finished files, so the chain is never walked per packet.
+        while self.head.finished {
+            let Some(tail) = self.tail.take() else {
+                return Ok(None);
+            };
+            let mut earlier = std::mem::take(&mut self.earlier);
+            earlier.extend(self.head.partial.take());
+            *self = *tail;
+            self.earlier = earlier;
+        }
+        {
             if self.head.cap.is_none() {
                 let cap = open_capture(&self.head.path)?;
                 self.head.link_type = LinkType(cap.get_datalink().0);
@@ -153,10 +189,9 @@ impl PacketSource for PcapFileSource {
                     Ok(p) => {
                         self.head.packets += 1;
                         #[allow(clippy::unnecessary_cast)] // time_t is not i64 everywhere
-                        let ts =
-                            timeval_micros(p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64);
+                        let ts = timeval_micros(p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64);
                         return Ok(Some(RawPacket {
-                            ts,
+                            ts: ts.saturating_add(self.head.ts_offset),
                             wire_len: p.header.len,
                             link_type: self.head.link_type,
                             data: p.data,
@@ -182,7 +217,8 @@ impl PacketSource for PcapFileSource {
     }
 
     fn partial_reads(&self) -> Vec<PartialRead> {
-        let mut out: Vec<PartialRead> = self.head.partial.iter().cloned().collect();
+        let mut out = self.earlier.clone();
+        out.extend(self.head.partial.iter().cloned());
         if let Some(t) = &self.tail {
             out.extend(t.partial_reads());
         }

@@ -29,22 +29,11 @@ fn every_supported_link_type_decodes_the_same_conversation() {
         let (stats, rows) = common::features_of(&[common::pcap(&format!("linktypes/{file}"))], 0);
         assert_eq!(stats.packets, *packets, "{file}");
         assert_eq!(stats.decoded, *packets, "{file}: drops {:?}", stats.drops);
-        let count = |p: &str| {
-            rows.iter()
-                .filter(|(r, _)| r.trigger == Trigger::End && r.proto == p)
-                .count()
-        };
-        assert_eq!(
-            (count("tcp"), count("udp"), count("icmp")),
-            (*tcp, *udp, *icmp),
-            "{file}"
-        );
+        let count = |p: &str| rows.iter().filter(|(r, _)| r.trigger == Trigger::End && r.proto == p).count();
+        assert_eq!((count("tcp"), count("udp"), count("icmp")), (*tcp, *udp, *icmp), "{file}");
         // The full files carry identical flows: same ids, same feature rows.
         if *packets == 15 {
-            let mut rows: Vec<_> = rows
-                .iter()
-                .map(|(r, f)| (r.flow_id, r.packets, f.clone()))
-                .collect();
+            let mut rows: Vec<_> = rows.iter().map(|(r, f)| (r.flow_id, r.packets, f.clone())).collect();
             rows.sort_by_key(|r| r.0);
             match &reference {
                 None => reference = Some(rows),
@@ -74,11 +63,7 @@ fn malformed_packets_are_dropped_by_reason() {
         "runt frame, IPv4 cut in header, IPv6 shorter than its length"
     );
     assert_eq!(stats.drop_count(DropReason::BadIpHeader), 1, "IHL 3");
-    assert_eq!(
-        stats.drop_count(DropReason::TruncatedTransport),
-        1,
-        "12-byte TCP header"
-    );
+    assert_eq!(stats.drop_count(DropReason::TruncatedTransport), 1, "12-byte TCP header");
     assert_eq!(stats.drop_count(DropReason::NotIp), 1, "ARP");
     assert_eq!(stats.packets, stats.decoded + stats.dropped());
     assert_eq!(rows.len(), 2, "one UDP and one ICMP flow");
@@ -86,11 +71,7 @@ fn malformed_packets_are_dropped_by_reason() {
 
 #[test]
 fn several_files_are_read_in_order() {
-    let files = [
-        common::pcap("linktypes/eth.pcap"),
-        common::pcap("linktypes/sll.pcap"),
-        common::pcap("tiny_tcp.pcap"),
-    ];
+    let files = [common::pcap("linktypes/eth.pcap"), common::pcap("linktypes/sll.pcap"), common::pcap("tiny_tcp.pcap")];
     let (stats, _) = common::features_of(&files, 0);
     assert_eq!(stats.packets, 15 + 15 + 10);
     assert_eq!(stats.decoded, stats.packets);
@@ -109,21 +90,9 @@ fn public_captures_of_each_link_type_decode() {
         let cols: Vec<&str> = line.split('\t').collect();
         let (file, link) = (cols[0], cols[4]);
         // Ordinary traffic only: edge/ holds captures that are malformed on purpose.
-        let ordinary =
-            file.starts_with("protocols/") || file.starts_with("attacks/") || file.contains("sll2");
-        let broken = ["fuzz", "oobr", "overflow", "asan", "invalid", "malformed"]
-            .iter()
-            .any(|w| file.contains(w));
-        if ![
-            "ether",
-            "linux-sll",
-            "linux-sll2",
-            "rawip",
-            "rawip4",
-            "rawip6",
-            "null",
-        ]
-        .contains(&link)
+        let ordinary = file.starts_with("protocols/") || file.starts_with("attacks/") || file.contains("sll2");
+        let broken = ["fuzz", "oobr", "overflow", "asan", "invalid", "malformed"].iter().any(|w| file.contains(w));
+        if !["ether", "linux-sll", "linux-sll2", "rawip", "rawip4", "rawip6", "null"].contains(&link)
             || !ordinary
             || broken
         {
@@ -138,10 +107,7 @@ fn public_captures_of_each_link_type_decode() {
             continue;
         };
         let rows = common::Rows::default();
-        let mut engine = tidewatch::Engine::builder()
-            .feature_sink(rows)
-            .build()
-            .unwrap();
+        let mut engine = tidewatch::Engine::builder().feature_sink(rows).build().unwrap();
         let stats = engine.run(&mut src).unwrap();
         assert_eq!(stats.packets, stats.decoded + stats.dropped(), "{file}");
         entry.0 += stats.packets;
@@ -150,15 +116,9 @@ fn public_captures_of_each_link_type_decode() {
     }
     for (link, (packets, decoded, files)) in &seen {
         eprintln!("{link}: {files} files, {decoded}/{packets} packets decoded");
-        assert!(
-            *decoded * 10 >= *packets * 6,
-            "{link}: only {decoded} of {packets} packets decoded"
-        );
+        assert!(*decoded * 10 >= *packets * 6, "{link}: only {decoded} of {packets} packets decoded");
     }
     for link in ["ether", "linux-sll", "linux-sll2", "rawip", "null"] {
-        assert!(
-            seen.contains_key(link),
-            "no public capture of link type {link}"
-        );
+        assert!(seen.contains_key(link), "no public capture of link type {link}");
     }
 }

@@ -8,10 +8,7 @@ use tidewatch::features::FEATURE_NAMES;
 use tidewatch::Trigger;
 
 fn get(row: &[f32], name: &str) -> f32 {
-    let i = FEATURE_NAMES
-        .iter()
-        .position(|n| *n == name)
-        .unwrap_or_else(|| panic!("no feature {name}"));
+    let i = FEATURE_NAMES.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no feature {name}"));
     row[i]
 }
 
@@ -25,10 +22,7 @@ fn tiny_tcp_end_row_matches_hand_computed_values() {
     let (stats, rows) = common::features_of(&[common::pcap("tiny_tcp.pcap")], 8);
     assert_eq!(stats.packets, 10);
     assert_eq!(stats.flows_created, 1);
-    let end = rows
-        .iter()
-        .find(|(r, _)| r.trigger == Trigger::End)
-        .unwrap();
+    let end = rows.iter().find(|(r, _)| r.trigger == Trigger::End).unwrap();
     let (rec, row) = (&end.0, &end.1);
     assert_eq!(rec.src_ip.to_string(), "10.0.0.1");
     assert_eq!((rec.src_port, rec.dst_port), (40000, 80));
@@ -95,21 +89,14 @@ fn tiny_tcp_end_row_matches_hand_computed_values() {
     let gaps = [10.0, 10.0, 10.0, 20.0, 10.0, 10.0, 30.0, 10.0, 10.0_f64];
     let mean = gaps.iter().sum::<f64>() / 9.0;
     let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / 8.0;
-    close(
-        get(row, "flow_iat_std_s"),
-        var.sqrt() / 1000.0,
-        "flow_iat_std_s",
-    );
+    close(get(row, "flow_iat_std_s"), var.sqrt() / 1000.0, "flow_iat_std_s");
     assert_eq!(rec.end_reason, Some("end_of_input"));
 }
 
 #[test]
 fn tiny_tcp_early_row_covers_the_first_k_packets() {
     let (_, rows) = common::features_of(&[common::pcap("tiny_tcp.pcap")], 8);
-    let early: Vec<_> = rows
-        .iter()
-        .filter(|(r, _)| r.trigger == Trigger::Early)
-        .collect();
+    let early: Vec<_> = rows.iter().filter(|(r, _)| r.trigger == Trigger::Early).collect();
     assert_eq!(early.len(), 1);
     let (rec, row) = (&early[0].0, &early[0].1);
     assert_eq!(rec.packets, 8);

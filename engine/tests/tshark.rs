@@ -34,10 +34,7 @@ fn endpoint(ip: &str, port: &str) -> String {
 
 fn split_endpoint(s: &str) -> (String, String) {
     let at = s.rfind(':').unwrap();
-    (
-        s[..at].trim_matches(|c| c == '[' || c == ']').to_string(),
-        s[at + 1..].to_string(),
-    )
+    (s[..at].trim_matches(|c| c == '[' || c == ']').to_string(), s[at + 1..].to_string())
 }
 
 fn tshark_convs(file: &Path) -> BTreeMap<Conv, Counts> {
@@ -68,30 +65,12 @@ fn tshark_convs(file: &Path) -> BTreeMap<Conv, Counts> {
         let bytes = (t[9] == "bytes").then(|| t[8].parse().unwrap());
         let (ea, eb) = (endpoint(&a.0, &a.1), endpoint(&b.0, &b.1));
         let (key, counts) = if ea <= eb {
-            (
-                (proto.to_string(), ea, eb),
-                Counts {
-                    frames_a,
-                    frames_b,
-                    bytes,
-                },
-            )
+            ((proto.to_string(), ea, eb), Counts { frames_a, frames_b, bytes })
         } else {
-            (
-                (proto.to_string(), eb, ea),
-                Counts {
-                    frames_a: frames_b,
-                    frames_b: frames_a,
-                    bytes,
-                },
-            )
+            ((proto.to_string(), eb, ea), Counts { frames_a: frames_b, frames_b: frames_a, bytes })
         };
         // tshark keeps one row per conversation; merge repeats (port reuse) to compare like with like.
-        let e = convs.entry(key).or_insert(Counts {
-            frames_a: 0,
-            frames_b: 0,
-            bytes: Some(0),
-        });
+        let e = convs.entry(key).or_insert(Counts { frames_a: 0, frames_b: 0, bytes: Some(0) });
         e.frames_a += counts.frames_a;
         e.frames_b += counts.frames_b;
         e.bytes = e.bytes.zip(counts.bytes).map(|(x, y)| x + y);
@@ -113,29 +92,11 @@ fn tidewatch_convs(file: &Path) -> BTreeMap<Conv, Counts> {
         );
         let (fwd, bwd) = (f[col("fwd_packets")] as u64, f[col("bwd_packets")] as u64);
         let (key, counts) = if src <= dst {
-            (
-                (r.proto.to_string(), src, dst),
-                Counts {
-                    frames_a: fwd,
-                    frames_b: bwd,
-                    bytes: Some(r.bytes),
-                },
-            )
+            ((r.proto.to_string(), src, dst), Counts { frames_a: fwd, frames_b: bwd, bytes: Some(r.bytes) })
         } else {
-            (
-                (r.proto.to_string(), dst, src),
-                Counts {
-                    frames_a: bwd,
-                    frames_b: fwd,
-                    bytes: Some(r.bytes),
-                },
-            )
+            ((r.proto.to_string(), dst, src), Counts { frames_a: bwd, frames_b: fwd, bytes: Some(r.bytes) })
         };
-        let e = convs.entry(key).or_insert(Counts {
-            frames_a: 0,
-            frames_b: 0,
-            bytes: Some(0),
-        });
+        let e = convs.entry(key).or_insert(Counts { frames_a: 0, frames_b: 0, bytes: Some(0) });
         e.frames_a += counts.frames_a;
         e.frames_b += counts.frames_b;
         e.bytes = e.bytes.zip(counts.bytes).map(|(x, y)| x + y);
@@ -148,27 +109,12 @@ fn assert_agrees(file: &Path) -> usize {
     let ours = tidewatch_convs(file);
     let ours_keys: Vec<_> = ours.keys().collect();
     let theirs_keys: Vec<_> = theirs.keys().collect();
-    assert_eq!(
-        ours_keys,
-        theirs_keys,
-        "conversations differ on {}",
-        file.display()
-    );
+    assert_eq!(ours_keys, theirs_keys, "conversations differ on {}", file.display());
     for (k, t) in &theirs {
         let o = ours[k];
-        assert_eq!(
-            (o.frames_a, o.frames_b),
-            (t.frames_a, t.frames_b),
-            "frames differ for {k:?} in {}",
-            file.display()
-        );
+        assert_eq!((o.frames_a, o.frames_b), (t.frames_a, t.frames_b), "frames differ for {k:?} in {}", file.display());
         if let Some(tb) = t.bytes {
-            assert_eq!(
-                o.bytes,
-                Some(tb),
-                "bytes differ for {k:?} in {}",
-                file.display()
-            );
+            assert_eq!(o.bytes, Some(tb), "bytes differ for {k:?} in {}", file.display());
         }
     }
     theirs.len()
@@ -177,20 +123,13 @@ fn assert_agrees(file: &Path) -> usize {
 #[test]
 fn flow_tables_agree_with_tshark_on_project_captures() {
     if !common::have("tshark") {
-        eprintln!("SKIPPED flow_tables_agree_with_tshark_on_project_captures: tshark not installed (make test installs it)");
+        eprintln!(
+            "SKIPPED flow_tables_agree_with_tshark_on_project_captures: tshark not installed (make test installs it)"
+        );
         return;
     }
     let mut files = vec![common::pcap("demo.pcap"), common::pcap("tiny_tcp.pcap")];
-    for f in [
-        "eth.pcap",
-        "vlan.pcap",
-        "qinq.pcap",
-        "sll.pcap",
-        "sll2.pcap",
-        "raw.pcap",
-        "null.pcap",
-        "eth.pcapng",
-    ] {
+    for f in ["eth.pcap", "vlan.pcap", "qinq.pcap", "sll.pcap", "sll2.pcap", "raw.pcap", "null.pcap", "eth.pcapng"] {
         files.push(common::pcap(&format!("linktypes/{f}")));
     }
     let mut total = 0;

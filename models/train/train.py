@@ -2,10 +2,12 @@
 """Train Tidewatch's flow classifier and export it to ONNX.
 
 Reads feature CSVs written by `tidewatchd features` (plus the `<csv>.schema.json`
-next to each), trains one scikit-learn tree ensemble on both `early` and `end`
-rows, exports it with skl2onnx, checks the ONNX model against scikit-learn with
-ONNX Runtime, evaluates it on the test CSVs (separately per trigger), measures
-ONNX Runtime throughput, and writes the model and a metrics JSON.
+next to each), trains one scikit-learn model on both `early` and `end` rows --
+a tree ensemble (rf/et, exported with skl2onnx) or an MLP (mlp: sign(x)*log1p(|x|),
+StandardScaler, MLPClassifier; exported as a plain ONNX graph that takes the raw
+features) -- checks the ONNX model against scikit-learn with ONNX Runtime,
+evaluates it on the test CSVs (separately per trigger), measures ONNX Runtime
+throughput, and writes the model and a metrics JSON.
 
 Typical use (from the repo root, with the venv from models/train/requirements.txt):
 
@@ -44,6 +46,10 @@ OUTPUT_LABEL = "label"
 OUTPUT_PROBA = "probabilities"
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 PROBA_TOL = 1e-4
+# MLP: scikit-learn and ONNX Runtime both compute in float32 (the scaler folded
+# into the first layer, different summation orders and exp/log kernels); observed
+# differences are ~2e-6, so the forest's tolerance holds with a wide margin.
+MLP_PROBA_TOL = 1e-4
 
 LIMIT_TREES = 64
 LIMIT_DEPTH = 14
@@ -240,7 +246,55 @@ def load_inputs(train_paths: Sequence[str], test_paths: Sequence[str]):
 
 # --------------------------------------------------------------------------- model
 
+FOREST_ESTIMATORS = ("rf", "et")
+ESTIMATORS = FOREST_ESTIMATORS + ("mlp",)
+# MLP configurations tried by --sweep (hidden layer sizes); the slower ones can be
+# ruled out with --min-rows-per-s.
+SWEEP_MLP_HIDDEN = ((32,), (64, 32), (128, 64))
+LIMIT_MLP_UNITS = 512   # per hidden layer
+LIMIT_MLP_LAYERS = 4
+MLP_N_ITER_NO_CHANGE = 20
+MLP_VALIDATION_FRACTION = 0.1
+TRANSFORMED_NAME = "signed_log_features"
+
+
+def is_mlp(cfg: dict) -> bool:
+    return cfg["estimator"] == "mlp"
+
+
+def signed_log1p(X: np.ndarray) -> np.ndarray:
+    """sign(x) * log(1 + |x|), in float32 exactly as the ONNX graph computes it.
+
+    ONNX has no Log1p operator, so the exported graph computes Log(Add(Abs(x), 1));
+    scikit-learn computes the same float32 expression here (not np.log1p) so the
+    two agree. For |x| below ~1e-7 (float32 epsilon) 1 + |x| rounds to 1 and the
+    value maps to 0; such magnitudes carry no signal in any feature of the schema.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    return np.sign(X) * np.log(np.abs(X) + np.float32(1.0))
+
+
 def make_model(cfg: dict, seed: int, jobs: int):
+    if is_mlp(cfg):
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import FunctionTransformer, StandardScaler
+        mlp = MLPClassifier(
+            hidden_layer_sizes=tuple(cfg["hidden_layer_sizes"]),
+            activation="relu",
+            solver="adam",
+            alpha=cfg["alpha"],
+            max_iter=cfg["max_iter"],
+            early_stopping=True,
+            validation_fraction=MLP_VALIDATION_FRACTION,
+            n_iter_no_change=MLP_N_ITER_NO_CHANGE,
+            random_state=seed,
+        )
+        return Pipeline([
+            ("signed_log1p", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
+            ("scale", StandardScaler()),
+            ("mlp", mlp),
+        ])
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
     cls = {"rf": RandomForestClassifier, "et": ExtraTreesClassifier}[cfg["estimator"]]
     cw = None if cfg["class_weight"] == "none" else cfg["class_weight"]
@@ -254,6 +308,28 @@ def make_model(cfg: dict, seed: int, jobs: int):
         random_state=seed,
         n_jobs=jobs,
     )
+
+
+def fit_model(cfg: dict, X: np.ndarray, y: np.ndarray, seed: int, jobs: int):
+    """Build and fit the model of `cfg`.
+
+    MLPClassifier has no class_weight; with class_weight=balanced the MLP gets
+    per-row sample weights n / (k * n_class) (scikit-learn >= 1.7 supports
+    sample_weight for MLPs; its early-stopping score is then weighted too).
+    """
+    model = make_model(cfg, seed, jobs)
+    if is_mlp(cfg):
+        import warnings
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.utils.class_weight import compute_sample_weight
+        params = {}
+        if cfg["class_weight"] == "balanced":
+            params["mlp__sample_weight"] = compute_sample_weight("balanced", y)
+        with warnings.catch_warnings():
+            # Hitting max_iter is recorded in the metrics ("converged"), not warned about.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return model.fit(X, y, **params)
+    return model.fit(X, y)
 
 
 def snap_thresholds_to_float32(model) -> int:
@@ -279,11 +355,14 @@ def snap_thresholds_to_float32(model) -> int:
 
 
 def model_stats(model) -> dict:
+    if hasattr(model, "named_steps"):
+        return mlp_stats(model)
     depths = [int(e.tree_.max_depth) for e in model.estimators_]
     nodes = [int(e.tree_.node_count) for e in model.estimators_]
     leaves = [int(e.tree_.n_leaves) for e in model.estimators_]
     return {
         "type": type(model).__name__,
+        "family": "forest",
         "n_trees": len(model.estimators_),
         "max_depth_limit": model.max_depth,
         "max_depth_actual": max(depths),
@@ -297,19 +376,128 @@ def model_stats(model) -> dict:
     }
 
 
+def mlp_stats(pipe) -> dict:
+    mlp = pipe.named_steps["mlp"]
+    layers = [int(mlp.coefs_[0].shape[0])] + [int(w.shape[1]) for w in mlp.coefs_]
+    n_params = int(sum(w.size for w in mlp.coefs_) + sum(b.size for b in mlp.intercepts_))
+    return {
+        "type": type(mlp).__name__,
+        "family": "mlp",
+        "input_transform": "sign(x)*log(1+|x|) in float32, then StandardScaler (both inside the ONNX graph)",
+        "layers": layers,
+        "hidden_layer_sizes": list(layers[1:-1]),
+        "activation": mlp.activation,
+        "output_activation": "softmax",
+        "n_parameters": n_params,
+        "multiply_adds_per_row": int(sum(w.size for w in mlp.coefs_)),
+        "solver": mlp.solver,
+        "alpha": mlp.alpha,
+        "learning_rate_init": mlp.learning_rate_init,
+        "batch_size": mlp.batch_size,
+        "max_iter": mlp.max_iter,
+        "n_iter": int(mlp.n_iter_),
+        "converged": bool(mlp.n_iter_ < mlp.max_iter),
+        "early_stopping": bool(mlp.early_stopping),
+        "validation_fraction": mlp.validation_fraction,
+        "n_iter_no_change": mlp.n_iter_no_change,
+        "best_validation_score": (None if mlp.best_validation_score_ is None
+                                  else float(mlp.best_validation_score_)),
+        "dtype": str(mlp.coefs_[0].dtype),
+    }
+
+
+def model_size(stats: dict) -> int:
+    """Size used to break sweep ties within a family (nodes or parameters)."""
+    return stats["n_parameters"] if stats["family"] == "mlp" else stats["total_nodes"]
+
+
+def convert_mlp_pipeline(pipe, n_feat: int, name: str):
+    """ONNX graph of signed_log1p -> StandardScaler -> MLPClassifier on RAW features.
+
+    Built directly with onnx.helper from the fitted weights (skl2onnx's converter
+    gives a Scaler op, MatMul/Add pairs and a label lookup that together run ~1.6x
+    slower in ONNX Runtime on one thread). Standard ai.onnx operators only:
+
+        features -> Abs -> Add(1) -> Log -> l;  t = Where(features < 0, -l, l)
+                    (= sign(x) * log(1 + |x|); Sign is ~2x slower than Less/Neg/Where)
+        t -> Gemm(W1', b1') -> Relu -> ... -> Gemm(Wk, bk) = logits
+        probabilities = Softmax(logits, axis=1); label = ArgMax(logits, axis=1)
+
+    The StandardScaler is folded into the first layer, computed in float64 then
+    stored as float32: W1' = W1 / scale (per input row), b1' = b1 - (mean / scale) @ W1.
+    The label is the column index, which is the class because classes_ == 0..k-1.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = [n for n, _ in pipe.steps]
+    if names != ["signed_log1p", "scale", "mlp"]:
+        raise RuntimeError(f"unexpected MLP pipeline steps {names}")
+    scaler, mlp = pipe.named_steps["scale"], pipe.named_steps["mlp"]
+    if list(mlp.classes_) != list(range(len(LABELS))):
+        raise RuntimeError(f"unexpected classes {mlp.classes_}")
+    if mlp.out_activation_ != "softmax" or mlp.activation != "relu":
+        raise RuntimeError(f"unsupported MLP activations {mlp.activation}/{mlp.out_activation_}")
+    if mlp.coefs_[0].shape[0] != n_feat:
+        raise RuntimeError(f"MLP expects {mlp.coefs_[0].shape[0]} inputs, schema has {n_feat}")
+    mean = np.zeros(n_feat) if scaler.mean_ is None else scaler.mean_.astype(np.float64)
+    scale = np.ones(n_feat) if scaler.scale_ is None else scaler.scale_.astype(np.float64)
+    Ws = [w.astype(np.float64) for w in mlp.coefs_]
+    bs = [b.astype(np.float64) for b in mlp.intercepts_]
+    bs[0] = bs[0] - (mean / scale) @ Ws[0]
+    Ws[0] = Ws[0] / scale[:, None]
+
+    inits = [helper.make_tensor("tw_one", TensorProto.FLOAT, [], [1.0]),
+             helper.make_tensor("tw_zero", TensorProto.FLOAT, [], [0.0])]
+    nodes = [
+        helper.make_node("Abs", [INPUT_NAME], ["tw_abs"], name="abs"),
+        helper.make_node("Add", ["tw_abs", "tw_one"], ["tw_abs_1p"], name="abs_plus_1"),
+        helper.make_node("Log", ["tw_abs_1p"], ["tw_log1p_abs"], name="log1p_abs"),
+        helper.make_node("Less", [INPUT_NAME, "tw_zero"], ["tw_negative"], name="is_negative"),
+        helper.make_node("Neg", ["tw_log1p_abs"], ["tw_neg_log1p_abs"], name="neg_log1p_abs"),
+        helper.make_node("Where", ["tw_negative", "tw_neg_log1p_abs", "tw_log1p_abs"],
+                         [TRANSFORMED_NAME], name="signed_log1p"),
+    ]
+    h = TRANSFORMED_NAME
+    for i, (w, b) in enumerate(zip(Ws, bs)):
+        inits.append(numpy_helper.from_array(w.astype(np.float32), f"W{i + 1}"))
+        inits.append(numpy_helper.from_array(b.astype(np.float32), f"b{i + 1}"))
+        last = i == len(Ws) - 1
+        z = "logits" if last else f"z{i + 1}"
+        nodes.append(helper.make_node("Gemm", [h, f"W{i + 1}", f"b{i + 1}"], [z], name=f"dense{i + 1}"))
+        if not last:
+            h = f"h{i + 1}"
+            nodes.append(helper.make_node("Relu", [z], [h], name=f"relu{i + 1}"))
+    nodes.append(helper.make_node("ArgMax", ["logits"], [OUTPUT_LABEL], name="argmax",
+                                  axis=1, keepdims=0))
+    nodes.append(helper.make_node("Softmax", ["logits"], [OUTPUT_PROBA], name="softmax", axis=1))
+    graph = helper.make_graph(
+        nodes, f"tidewatch_{name}",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n_feat])],
+        [helper.make_tensor_value_info(OUTPUT_LABEL, TensorProto.INT64, ["N"]),
+         helper.make_tensor_value_info(OUTPUT_PROBA, TensorProto.FLOAT, ["N", len(LABELS)])],
+        inits)
+    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", TARGET_OPSET[""])])
+    onx.ir_version = 8  # what skl2onnx writes for the forest; opset 17 needs IR >= 8
+    return onx
+
+
 def export_onnx(model, schema: dict, name: str, version: str, description: str):
     import onnx
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
     n_feat = len(schema["features"])
-    onx = convert_sklearn(
-        model,
-        name=f"tidewatch_{name}",
-        initial_types=[(INPUT_NAME, FloatTensorType([None, n_feat]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=dict(TARGET_OPSET),
-    )
+    if hasattr(model, "named_steps"):
+        onx = convert_mlp_pipeline(model, n_feat, name)
+    else:
+        onx = convert_sklearn(
+            model,
+            name=f"tidewatch_{name}",
+            initial_types=[(INPUT_NAME, FloatTensorType([None, n_feat]))],
+            options={id(model): {"zipmap": False}},
+            target_opset=dict(TARGET_OPSET),
+        )
     # skl2onnx 1.20 lists the default domain twice in opset_import; keep one entry
     # per domain (highest version) so strict loaders don't trip over it.
     opsets: Dict[str, int] = {}
@@ -439,7 +627,7 @@ def ort_session(model_bytes: bytes, threads: int = 1):
     return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def verify_onnx(sess, model, X: np.ndarray) -> dict:
+def verify_onnx(sess, model, X: np.ndarray, tol: float = PROBA_TOL) -> dict:
     outs = sess.get_outputs()
     io = {
         "inputs": [{"name": i.name, "type": i.type, "shape": [str(d) for d in i.shape]}
@@ -462,7 +650,7 @@ def verify_onnx(sess, model, X: np.ndarray) -> dict:
     # Predictions that differ only because of an exact probability tie are not errors.
     mism = np.nonzero(label != sk_label)[0]
     ties = int(sum(1 for i in mism if np.isclose(sk_proba[i, label[i]], sk_proba[i, sk_label[i]],
-                                                  rtol=0, atol=PROBA_TOL)))
+                                                  rtol=0, atol=tol)))
     return {
         "onnxruntime_version": __import__("onnxruntime").__version__,
         "rows": int(len(X)),
@@ -470,9 +658,9 @@ def verify_onnx(sess, model, X: np.ndarray) -> dict:
         "label_agreement_rate": agree / len(X) if len(X) else 1.0,
         "label_mismatches_on_ties": ties,
         "max_abs_proba_diff": diff,
-        "proba_tolerance": PROBA_TOL,
+        "proba_tolerance": tol,
         "io": io,
-        "ok": (agree + ties == len(X)) and diff <= PROBA_TOL,
+        "ok": (agree + ties == len(X)) and diff <= tol,
     }
 
 
@@ -490,18 +678,24 @@ def measure_throughput(sess, X: np.ndarray, batch_sizes=(1, 256, 1024),
             sess.run(None, fd)
         calls = 0
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         while True:
             sess.run(None, feed[calls % nb])
             calls += 1
             el = time.perf_counter() - t0
             if el >= seconds and calls >= 3:
                 break
+        cpu = max(time.thread_time() - c0, 1e-9)
         results[str(bs)] = {
             "batch_size": bs,
             "calls": calls,
             "seconds": el,
             "rows_per_s": calls * bs / el,
             "us_per_call": el / calls * 1e6,
+            # With 1 intra-op thread ONNX Runtime runs in the calling thread, so this is
+            # rows per second of one core, whatever else the machine is doing.
+            "cpu_seconds": cpu,
+            "rows_per_cpu_s": calls * bs / cpu,
         }
     return results
 
@@ -536,15 +730,44 @@ def group_split(ds: Dataset, frac: float, seed: int):
     return ds.subset(~mask), ds.subset(mask)
 
 
-def sweep(train: Dataset, test: Dataset, args) -> tuple:
+def mlp_cfg(hidden, args) -> dict:
+    return {"estimator": "mlp", "hidden_layer_sizes": [int(h) for h in hidden],
+            "alpha": args.alpha, "class_weight": args.mlp_class_weight,
+            "max_iter": args.max_iter}
+
+
+def forest_cfg(est: str, depth: int, cw: str, args) -> dict:
+    return {"estimator": est, "n_estimators": args.n_estimators, "max_depth": depth,
+            "class_weight": cw, "min_samples_leaf": args.min_samples_leaf}
+
+
+def describe_cfg(cfg: dict) -> str:
+    if is_mlp(cfg):
+        hid = "x".join(str(h) for h in cfg["hidden_layer_sizes"])
+        return f"mlp hidden={hid:<7} alpha={cfg['alpha']:g} cw={cfg['class_weight']:<8}"
+    return f"{cfg['estimator']}  depth={cfg['max_depth']:<3} cw={cfg['class_weight']:<19}"
+
+
+def peak_rows_per_s(model, schema: dict, X: np.ndarray, seconds: float, rounds: int = 3) -> float:
+    """ONNX Runtime rows per CPU-second at batch 256, 1 intra-op thread, best of
+    `rounds` runs. CPU time of the calling thread (which does all the work with one
+    intra-op thread) rather than wall time, so a busy machine does not make a model
+    look slower; the best run is the least disturbed by cache/SMT contention."""
+    onx = export_onnx(model, schema, "sweep", "0", "sweep candidate")
+    sess = ort_session(onx.SerializeToString(), threads=1)
+    return max(measure_throughput(sess, X, batch_sizes=(256,), seconds=seconds)["256"]["rows_per_cpu_s"]
+               for _ in range(rounds))
+
+
+def sweep(train: Dataset, test: Dataset, schema: dict, args) -> tuple:
     grid = []
-    for est in ("rf", "et"):
+    for est in FOREST_ESTIMATORS:
         for depth in (10, LIMIT_DEPTH):
             # Without bootstrap (et) balanced_subsample is the same as balanced.
             for cw in (("balanced", "balanced_subsample") if est == "rf" else ("balanced",)):
-                grid.append({"estimator": est, "n_estimators": args.n_estimators,
-                             "max_depth": depth, "class_weight": cw,
-                             "min_samples_leaf": args.min_samples_leaf})
+                grid.append(forest_cfg(est, depth, cw, args))
+    for hidden in SWEEP_MLP_HIDDEN:
+        grid.append(mlp_cfg(hidden, args))
     if args.sweep_on == "val":
         fit_ds, val_ds = group_split(train, args.val_fraction, args.seed)
         missing = [LABELS[c] for c in range(len(LABELS)) if not np.any(fit_ds.y == c)]
@@ -554,31 +777,58 @@ def sweep(train: Dataset, test: Dataset, args) -> tuple:
         fit_ds, val_ds = train, test
     print(f"sweep: fit on {len(fit_ds.y)} rows, score on {len(val_ds.y)} rows "
           f"({'held-out flows of train' if args.sweep_on == 'val' else 'TEST split'})")
+    bench_s = args.sweep_bench_seconds
+    if args.min_rows_per_s > 0:
+        print(f"sweep: only configurations with >= {args.min_rows_per_s:,.0f} rows/s "
+              "(ONNX Runtime, batch 256, 1 thread, per CPU-second, best of 3) are eligible")
     rows = []
     for cfg in grid:
-        m = make_model(cfg, args.seed, args.jobs).fit(fit_ds.X, fit_ds.y)
+        m = fit_model(cfg, fit_ds.X, fit_ds.y, args.seed, args.jobs)
         pred = m.predict(val_ds.X)
         ev = eval_by_trigger(val_ds.y, pred, val_ds.trigger)
         st = model_stats(m)
-        row = dict(cfg, macro_f1=ev["all"]["macro_f1"],
+        rps = peak_rows_per_s(m, schema, val_ds.X, bench_s) if bench_s > 0 else None
+        row = dict(cfg, family=st["family"], macro_f1=ev["all"]["macro_f1"],
                    macro_f1_early=ev["early"]["macro_f1"], macro_f1_end=ev["end"]["macro_f1"],
-                   benign_fpr=ev["all"]["benign_fpr"], total_nodes=st["total_nodes"])
-        rows.append(row)
-        print(f"  {cfg['estimator']} depth={cfg['max_depth']:<3} cw={cfg['class_weight']:<19}"
-              f" macroF1 all={_f(row['macro_f1'])} early={_f(row['macro_f1_early'])}"
-              f" end={_f(row['macro_f1_end'])} benignFPR={_f(row['benign_fpr'])}"
-              f" nodes={row['total_nodes']}")
+                   benign_fpr=ev["all"]["benign_fpr"], size=model_size(st),
+                   rows_per_cpu_s_batch256=rps)
+        if st["family"] == "forest":
+            row["total_nodes"] = st["total_nodes"]
+        else:
+            row["n_parameters"] = st["n_parameters"]
+            row["n_iter"] = st["n_iter"]
+        row["eligible"] = args.min_rows_per_s <= 0 or (rps is not None and rps >= args.min_rows_per_s)
+        rows.append((cfg, row))
+        size = (f"nodes={row['total_nodes']}" if st["family"] == "forest"
+                else f"params={row['n_parameters']} iters={row['n_iter']}")
+        speed = "" if rps is None else f" rows/s@256={rps:,.0f}"
+        print(f"  {describe_cfg(cfg)} macroF1 all={_f(row['macro_f1'])}"
+              f" early={_f(row['macro_f1_early'])} end={_f(row['macro_f1_end'])}"
+              f" benignFPR={_f(row['benign_fpr'])} {size}{speed}"
+              f"{'' if row['eligible'] else '  (too slow: excluded)'}", flush=True)
     # Score = macro-F1 - benign FPR (a false alarm on benign traffic costs as much
     # as a point of macro-F1), rounded so noise-level differences don't matter;
-    # ties go to the smaller model.
-    for r in rows:
+    # ties go to the earlier family in the grid (forests, the default, then MLPs),
+    # then to the smaller model. Throughput only filters (--min-rows-per-s), so the
+    # choice stays deterministic when no minimum is set.
+    family_rank = {"forest": 0, "mlp": 1}
+    for _, r in rows:
         r["score"] = (r["macro_f1"] or 0.0) - (r["benign_fpr"] or 0.0)
-    best = min(rows, key=lambda r: (-round(r["score"], 3), r["total_nodes"]))
-    chosen = {k: best[k] for k in ("estimator", "n_estimators", "max_depth",
-                                   "class_weight", "min_samples_leaf")}
+    eligible = [(c, r) for c, r in rows if r["eligible"]]
+    if not eligible:
+        best_speed = max((r["rows_per_cpu_s_batch256"] or 0.0) for _, r in rows)
+        raise InputError(f"--min-rows-per-s {args.min_rows_per_s:,.0f}: no configuration is fast "
+                         f"enough (fastest measured: {best_speed:,.0f} rows/s at batch 256)")
+    chosen, best = min(eligible, key=lambda cr: (-round(cr[1]["score"], 3),
+                                                 family_rank[cr[1]["family"]], cr[1]["size"]))
+    chosen = dict(chosen)
     print(f"sweep: chose {chosen} (score = macro-F1 - benign FPR = {best['score']:.4f})")
-    return chosen, {"scored_on": args.sweep_on, "criterion": "macro_f1 - benign_fpr", "fit_rows": int(len(fit_ds.y)),
-                    "score_rows": int(len(val_ds.y)), "results": rows, "chosen": chosen}
+    return chosen, {"scored_on": args.sweep_on, "criterion": "macro_f1 - benign_fpr",
+                    "min_rows_per_s": args.min_rows_per_s,
+                    "throughput_measure": ("ONNX Runtime rows per CPU-second at batch 256, 1 intra-op "
+                                           f"thread, best of 3 runs of {bench_s:g} s") if bench_s > 0 else None,
+                    "fit_rows": int(len(fit_ds.y)), "score_rows": int(len(val_ds.y)),
+                    "results": [r for _, r in rows], "chosen": chosen}
 
 
 def _f(v):
@@ -599,18 +849,38 @@ def parse_args(argv=None):
     ap.add_argument("--name", default="baseline", help="model name (default: baseline)")
     ap.add_argument("--version", default="1.0.0", help="model version (default: 1.0.0)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
-    ap.add_argument("--estimator", choices=["rf", "et"], default="rf",
-                    help="rf = RandomForestClassifier, et = ExtraTreesClassifier (default: rf)")
+    ap.add_argument("--estimator", choices=list(ESTIMATORS), default="rf",
+                    help="rf = RandomForestClassifier, et = ExtraTreesClassifier, mlp = "
+                         "MLPClassifier on sign(x)*log1p(|x|) + StandardScaler (default: rf)")
     ap.add_argument("--n-estimators", type=int, default=64, help=f"trees, <= {LIMIT_TREES}")
     ap.add_argument("--max-depth", type=int, default=14, help=f"tree depth, <= {LIMIT_DEPTH}")
     ap.add_argument("--min-samples-leaf", type=int, default=1)
     ap.add_argument("--class-weight", choices=["balanced", "balanced_subsample", "none"],
-                    default="balanced_subsample")
+                    default=None,
+                    help="forests: default balanced_subsample; mlp: balanced (= per-row sample "
+                         "weights n/(k*n_class); the default) or none")
+    ap.add_argument("--hidden", default="64,32", metavar="H[,H...]",
+                    help="mlp hidden layer sizes, comma-separated (default: 64,32)")
+    ap.add_argument("--alpha", type=float, default=1e-4,
+                    help="mlp L2 penalty (default: 1e-4; also used by the sweep's MLPs)")
+    ap.add_argument("--max-iter", type=int, default=300,
+                    help="mlp epochs at most; early stopping on 10%% of the rows usually ends "
+                         "sooner (default: 300; also used by the sweep's MLPs)")
     ap.add_argument("--sweep", action="store_true",
                     help="try rf (balanced, balanced_subsample) and et (balanced) at depth 10 "
-                         "and 14 first, then "
-                         "train the best configuration by macro-F1 minus benign FPR "
-                         "(--n-estimators and --min-samples-leaf apply to all)")
+                         "and 14 and MLPs with hidden layers "
+                         + ", ".join("x".join(map(str, h)) for h in SWEEP_MLP_HIDDEN)
+                         + " (balanced) first, then train the best configuration by macro-F1 "
+                         "minus benign FPR (--n-estimators and --min-samples-leaf apply to the "
+                         "forests, --alpha and --max-iter to the MLPs)")
+    ap.add_argument("--min-rows-per-s", type=float, default=0.0, metavar="X",
+                    help="--sweep: exclude configurations whose ONNX Runtime throughput at "
+                         "batch 256 with 1 intra-op thread is below X rows/s, measured per "
+                         "CPU-second of the inference thread (so other load on the machine "
+                         "does not count), best of 3 short runs (default: 0 = no constraint)")
+    ap.add_argument("--sweep-bench-seconds", type=float, default=0.3,
+                    help="--sweep: seconds per throughput run (3 runs per configuration; "
+                         "0 = do not measure, only allowed without --min-rows-per-s)")
     ap.add_argument("--sweep-on", choices=["val", "test"], default="val",
                     help="score the sweep on held-out train flows (val, default) or on the "
                          "test CSVs (test: makes the reported test metrics optimistic)")
@@ -625,6 +895,29 @@ def parse_args(argv=None):
         ap.error(f"--max-depth must be in 1..{LIMIT_DEPTH}")
     if not 0 < args.val_fraction < 1:
         ap.error("--val-fraction must be in (0, 1)")
+    try:
+        hidden = [int(h) for h in args.hidden.split(",")]
+    except ValueError:
+        ap.error(f"--hidden must be comma-separated integers, got '{args.hidden}'")
+    if not 1 <= len(hidden) <= LIMIT_MLP_LAYERS or not all(1 <= h <= LIMIT_MLP_UNITS for h in hidden):
+        ap.error(f"--hidden: 1..{LIMIT_MLP_LAYERS} layers of 1..{LIMIT_MLP_UNITS} units")
+    args.hidden = hidden
+    if args.alpha < 0:
+        ap.error("--alpha must be >= 0")
+    if args.max_iter < 1:
+        ap.error("--max-iter must be >= 1")
+    if args.class_weight == "balanced_subsample" and args.estimator == "mlp":
+        ap.error("--class-weight balanced_subsample is for forests; use balanced or none with mlp")
+    # The MLPs of a sweep use balanced weights unless weighting is switched off.
+    args.mlp_class_weight = "none" if args.class_weight == "none" else "balanced"
+    if args.class_weight is None:
+        args.class_weight = "balanced" if args.estimator == "mlp" else "balanced_subsample"
+    if args.min_rows_per_s < 0:
+        ap.error("--min-rows-per-s must be >= 0")
+    if args.min_rows_per_s > 0 and not args.sweep:
+        ap.error("--min-rows-per-s applies to --sweep")
+    if args.sweep_bench_seconds < 0 or (args.min_rows_per_s > 0 and args.sweep_bench_seconds == 0):
+        ap.error("--sweep-bench-seconds must be > 0 with --min-rows-per-s (>= 0 otherwise)")
     return args
 
 
@@ -658,32 +951,45 @@ def run(args) -> int:
 
     sweep_info = None
     if args.sweep:
-        cfg, sweep_info = sweep(train, test, args)
+        cfg, sweep_info = sweep(train, test, schema, args)
+    elif args.estimator == "mlp":
+        cfg = mlp_cfg(args.hidden, args)
+        cfg["class_weight"] = args.class_weight
     else:
-        cfg = {"estimator": args.estimator, "n_estimators": args.n_estimators,
-               "max_depth": args.max_depth, "class_weight": args.class_weight,
-               "min_samples_leaf": args.min_samples_leaf}
+        cfg = forest_cfg(args.estimator, args.max_depth, args.class_weight, args)
 
     t0 = time.perf_counter()
-    model = make_model(cfg, args.seed, args.jobs).fit(train.X, train.y)
+    model = fit_model(cfg, train.X, train.y, args.seed, args.jobs)
     train_s = time.perf_counter() - t0
     if list(model.classes_) != list(range(len(LABELS))):
         raise RuntimeError(f"unexpected classes {model.classes_}")
-    snapped = snap_thresholds_to_float32(model)
-    stats = model_stats(model)
-    print(f"trained {stats['type']}: {stats['n_trees']} trees, depth <= "
-          f"{stats['max_depth_actual']}, {stats['total_nodes']} nodes in {train_s:.1f}s "
-          f"({snapped} thresholds snapped to float32)")
+    if is_mlp(cfg):
+        snapped = None
+        stats = model_stats(model)
+        tol = MLP_PROBA_TOL
+        print(f"trained {stats['type']}: layers {'-'.join(map(str, stats['layers']))}, "
+              f"{stats['n_parameters']:,} parameters, {stats['n_iter']} epochs "
+              f"({'early-stopped' if stats['converged'] else 'hit --max-iter'}) in {train_s:.1f}s")
+        shape = (f"{stats['type']} (layers {'-'.join(map(str, stats['layers']))}, "
+                 f"{stats['activation']}, {stats['n_parameters']} parameters; input "
+                 "sign(x)*log1p(|x|) + standard scaling in the graph)")
+    else:
+        snapped = snap_thresholds_to_float32(model)
+        stats = model_stats(model)
+        tol = PROBA_TOL
+        print(f"trained {stats['type']}: {stats['n_trees']} trees, depth <= "
+              f"{stats['max_depth_actual']}, {stats['total_nodes']} nodes in {train_s:.1f}s "
+              f"({snapped} thresholds snapped to float32)")
+        shape = f"{stats['type']} ({stats['n_trees']} trees, max depth {stats['max_depth_actual']})"
 
-    description = (f"Tidewatch flow classifier '{args.name}' {args.version}: "
-                   f"{stats['type']} ({stats['n_trees']} trees, max depth {stats['max_depth_actual']}) "
+    description = (f"Tidewatch flow classifier '{args.name}' {args.version}: {shape} "
                    f"over {schema['name']} v{schema['version']} features ({n_feat}) -> "
                    f"{'/'.join(LABELS)}")
     onx = export_onnx(model, schema, args.name, args.version, description)
     model_bytes = onx.SerializeToString()
 
     sess = ort_session(model_bytes, threads=1)
-    verify = verify_onnx(sess, model, test.X)
+    verify = verify_onnx(sess, model, test.X, tol)
     print(f"onnxruntime {verify['onnxruntime_version']} check: labels agree on "
           f"{verify['label_agreement']}/{verify['rows']} test rows, max |dp| = "
           f"{verify['max_abs_proba_diff']:.2e}")
@@ -707,7 +1013,12 @@ def run(args) -> int:
     if args.bench_seconds > 0:
         bench = measure_throughput(sess, test.X, seconds=args.bench_seconds)
         print("onnxruntime throughput, 1 intra-op thread: " + ", ".join(
-            f"batch {b['batch_size']}: {b['rows_per_s']:,.0f} rows/s" for b in bench.values()))
+            f"batch {b['batch_size']}: {b['rows_per_s']:,.0f} rows/s "
+            f"({b['rows_per_cpu_s']:,.0f} per CPU-s)" for b in bench.values()))
+        if args.min_rows_per_s > 0 and bench["256"]["rows_per_cpu_s"] < args.min_rows_per_s:
+            print(f"warning: the final model measured {bench['256']['rows_per_cpu_s']:,.0f} rows/s at "
+                  f"batch 256, below --min-rows-per-s {args.min_rows_per_s:,.0f} (its sweep "
+                  "candidate passed; the machine may be busy)", file=sys.stderr)
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
@@ -732,7 +1043,7 @@ def run(args) -> int:
             "description": description,
             "config": cfg,
             "seed": args.seed,
-            "thresholds_snapped_to_float32": snapped,
+            **({} if snapped is None else {"thresholds_snapped_to_float32": snapped}),
             **stats,
             "onnx": {
                 "ir_version": int(onx.ir_version),
@@ -773,8 +1084,12 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from threadpoolctl import threadpool_limits
     try:
-        return run(args)
+        # --jobs also caps BLAS threads (the MLP's matrix products); ONNX Runtime
+        # sessions set their own thread counts.
+        with threadpool_limits(limits=args.jobs):
+            return run(args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -116,11 +116,7 @@ pub struct HostContextConfig {
 
 impl Default for HostContextConfig {
     fn default() -> Self {
-        Self {
-            max_sources: 65_536,
-            max_destinations: 65_536,
-            max_pairs: 131_072,
-        }
+        Self { max_sources: 65_536, max_destinations: 65_536, max_pairs: 131_072 }
     }
 }
 
@@ -165,11 +161,7 @@ struct Table<K, V> {
 
 impl<K: std::hash::Hash + Eq + Copy, V: Default> Table<K, V> {
     fn new(cap: usize) -> Self {
-        Self {
-            map: FxHashMap::default(),
-            cap,
-            next_sweep: 0,
-        }
+        Self { map: FxHashMap::default(), cap, next_sweep: 0 }
     }
 
     /// Gets or inserts an entry, making room by dropping stale entries when
@@ -180,8 +172,7 @@ impl<K: std::hash::Hash + Eq + Copy, V: Default> Table<K, V> {
                 return None;
             }
             self.next_sweep = now.saturating_add(1_000_000);
-            self.map
-                .retain(|_, v| now.saturating_sub(last(v)) < STALE_US);
+            self.map.retain(|_, v| now.saturating_sub(last(v)) < STALE_US);
             if self.map.len() >= self.cap {
                 return None;
             }
@@ -255,8 +246,7 @@ impl HostContext {
             }
         }
         if let Some(p) = self.pairs.map.get(&(*src, *dst)) {
-            out.pair_new_flows_rate =
-                (p.new_flows.value * decay_factor(p.last, now) / TAU_S) as f32;
+            out.pair_new_flows_rate = (p.new_flows.value * decay_factor(p.last, now) / TAU_S) as f32;
             out.pair_distinct_dst_ports = p.dst_ports.estimate(now);
         }
         if let Some(d) = self.destinations.map.get(dst) {
@@ -316,11 +306,7 @@ mod tests {
 
     #[test]
     fn full_table_counts_untracked_then_reclaims_stale() {
-        let cfg = HostContextConfig {
-            max_sources: 2,
-            max_destinations: 2,
-            max_pairs: 2,
-        };
+        let cfg = HostContextConfig { max_sources: 2, max_destinations: 2, max_pairs: 2 };
         let mut ctx = HostContext::new(cfg);
         ctx.on_flow_start(0, &addr(1), &addr(9), 80);
         ctx.on_flow_start(0, &addr(2), &addr(9), 80);
@@ -328,10 +314,6 @@ mod tests {
         assert_eq!(ctx.untracked, 2); // source and pair tables full
         ctx.on_flow_start(STALE_US + 10, &addr(3), &addr(9), 80);
         assert_eq!(ctx.untracked, 2);
-        assert!(
-            ctx.features(STALE_US + 10, &addr(3), &addr(9))
-                .src_new_flows_rate
-                > 0.0
-        );
+        assert!(ctx.features(STALE_US + 10, &addr(3), &addr(9)).src_new_flows_rate > 0.0);
     }
 }

@@ -176,11 +176,7 @@ pub struct FlowStats {
 
 impl FlowStats {
     pub fn new(ts: Micros) -> Self {
-        Self {
-            first_ts: ts,
-            last_ts: ts,
-            ..Default::default()
-        }
+        Self { first_ts: ts, last_ts: ts, ..Default::default() }
     }
 
     pub fn packets(&self) -> u64 {
@@ -199,18 +195,11 @@ impl FlowStats {
         if (idx as usize) < EARLY_PACKETS {
             let len = i32::try_from(p.ip_len).unwrap_or(i32::MAX);
             self.early_sizes[idx as usize] = if forward { len } else { -len };
-            self.early_gaps[idx as usize] = if idx == 0 {
-                0
-            } else {
-                u32::try_from(ts - self.last_ts).unwrap_or(u32::MAX)
-            };
+            self.early_gaps[idx as usize] =
+                if idx == 0 { 0 } else { u32::try_from(ts - self.last_ts).unwrap_or(u32::MAX) };
         }
         self.last_ts = ts;
-        let d = if forward {
-            &mut self.fwd
-        } else {
-            &mut self.bwd
-        };
+        let d = if forward { &mut self.fwd } else { &mut self.bwd };
         if d.packets > 0 {
             d.iat.push(ts.saturating_sub(d.last_ts) as f64 / 1e6);
         }
@@ -245,12 +234,7 @@ pub struct FlowFacts {
 }
 
 /// Writes one feature row, in [`FEATURE_NAMES`] order, into `row`.
-pub fn write_row(
-    s: &FlowStats,
-    facts: &FlowFacts,
-    host: &HostFeatures,
-    row: &mut [f32; NUM_FEATURES],
-) {
+pub fn write_row(s: &FlowStats, facts: &FlowFacts, host: &HostFeatures, row: &mut [f32; NUM_FEATURES]) {
     let duration = s.last_ts.saturating_sub(s.first_ts) as f64 / 1e6;
     let packets = s.packets() as f64;
     let bytes = (s.fwd.bytes + s.bwd.bytes) as f64;
@@ -277,11 +261,7 @@ pub fn write_row(
     v[36] = f64::from(s.bwd.init_window.unwrap_or(0));
     v[37] = per_s(packets);
     v[38] = per_s(bytes);
-    v[39] = if s.fwd.packets > 0 {
-        f64::from(s.bwd.packets) / f64::from(s.fwd.packets)
-    } else {
-        0.0
-    };
+    v[39] = if s.fwd.packets > 0 { f64::from(s.bwd.packets) / f64::from(s.fwd.packets) } else { 0.0 };
     v[40] = f64::from(s.fwd.payload_packets);
     v[41] = f64::from(s.bwd.payload_packets);
     v[42] = b(facts.proto == PROTO_TCP);
@@ -289,8 +269,7 @@ pub fn write_row(
     v[44] = b(facts.proto == PROTO_ICMP || facts.proto == PROTO_ICMPV6);
     v[45] = b(facts.handshake_complete);
     v[46] = b(facts.responder_reset);
-    v[47] =
-        b(facts.proto != PROTO_ICMP && facts.proto != PROTO_ICMPV6 && facts.responder_port < 1024);
+    v[47] = b(facts.proto != PROTO_ICMP && facts.proto != PROTO_ICMPV6 && facts.responder_port < 1024);
     for i in 0..EARLY_PACKETS {
         v[48 + i] = f64::from(s.early_sizes[i]);
         v[56 + i] = f64::from(s.early_gaps[i]) / 1e6;
@@ -298,6 +277,11 @@ pub fn write_row(
     for (o, x) in row.iter_mut().zip(v.iter()) {
         *o = *x as f32;
     }
+    write_host(host, row);
+}
+
+/// Writes the host-context part of a row (filled in by the merge stage).
+pub fn write_host(host: &HostFeatures, row: &mut [f32; NUM_FEATURES]) {
     row[64] = host.src_new_flows_rate;
     row[65] = host.src_distinct_dst_ports;
     row[66] = host.src_distinct_dst_hosts;

@@ -23,10 +23,7 @@ pub fn shared_pcaps(test: &str) -> Option<PathBuf> {
     if dir.join("public").is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED {test}: public capture corpus not found at {} (set TIDEWATCH_SHARED_PCAPS)",
-            dir.display()
-        );
+        eprintln!("SKIPPED {test}: public capture corpus not found at {} (set TIDEWATCH_SHARED_PCAPS)", dir.display());
         None
     }
 }
@@ -38,10 +35,7 @@ pub struct Rows(pub Arc<Mutex<Vec<Row>>>);
 
 impl FeatureSink for Rows {
     fn row(&mut self, flow: &FlowRecord, features: &[f32]) -> Result<SinkControl, SinkError> {
-        self.0
-            .lock()
-            .unwrap()
-            .push((flow.clone(), features.to_vec()));
+        self.0.lock().unwrap().push((flow.clone(), features.to_vec()));
         Ok(SinkControl::Continue)
     }
 }
@@ -49,21 +43,12 @@ impl FeatureSink for Rows {
 /// Runs the engine without a model, collecting feature rows.
 pub fn features_of(paths: &[PathBuf], early: usize) -> (Stats, Vec<Row>) {
     let rows = Rows::default();
-    let mut engine = Engine::builder()
-        .early_packets(early)
-        .feature_sink(rows.clone())
-        .build()
-        .unwrap();
-    let stats = engine
-        .run(&mut PcapFileSource::open(paths).unwrap())
-        .unwrap();
+    let mut engine = Engine::builder().early_packets(early).feature_sink(rows.clone()).build().unwrap();
+    let stats = engine.run(&mut PcapFileSource::open(paths).unwrap()).unwrap();
     let out = rows.0.lock().unwrap().clone();
     (stats, out)
 }
 
 pub fn have(cmd: &str) -> bool {
-    std::process::Command::new(cmd)
-        .arg("--version")
-        .output()
-        .is_ok()
+    std::process::Command::new(cmd).arg("--version").output().is_ok()
 }

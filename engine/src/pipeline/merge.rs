@@ -1,0 +1,305 @@
+//! The merge stage: takes the event streams of the workers, applies them in
+//! one global order — (engine time, ends before starts before early rows,
+//! flow id) — so that host context, and hence every verdict, is the same
+//! whatever the number of workers; then batches rows, runs the classifier
+//! and delivers verdicts and feature rows to the sinks.
+//!
+//! An event is applied only once every stream has reported progress past
+//! its time (a watermark), so no later-arriving event can precede it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use super::shard::{Event, EventBody, RowEvent};
+use crate::error::Error;
+use crate::features::{HostContext, NUM_FEATURES};
+use crate::infer::Classifier;
+use crate::sink::{FeatureSink, FlowRecord, SinkControl, Trigger, Verdict, VerdictSink};
+use crate::source::Micros;
+
+/// Latency and inference-time histograms, in microseconds (1 µs to 1 h,
+/// 3 significant digits: fixed memory, never resized).
+pub(crate) struct Timings {
+    pub packet_to_verdict: Option<Histogram<u64>>,
+    pub batch_inference: Option<Histogram<u64>>,
+}
+
+impl Timings {
+    fn new() -> Self {
+        let h = || Histogram::new_with_bounds(1, 3_600_000_000, 3).ok();
+        Self { packet_to_verdict: h(), batch_inference: h() }
+    }
+}
+
+fn record_micros(h: &mut Option<Histogram<u64>>, micros: u64) {
+    if let Some(h) = h {
+        // Values above the top bound are clamped rather than lost.
+        let _ = h.record(micros.clamp(1, 3_600_000_000));
+    }
+}
+
+pub(crate) struct Merger {
+    pub hosts: HostContext,
+    streams: Vec<VecDeque<Event>>,
+    watermarks: Vec<Micros>,
+    pub classifier: Option<Box<dyn Classifier>>,
+    labels: Vec<Arc<str>>,
+    model_id: Arc<str>,
+    pub sinks: Vec<Box<dyn VerdictSink>>,
+    pub feature_sink: Option<Box<dyn FeatureSink>>,
+    batch_size: usize,
+    batch_deadline: Micros,
+    rows: Vec<f32>,
+    records: Vec<(FlowRecord, Option<Instant>)>,
+    probabilities: Vec<f32>,
+    batch_opened: Micros,
+    /// Wall time the batch was opened: a batch also leaves after
+    /// `batch_wall_deadline`, which bounds latency when replaying fast.
+    /// Batch boundaries never change a verdict (rows are independent).
+    batch_opened_wall: Option<Instant>,
+    batch_wall_deadline: std::time::Duration,
+    pub timings: Timings,
+    pub feature_rows: u64,
+    pub verdicts_early: u64,
+    pub verdicts_end: u64,
+    pub verdicts_by_label: std::collections::BTreeMap<String, u64>,
+    pub batches: u64,
+    pub inference_micros: u64,
+    /// First error from a sink or the classifier.
+    pub error: Option<Error>,
+    pub stop: bool,
+}
+
+pub(crate) struct MergerConfig {
+    pub hosts: HostContext,
+    pub classifier: Option<Box<dyn Classifier>>,
+    pub sinks: Vec<Box<dyn VerdictSink>>,
+    pub feature_sink: Option<Box<dyn FeatureSink>>,
+    pub batch_size: usize,
+    pub batch_deadline: Micros,
+    pub batch_wall_deadline: std::time::Duration,
+}
+
+impl Merger {
+    pub fn new(cfg: MergerConfig) -> Self {
+        let labels: Vec<Arc<str>> = cfg
+            .classifier
+            .as_ref()
+            .map(|c| c.info().labels.iter().map(|l| Arc::from(l.as_str())).collect())
+            .unwrap_or_default();
+        let model_id: Arc<str> =
+            cfg.classifier.as_ref().map(|c| Arc::from(c.info().id().as_str())).unwrap_or_else(|| Arc::from(""));
+        Self {
+            hosts: cfg.hosts,
+            streams: Vec::new(),
+            watermarks: Vec::new(),
+            classifier: cfg.classifier,
+            labels,
+            model_id,
+            sinks: cfg.sinks,
+            feature_sink: cfg.feature_sink,
+            batch_size: cfg.batch_size,
+            batch_deadline: cfg.batch_deadline,
+            rows: Vec::with_capacity(cfg.batch_size * NUM_FEATURES),
+            records: Vec::with_capacity(cfg.batch_size),
+            probabilities: Vec::new(),
+            batch_opened: 0,
+            batch_opened_wall: None,
+            batch_wall_deadline: cfg.batch_wall_deadline,
+            timings: Timings::new(),
+            feature_rows: 0,
+            verdicts_early: 0,
+            verdicts_end: 0,
+            verdicts_by_label: Default::default(),
+            batches: 0,
+            inference_micros: 0,
+            error: None,
+            stop: false,
+        }
+    }
+
+    /// Prepares for `n` input streams (one per worker).
+    pub fn set_streams(&mut self, n: usize) {
+        self.streams = (0..n).map(|_| VecDeque::new()).collect();
+        self.watermarks = vec![0; n];
+    }
+
+    /// Takes a batch of events from stream `s`, which promises that every
+    /// later event of its has a time of at least `watermark`.
+    pub fn push(&mut self, s: usize, events: &mut Vec<Event>, watermark: Micros) {
+        let Some(q) = self.streams.get_mut(s) else {
+            return;
+        };
+        for e in events.drain(..) {
+            // Streams are in time order; only events sharing a time may need
+            // reordering, so this walks back a step or two at most.
+            let key = e.key();
+            let mut at = q.len();
+            while at > 0 && q[at - 1].key() > key {
+                at -= 1;
+            }
+            q.insert(at, e);
+        }
+        if let Some(w) = self.watermarks.get_mut(s) {
+            *w = (*w).max(watermark);
+        }
+        self.apply_ready();
+    }
+
+    /// Applies, in global order, every event that no stream can precede.
+    fn apply_ready(&mut self) {
+        let limit = self.watermarks.iter().copied().min().unwrap_or(0);
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, q) in self.streams.iter().enumerate() {
+                if let Some(e) = q.front() {
+                    if e.time < limit && best.is_none_or(|b| self.streams[b].front().is_some_and(|f| e.key() < f.key()))
+                    {
+                        best = Some(i);
+                    }
+                }
+            }
+            let Some(i) = best else { break };
+            let Some(e) = self.streams[i].pop_front() else {
+                break;
+            };
+            self.apply(e);
+        }
+        self.flush_if_due(limit);
+    }
+
+    fn apply(&mut self, e: Event) {
+        match e.body {
+            EventBody::Start { initiator, responder, responder_port } => {
+                self.hosts.on_flow_start(e.time, &initiator, &responder, responder_port);
+            }
+            EventBody::Row(row) => {
+                if row.record.trigger == Trigger::End {
+                    self.hosts.on_flow_end(e.time, &row.initiator, row.failed);
+                }
+                self.row(e.time, row);
+            }
+        }
+    }
+
+    fn fail(&mut self, e: Error) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+        self.stop = true;
+    }
+
+    fn row(&mut self, time: Micros, mut ev: Box<RowEvent>) {
+        let host = self.hosts.features(time, &ev.initiator, &ev.responder);
+        crate::features::write_host(&host, &mut ev.row);
+        self.feature_rows += 1;
+        if let Some(fs) = self.feature_sink.as_mut() {
+            match fs.row(&ev.record, &ev.row) {
+                Ok(SinkControl::Stop) => self.stop = true,
+                Ok(SinkControl::Continue) => {}
+                Err(e) => return self.fail(e.into()),
+            }
+        }
+        if self.classifier.is_some() {
+            if self.records.is_empty() {
+                self.batch_opened = time;
+                self.batch_opened_wall = Some(Instant::now());
+            }
+            self.rows.extend_from_slice(&ev.row);
+            let RowEvent { record, arrival, .. } = *ev;
+            self.records.push((record, arrival));
+            if self.records.len() >= self.batch_size {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush_if_due(&mut self, now: Micros) {
+        if self.records.is_empty() {
+            return;
+        }
+        let wall_due = self.batch_opened_wall.is_some_and(|t| t.elapsed() >= self.batch_wall_deadline);
+        if wall_due || now.saturating_sub(self.batch_opened) >= self.batch_deadline {
+            self.flush();
+        }
+    }
+
+    /// Classifies the pending rows and delivers their verdicts.
+    pub fn flush(&mut self) {
+        let rows = self.records.len();
+        let Some(classifier) = self.classifier.as_mut() else {
+            return;
+        };
+        if rows == 0 {
+            return;
+        }
+        let n_labels = self.labels.len();
+        self.probabilities.resize(rows * n_labels, 0.0);
+        // Wall time for the statistics only: no decision depends on it.
+        let started = Instant::now();
+        let outcome = classifier.classify(&self.rows, rows, &mut self.probabilities);
+        let took = started.elapsed().as_micros() as u64;
+        self.inference_micros += took;
+        record_micros(&mut self.timings.batch_inference, took);
+        self.batches += 1;
+        self.rows.clear();
+        if let Err(e) = outcome {
+            self.records.clear();
+            return self.fail(e);
+        }
+        let mut records = std::mem::take(&mut self.records);
+        for (i, (record, arrival)) in records.drain(..).enumerate() {
+            let probs = &self.probabilities[i * n_labels..(i + 1) * n_labels];
+            let (best, score) =
+                probs.iter().enumerate().fold((0, f32::MIN), |acc, (j, p)| if *p > acc.1 { (j, *p) } else { acc });
+            let Some(label) = self.labels.get(best).cloned() else {
+                continue;
+            };
+            match self.verdicts_by_label.get_mut(&*label) {
+                Some(n) => *n += 1,
+                None => {
+                    self.verdicts_by_label.insert(label.to_string(), 1);
+                }
+            }
+            match record.trigger {
+                Trigger::Early => self.verdicts_early += 1,
+                Trigger::End => self.verdicts_end += 1,
+            }
+            let verdict = Verdict {
+                flow: record,
+                label,
+                score,
+                scores: self.labels.iter().cloned().zip(probs.iter().copied()).collect(),
+                model: self.model_id.clone(),
+            };
+            for s in self.sinks.iter_mut() {
+                match s.verdict(&verdict) {
+                    Ok(SinkControl::Stop) => self.stop = true,
+                    Ok(SinkControl::Continue) => {}
+                    Err(e) => {
+                        if self.error.is_none() {
+                            self.error = Some(e.into());
+                        }
+                        self.stop = true;
+                    }
+                }
+            }
+            if let Some(a) = arrival {
+                record_micros(&mut self.timings.packet_to_verdict, a.elapsed().as_micros() as u64);
+            }
+        }
+        self.records = records;
+    }
+
+    /// Applies everything left (all streams finished) and flushes.
+    pub fn finish(&mut self) {
+        for w in self.watermarks.iter_mut() {
+            *w = Micros::MAX;
+        }
+        self.apply_ready();
+        self.flush();
+    }
+}

@@ -1,0 +1,756 @@
+//! The pipeline: source → decode → flow table → features → batcher →
+//! classifier → sinks, driven by packet time.
+//!
+//! The engine reads no clock for its logic: timeouts, batch deadlines and
+//! host-context decay all run on capture timestamps, so a replay gives the
+//! same verdicts every time.
+
+mod merge;
+mod shard;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use rustc_hash::FxHasher;
+
+use crate::decode::{decode, DropReason, PacketInfo};
+use crate::error::{Error, Result};
+use crate::features::{HostContext, HostContextConfig};
+use crate::flow::{EndReason, FlowConfig, FlowKey};
+use crate::infer::{Classifier, ModelInfo, OnnxClassifier};
+use crate::sink::{FeatureSink, VerdictSink};
+use crate::source::{Micros, PacketSource, PartialRead, RawPacket};
+use merge::{Merger, MergerConfig};
+use shard::{Event, Shard, ShardStats};
+
+/// Counters of one run. `packets == decoded + sum(drops)` always.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub decoded: u64,
+    pub drops: [u64; DropReason::ALL.len()],
+    pub flows_created: u64,
+    pub flows_ended: [u64; EndReason::ALL.len()],
+    pub flows_peak: u64,
+    pub feature_rows: u64,
+    pub verdicts_early: u64,
+    pub verdicts_end: u64,
+    pub verdicts_by_label: BTreeMap<String, u64>,
+    pub batches: u64,
+    pub inference_micros: u64,
+    pub host_context_untracked: u64,
+    pub first_ts: Option<Micros>,
+    pub last_ts: Option<Micros>,
+    pub partial_reads: Vec<PartialRead>,
+    /// Worker threads used (0: everything on the calling thread).
+    pub workers: usize,
+    /// Times a full worker queue made the capture stage wait (replay blocks, never drops).
+    pub queue_full: u64,
+    /// Percentiles (µs) of packet arrival → verdict, and of batch inference time.
+    pub latency_us: Percentiles,
+    pub inference_batch_us: Percentiles,
+    /// CPU seconds (user + system) per stage, where the OS reports them.
+    pub cpu_seconds: BTreeMap<String, f64>,
+}
+
+/// p50/p99/p99.9 and max of a histogram, in microseconds.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Option<hdrhistogram::Histogram<u64>>) -> Self {
+        match h {
+            Some(h) if !h.is_empty() => Percentiles {
+                count: h.len(),
+                p50: h.value_at_quantile(0.5),
+                p99: h.value_at_quantile(0.99),
+                p999: h.value_at_quantile(0.999),
+                max: h.max(),
+            },
+            _ => Percentiles::default(),
+        }
+    }
+}
+
+impl Stats {
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+
+    pub fn flows_ended_total(&self) -> u64 {
+        self.flows_ended.iter().sum()
+    }
+
+    pub fn verdicts(&self) -> u64 {
+        self.verdicts_early + self.verdicts_end
+    }
+
+    /// Span of capture time covered, in seconds.
+    pub fn capture_seconds(&self) -> f64 {
+        match (self.first_ts, self.last_ts) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+            _ => 0.0,
+        }
+    }
+
+    /// The counters as one JSON object (names are a public interface).
+    pub fn to_json(&self) -> serde_json::Value {
+        let drops: BTreeMap<&str, u64> = DropReason::ALL.iter().map(|r| (r.name(), self.drops[r.index()])).collect();
+        let ends: BTreeMap<&str, u64> =
+            EndReason::ALL.iter().enumerate().map(|(i, r)| (r.name(), self.flows_ended[i])).collect();
+        serde_json::json!({
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "decoded": self.decoded,
+            "dropped": self.dropped(),
+            "drops": drops,
+            "flows": self.flows_created,
+            "flows_ended": ends,
+            "flows_peak": self.flows_peak,
+            "feature_rows": self.feature_rows,
+            "verdicts": self.verdicts(),
+            "verdicts_early": self.verdicts_early,
+            "verdicts_end": self.verdicts_end,
+            "verdicts_by_label": self.verdicts_by_label,
+            "batches": self.batches,
+            "inference_us": self.inference_micros,
+            "host_context_untracked": self.host_context_untracked,
+            "partial_reads": self.partial_reads,
+            "workers": self.workers,
+            "queue_full": self.queue_full,
+            "latency_us": self.latency_us,
+            "inference_batch_us": self.inference_batch_us,
+            "cpu_seconds": self.cpu_seconds,
+        })
+    }
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    model_path: Option<PathBuf>,
+    runtime_path: Option<PathBuf>,
+    classifier: Option<Box<dyn Classifier>>,
+    sinks: Vec<Box<dyn VerdictSink>>,
+    feature_sink: Option<Box<dyn FeatureSink>>,
+    early_packets: usize,
+    batch_size: usize,
+    batch_deadline: Micros,
+    batch_wall_deadline: std::time::Duration,
+    flow: FlowConfig,
+    host: HostContextConfig,
+    workers: usize,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        Self {
+            model_path: None,
+            runtime_path: None,
+            classifier: None,
+            sinks: Vec::new(),
+            feature_sink: None,
+            early_packets: 8,
+            batch_size: 256,
+            batch_deadline: 50_000,
+            batch_wall_deadline: std::time::Duration::from_micros(300),
+            flow: FlowConfig::default(),
+            host: HostContextConfig::default(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// Classify with this ONNX model (see `models/README.md` for the contract).
+    pub fn model(mut self, path: impl Into<PathBuf>) -> Self {
+        self.model_path = Some(path.into());
+        self
+    }
+
+    /// Path of `libonnxruntime.so`; default: `ORT_DYLIB_PATH`, then `.ort/`.
+    pub fn onnx_runtime(mut self, path: impl Into<PathBuf>) -> Self {
+        self.runtime_path = Some(path.into());
+        self
+    }
+
+    /// Classify with your own classifier instead of an ONNX model.
+    pub fn classifier(mut self, c: Box<dyn Classifier>) -> Self {
+        self.classifier = Some(c);
+        self
+    }
+
+    /// Adds a verdict sink; every verdict goes to every sink, in order.
+    pub fn sink(mut self, s: impl VerdictSink + 'static) -> Self {
+        self.sinks.push(Box::new(s));
+        self
+    }
+
+    /// Receives every feature row (early and end), e.g. to export training data.
+    pub fn feature_sink(mut self, s: impl FeatureSink + 'static) -> Self {
+        self.feature_sink = Some(Box::new(s));
+        self
+    }
+
+    /// Emit an early verdict after this many packets of a flow (0: never).
+    pub fn early_packets(mut self, k: usize) -> Self {
+        self.early_packets = k;
+        self
+    }
+
+    /// Rows per inference call (flushed earlier at the deadline).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Longest a row waits for its batch, in capture time (default 50 ms).
+    pub fn batch_deadline(mut self, d: std::time::Duration) -> Self {
+        self.batch_deadline = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Longest a row waits for its batch in wall time while the engine is
+    /// busy (default 300 µs): bounds verdict latency during fast replays.
+    pub fn batch_wall_deadline(mut self, d: std::time::Duration) -> Self {
+        self.batch_wall_deadline = d;
+        self
+    }
+
+    pub fn flow_config(mut self, cfg: FlowConfig) -> Self {
+        self.flow = cfg;
+        self
+    }
+
+    pub fn host_context(mut self, cfg: HostContextConfig) -> Self {
+        self.host = cfg;
+        self
+    }
+
+    /// Worker threads for [`Engine::run`] (default: the machine's cores).
+    /// Each owns a shard of the flow table; `0` runs everything on the
+    /// calling thread. Results are the same for every value.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    pub fn build(self) -> Result<Engine> {
+        if self.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        if self.flow.max_flows == 0 {
+            return Err(Error::Config("the flow table needs room for at least one flow".into()));
+        }
+        if self.workers > 256 {
+            return Err(Error::Config(format!("{} workers is more than the 256 supported", self.workers)));
+        }
+        let classifier = match (self.classifier, &self.model_path) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config("give either a model path or a classifier, not both".into()))
+            }
+            (Some(c), None) => Some(c),
+            (None, Some(p)) => {
+                Some(Box::new(OnnxClassifier::load(p, self.runtime_path.as_deref())?) as Box<dyn Classifier>)
+            }
+            (None, None) => None,
+        };
+        if classifier.is_none() && self.feature_sink.is_none() {
+            return Err(Error::Config("nothing to do: give a model (or classifier) or a feature sink".into()));
+        }
+        if classifier.is_some() && self.sinks.is_empty() {
+            return Err(Error::Config("a classifier needs at least one verdict sink".into()));
+        }
+        let mut merger = Merger::new(MergerConfig {
+            hosts: HostContext::new(self.host),
+            classifier,
+            sinks: self.sinks,
+            feature_sink: self.feature_sink,
+            batch_size: self.batch_size,
+            batch_deadline: self.batch_deadline,
+            batch_wall_deadline: self.batch_wall_deadline,
+        });
+        merger.set_streams(1);
+        Ok(Engine {
+            flow_cfg: self.flow,
+            early_packets: self.early_packets,
+            workers: self.workers,
+            inline: Shard::new(self.flow, self.early_packets),
+            merger,
+            capture: CaptureState::default(),
+            shard_stats: Vec::new(),
+            queue_full: 0,
+            partial_reads: Vec::new(),
+            cpu_seconds: BTreeMap::new(),
+            used_workers: 0,
+            finished: false,
+        })
+    }
+}
+
+/// Flows are swept for timeouts at each whole second of capture time.
+const SWEEP_INTERVAL: Micros = 1_000_000;
+/// Packets per chunk handed to a worker: amortises the queue operations.
+const CHUNK: usize = 256;
+/// Chunks that may wait in each worker's queue.
+const QUEUE_CHUNKS: usize = 16;
+/// Every this many packets all workers get their pending chunk, so the merge
+/// stage's watermarks advance even for workers that see little traffic.
+const BROADCAST_EVERY: u64 = 256;
+
+/// Counters and clock of the capture stage (read + decode + dispatch).
+#[derive(Default)]
+struct CaptureState {
+    packets: u64,
+    bytes: u64,
+    decoded: u64,
+    drops: [u64; DropReason::ALL.len()],
+    first_ts: Option<Micros>,
+    last_ts: Option<Micros>,
+    /// Highest capture timestamp seen: engine time never runs backwards.
+    clock: Micros,
+    next_sweep: Micros,
+}
+
+impl CaptureState {
+    /// Accounts for a packet and advances the clock. Returns a sweep time
+    /// when the clock crossed a sweep boundary.
+    fn arrive(&mut self, pkt: &RawPacket<'_>) -> Option<Micros> {
+        self.packets += 1;
+        self.bytes += u64::from(pkt.wire_len);
+        self.first_ts = Some(self.first_ts.map_or(pkt.ts, |t| t.min(pkt.ts)));
+        self.last_ts = Some(self.last_ts.map_or(pkt.ts, |t| t.max(pkt.ts)));
+        let first = self.packets == 1;
+        self.clock = self.clock.max(pkt.ts);
+        let boundary = self.clock - self.clock % SWEEP_INTERVAL;
+        if first {
+            self.next_sweep = boundary + SWEEP_INTERVAL;
+            None
+        } else if self.clock >= self.next_sweep {
+            self.next_sweep = boundary + SWEEP_INTERVAL;
+            Some(boundary)
+        } else {
+            None
+        }
+    }
+
+    fn decode(&mut self, pkt: &RawPacket<'_>) -> Option<PacketInfo> {
+        match decode(pkt) {
+            Ok(info) => {
+                self.decoded += 1;
+                Some(info)
+            }
+            Err(reason) => {
+                self.drops[reason.index()] += 1;
+                None
+            }
+        }
+    }
+}
+
+/// One unit of work for a worker.
+#[derive(Clone, Copy)]
+enum Item {
+    Packet(PacketInfo, Micros),
+    Sweep(Micros),
+}
+
+/// A batch of items for one worker; recycled, never reallocated.
+struct Chunk {
+    items: Vec<Item>,
+    /// Engine clock after the last item.
+    clock: Micros,
+    /// When the chunk's first item entered the engine.
+    arrival: Option<Instant>,
+    /// The last chunk: drain every flow after it.
+    eof: bool,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk { items: Vec::with_capacity(CHUNK), clock: 0, arrival: None, eof: false }
+    }
+}
+
+/// Events a worker produced from one chunk, and its progress.
+struct EventBatch {
+    worker: usize,
+    events: Vec<Event>,
+    watermark: Micros,
+}
+
+/// The inspection engine. See the crate documentation for an example.
+pub struct Engine {
+    flow_cfg: FlowConfig,
+    early_packets: usize,
+    workers: usize,
+    /// The shard used on the calling thread (`process`, or 0 workers).
+    inline: Shard,
+    merger: Merger,
+    capture: CaptureState,
+    shard_stats: Vec<ShardStats>,
+    queue_full: u64,
+    partial_reads: Vec<PartialRead>,
+    cpu_seconds: BTreeMap<String, f64>,
+    used_workers: usize,
+    finished: bool,
+}
+
+/// CPU time (user + system) of the calling thread, in seconds, from
+/// /proc/thread-self/stat; `None` where that is not available.
+fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ is 100 on Linux
+}
+
+fn worker_of(info: &PacketInfo, workers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    // The key is direction-independent, so both directions land together.
+    let (key, _) = FlowKey::of(info);
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    (h.finish() % workers as u64) as usize
+}
+
+impl Engine {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The loaded model's metadata, if the engine classifies.
+    pub fn model_info(&self) -> Option<&ModelInfo> {
+        self.merger.classifier.as_ref().map(|c| c.info())
+    }
+
+    /// True once a sink asked to stop or an error occurred.
+    pub fn stop_requested(&self) -> bool {
+        self.merger.stop
+    }
+
+    fn take_error(&mut self) -> Result<()> {
+        match self.merger.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Feeds one packet, on the calling thread. Never fails on packet
+    /// content: a packet that cannot be decoded is counted under its drop
+    /// reason. Errors come from sinks and the classifier only.
+    pub fn process(&mut self, pkt: &RawPacket<'_>) -> Result<()> {
+        if let Some(t) = self.capture.arrive(pkt) {
+            self.inline.sweep(t, None);
+        }
+        if let Some(info) = self.capture.decode(pkt) {
+            self.inline.packet(&info, self.capture.clock, None);
+        }
+        // Events at the current clock may still be joined by others at the
+        // same time: the watermark is the clock, exclusive.
+        self.merger.push(0, &mut self.inline.events, self.capture.clock);
+        self.take_error()
+    }
+
+    /// Ends every open flow, classifies what is pending, finishes the sinks
+    /// and returns the counters. Further calls return the same counters.
+    pub fn finish(&mut self) -> Result<Stats> {
+        if !self.finished {
+            self.finished = true;
+            if self.used_workers == 0 {
+                self.inline.drain(self.capture.clock);
+                self.merger.push(0, &mut self.inline.events, Micros::MAX);
+                self.shard_stats = vec![self.inline.stats.clone()];
+                if let Some(c) = thread_cpu_seconds() {
+                    self.cpu_seconds.insert("engine".into(), c);
+                }
+            }
+            self.merger.finish();
+            let mut first_err = self.merger.error.take();
+            for s in self.merger.sinks.iter_mut() {
+                if let Err(e) = s.finish() {
+                    first_err.get_or_insert(e.into());
+                }
+            }
+            if let Some(fs) = self.merger.feature_sink.as_mut() {
+                if let Err(e) = fs.finish() {
+                    first_err.get_or_insert(e.into());
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+        }
+        Ok(self.stats())
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.capture;
+        let m = &self.merger;
+        let mut s = Stats {
+            packets: c.packets,
+            bytes: c.bytes,
+            decoded: c.decoded,
+            drops: c.drops,
+            feature_rows: m.feature_rows,
+            verdicts_early: m.verdicts_early,
+            verdicts_end: m.verdicts_end,
+            verdicts_by_label: m.verdicts_by_label.clone(),
+            batches: m.batches,
+            inference_micros: m.inference_micros,
+            host_context_untracked: m.hosts.untracked,
+            first_ts: c.first_ts,
+            last_ts: c.last_ts,
+            partial_reads: self.partial_reads.clone(),
+            workers: self.used_workers,
+            queue_full: self.queue_full,
+            latency_us: Percentiles::of(&m.timings.packet_to_verdict),
+            inference_batch_us: Percentiles::of(&m.timings.batch_inference),
+            cpu_seconds: self.cpu_seconds.clone(),
+            ..Stats::default()
+        };
+        let shards: &[ShardStats] =
+            if self.shard_stats.is_empty() { std::slice::from_ref(&self.inline.stats) } else { &self.shard_stats };
+        for sh in shards {
+            s.flows_created += sh.flows_created;
+            s.flows_peak += sh.flows_peak;
+            for (a, b) in s.flows_ended.iter_mut().zip(sh.flows_ended.iter()) {
+                *a += b;
+            }
+        }
+        s
+    }
+
+    /// Reads `source` to its end (or until a sink asks to stop), then
+    /// [`finish`](Self::finish)es. Uses the configured worker threads.
+    pub fn run(&mut self, source: &mut dyn PacketSource) -> Result<Stats> {
+        if self.workers == 0 || self.capture.packets > 0 {
+            while !self.merger.stop {
+                match source.next_packet()? {
+                    Some(pkt) => self.process(&pkt)?,
+                    None => break,
+                }
+            }
+        } else {
+            self.run_workers(source)?;
+        }
+        self.partial_reads = source.partial_reads();
+        self.finish()
+    }
+
+    /// The multi-core path: this thread reads, decodes and dispatches by
+    /// flow hash to worker threads over bounded queues, and runs the merge
+    /// stage (host context, batching, inference, sinks) on what comes back.
+    fn run_workers(&mut self, source: &mut dyn PacketSource) -> Result<()> {
+        let n = self.workers;
+        self.used_workers = n;
+        self.merger.set_streams(n);
+        let (event_tx, event_rx) = bounded::<EventBatch>(n * QUEUE_CHUNKS);
+        let mut chunk_txs: Vec<Sender<Chunk>> = Vec::with_capacity(n);
+        let (free_tx, free_rx) = bounded::<Chunk>(n * (QUEUE_CHUNKS + 2));
+        let (spare_events_tx, spare_events_rx) = bounded::<Vec<Event>>(n * QUEUE_CHUNKS);
+        let mut outcome: Result<()> = Ok(());
+        std::thread::scope(|scope| {
+            let mut handles = Vec::with_capacity(n);
+            for w in 0..n {
+                let (tx, rx) = bounded::<Chunk>(QUEUE_CHUNKS);
+                chunk_txs.push(tx);
+                let (event_tx, free_tx, spare_events_rx) = (event_tx.clone(), free_tx.clone(), spare_events_rx.clone());
+                let (cfg, early) = (self.flow_cfg, self.early_packets);
+                handles.push(
+                    scope.spawn(move || worker(w, Shard::new(cfg, early), rx, event_tx, free_tx, spare_events_rx)),
+                );
+            }
+            drop(event_tx);
+            let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
+            let mut since_broadcast = 0u64;
+            let mut dispatch = Dispatch {
+                txs: std::mem::take(&mut chunk_txs),
+                free_rx: &free_rx,
+                event_rx: &event_rx,
+                spare_tx: &spare_events_tx,
+            };
+            let result = (|| -> Result<()> {
+                while !self.merger.stop {
+                    let Some(pkt) = source.next_packet()? else {
+                        break;
+                    };
+                    let sweep = self.capture.arrive(&pkt);
+                    let clock = self.capture.clock;
+                    if let Some(t) = sweep {
+                        for (w, c) in pending.iter_mut().enumerate() {
+                            c.items.push(Item::Sweep(t));
+                            c.clock = t;
+                            dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+                        }
+                        since_broadcast = 0;
+                    }
+                    if let Some(info) = self.capture.decode(&pkt) {
+                        let w = worker_of(&info, n);
+                        let c = &mut pending[w];
+                        if c.items.is_empty() {
+                            c.arrival = Some(Instant::now());
+                        }
+                        c.items.push(Item::Packet(info, clock));
+                        c.clock = clock;
+                        if c.items.len() >= CHUNK {
+                            dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+                        }
+                    }
+                    since_broadcast += 1;
+                    if since_broadcast >= BROADCAST_EVERY {
+                        since_broadcast = 0;
+                        for (w, c) in pending.iter_mut().enumerate() {
+                            c.clock = clock;
+                            dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+                        }
+                    }
+                    dispatch.drain(&mut self.merger, false);
+                }
+                Ok(())
+            })();
+            // End of input (or a stop): every worker drains its flows.
+            for (w, c) in pending.iter_mut().enumerate() {
+                c.eof = true;
+                c.clock = self.capture.clock;
+                dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+            }
+            dispatch.txs.clear(); // closing the queues lets the workers finish
+            dispatch.drain(&mut self.merger, true);
+            self.shard_stats = Vec::with_capacity(n);
+            for (w, h) in handles.into_iter().enumerate() {
+                match h.join() {
+                    Ok((stats, cpu)) => {
+                        self.shard_stats.push(stats);
+                        if let Some(c) = cpu {
+                            self.cpu_seconds.insert(format!("worker{w}"), c);
+                        }
+                    }
+                    Err(_) => outcome = Err(Error::Config(format!("worker {w} stopped unexpectedly"))),
+                }
+            }
+            if let Some(c) = thread_cpu_seconds() {
+                self.cpu_seconds.insert("capture+merge".into(), c);
+            }
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        });
+        outcome?;
+        self.take_error()
+    }
+}
+
+/// The capture thread's ends of the queues.
+struct Dispatch<'a> {
+    txs: Vec<Sender<Chunk>>,
+    free_rx: &'a Receiver<Chunk>,
+    event_rx: &'a Receiver<EventBatch>,
+    spare_tx: &'a Sender<Vec<Event>>,
+}
+
+impl Dispatch<'_> {
+    /// Hands `chunk` to worker `w` and gives the caller an empty one. When the
+    /// worker's queue is full this waits (replay never drops), merging events
+    /// meanwhile so that workers blocked on the event queue can go on.
+    fn send(&mut self, w: usize, chunk: &mut Chunk, merger: &mut Merger, queue_full: &mut u64) {
+        let fresh = self.free_rx.try_recv().unwrap_or_else(|_| Chunk::new());
+        let mut out = std::mem::replace(chunk, fresh);
+        chunk.items.clear();
+        chunk.eof = false;
+        chunk.arrival = None;
+        chunk.clock = out.clock;
+        let Some(tx) = self.txs.get(w) else { return };
+        loop {
+            match tx.try_send(out) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => {
+                    *queue_full += 1;
+                    out = back;
+                    if !self.drain_one(merger, std::time::Duration::from_micros(200)) {
+                        std::thread::yield_now();
+                    }
+                }
+                // The worker is gone (it can only stop by panicking): nothing to do.
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+
+    fn accept(&self, mut batch: EventBatch, merger: &mut Merger) {
+        merger.push(batch.worker, &mut batch.events, batch.watermark);
+        let _ = self.spare_tx.try_send(batch.events);
+    }
+
+    fn drain_one(&self, merger: &mut Merger, wait: std::time::Duration) -> bool {
+        match self.event_rx.recv_timeout(wait) {
+            Ok(b) => {
+                self.accept(b, merger);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Merges what the workers produced; with `to_end`, until they all quit.
+    fn drain(&self, merger: &mut Merger, to_end: bool) {
+        if to_end {
+            while let Ok(b) = self.event_rx.recv() {
+                self.accept(b, merger);
+            }
+        } else {
+            while let Ok(b) = self.event_rx.try_recv() {
+                self.accept(b, merger);
+            }
+        }
+    }
+}
+
+/// A worker thread: owns its shard; processes chunks in order.
+fn worker(
+    id: usize,
+    mut shard: Shard,
+    rx: Receiver<Chunk>,
+    events: Sender<EventBatch>,
+    free: Sender<Chunk>,
+    spare: Receiver<Vec<Event>>,
+) -> (ShardStats, Option<f64>) {
+    while let Ok(mut chunk) = rx.recv() {
+        for item in chunk.items.iter() {
+            match item {
+                Item::Packet(info, clock) => shard.packet(info, *clock, chunk.arrival),
+                Item::Sweep(t) => shard.sweep(*t, chunk.arrival),
+            }
+        }
+        let watermark = if chunk.eof {
+            shard.drain(chunk.clock);
+            Micros::MAX
+        } else {
+            chunk.clock
+        };
+        let replacement = spare.try_recv().unwrap_or_default();
+        let batch = EventBatch { worker: id, events: std::mem::replace(&mut shard.events, replacement), watermark };
+        if events.send(batch).is_err() {
+            break;
+        }
+        chunk.items.clear();
+        let _ = free.try_send(chunk);
+    }
+    (shard.stats.clone(), thread_cpu_seconds())
+}

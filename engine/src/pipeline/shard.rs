@@ -1,0 +1,159 @@
+//! A worker's share of the flow table: it owns its flows outright and turns
+//! packets into ordered events (flow start, early row, end row) for the merge
+//! stage. Rows carry every feature but the host context, which the merge
+//! stage fills in, in one global order, so results do not depend on how
+//! flows were spread over workers.
+
+use std::time::Instant;
+
+use crate::decode::{proto_name, to_ip, PacketInfo};
+use crate::features::{self, HostFeatures, NUM_FEATURES};
+use crate::flow::{EndReason, Flow, FlowConfig, FlowTable};
+use crate::sink::{FlowRecord, Trigger};
+use crate::source::Micros;
+
+/// Order of events that share a timestamp: ends, then starts, then early rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum EventClass {
+    End = 0,
+    Start = 1,
+    Early = 2,
+}
+
+/// Where a row came from, so the merge stage can add host context.
+#[derive(Clone, Debug)]
+pub(crate) struct RowEvent {
+    pub record: FlowRecord,
+    pub row: [f32; NUM_FEATURES],
+    pub initiator: [u8; 16],
+    pub responder: [u8; 16],
+    /// Set for end rows: did the flow's handshake fail.
+    pub failed: bool,
+    /// Wall time the triggering packet entered the engine (for latency).
+    pub arrival: Option<Instant>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum EventBody {
+    Start { initiator: [u8; 16], responder: [u8; 16], responder_port: u16 },
+    Row(Box<RowEvent>),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    /// Engine clock (highest capture timestamp so far) when it happened.
+    pub time: Micros,
+    pub class: EventClass,
+    pub flow_id: u64,
+    pub body: EventBody,
+}
+
+impl Event {
+    pub fn key(&self) -> (Micros, EventClass, u64) {
+        (self.time, self.class, self.flow_id)
+    }
+}
+
+/// Counters a shard keeps.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ShardStats {
+    pub flows_created: u64,
+    pub flows_ended: [u64; EndReason::ALL.len()],
+    pub flows_peak: u64,
+}
+
+pub(crate) struct Shard {
+    flows: FlowTable,
+    early_packets: usize,
+    pub events: Vec<Event>,
+    pub stats: ShardStats,
+}
+
+fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>) -> FlowRecord {
+    let ((init, _), (resp, _)) = flow.endpoints();
+    let (src_port, dst_port) = flow.reported_ports();
+    FlowRecord {
+        ts: flow.stats.last_ts,
+        flow_id: flow.id,
+        flow_start: flow.stats.first_ts,
+        proto: proto_name(flow.key.proto),
+        src_ip: to_ip(&init, flow.key.is_ipv6),
+        src_port,
+        dst_ip: to_ip(&resp, flow.key.is_ipv6),
+        dst_port,
+        packets: flow.packets(),
+        bytes: flow.wire_bytes,
+        trigger,
+        end_reason,
+    }
+}
+
+fn row_event(flow: &Flow, trigger: Trigger, reason: Option<EndReason>, arrival: Option<Instant>) -> Box<RowEvent> {
+    let ((initiator, _), (responder, _)) = flow.endpoints();
+    let mut row = [0f32; NUM_FEATURES];
+    features::write_row(&flow.stats, &flow.facts(), &HostFeatures::default(), &mut row);
+    Box::new(RowEvent {
+        record: record(flow, trigger, reason.map(EndReason::name)),
+        row,
+        initiator,
+        responder,
+        failed: flow.failed_handshake(),
+        arrival,
+    })
+}
+
+impl Shard {
+    pub fn new(cfg: FlowConfig, early_packets: usize) -> Self {
+        Self { flows: FlowTable::new(cfg), early_packets, events: Vec::new(), stats: ShardStats::default() }
+    }
+
+    fn ended(
+        events: &mut Vec<Event>,
+        stats: &mut ShardStats,
+        flow: Flow,
+        reason: EndReason,
+        time: Micros,
+        arrival: Option<Instant>,
+    ) {
+        if let Some(i) = EndReason::ALL.iter().position(|r| *r == reason) {
+            stats.flows_ended[i] += 1;
+        }
+        let body = EventBody::Row(row_event(&flow, Trigger::End, Some(reason), arrival));
+        events.push(Event { time, class: EventClass::End, flow_id: flow.id, body });
+    }
+
+    /// Adds one decoded packet; `clock` is the engine clock at this packet.
+    pub fn packet(&mut self, info: &PacketInfo, clock: Micros, arrival: Option<Instant>) {
+        let (events, stats) = (&mut self.events, &mut self.stats);
+        let update = self.flows.update(info, &mut |f, r| Self::ended(events, stats, f, r, clock, arrival));
+        let flow = update.flow;
+        if update.created {
+            stats.flows_created += 1;
+            let ((initiator, _), (responder, responder_port)) = flow.endpoints();
+            events.push(Event {
+                time: clock,
+                class: EventClass::Start,
+                flow_id: flow.id,
+                body: EventBody::Start { initiator, responder, responder_port },
+            });
+        }
+        if self.early_packets > 0 && !flow.early_sent && flow.packets() >= self.early_packets as u64 {
+            flow.early_sent = true;
+            let body = EventBody::Row(row_event(flow, Trigger::Early, None, arrival));
+            events.push(Event { time: clock, class: EventClass::Early, flow_id: flow.id, body });
+        }
+        stats.flows_peak = stats.flows_peak.max(self.flows.len() as u64);
+    }
+
+    /// Ends the flows whose timeouts passed by `now` (a sweep boundary).
+    pub fn sweep(&mut self, now: Micros, arrival: Option<Instant>) {
+        let (events, stats) = (&mut self.events, &mut self.stats);
+        self.flows.expire(now, &mut |f, r| Self::ended(events, stats, f, r, now, arrival));
+    }
+
+    /// Ends every flow (end of input) at engine clock `clock`.
+    pub fn drain(&mut self, clock: Micros) {
+        let (events, stats) = (&mut self.events, &mut self.stats);
+        self.flows.drain(&mut |f, r| Self::ended(events, stats, f, r, clock, None));
+    }
+}
