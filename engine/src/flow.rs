@@ -4,6 +4,9 @@
 //! Policy when the table is full: the least recently seen 1/64 of the flows
 //! are ended early (reason `evicted`, counted) and still get their verdicts.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use rustc_hash::FxHashMap;
 
 use crate::decode::{tcp_flags, PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -268,6 +271,12 @@ impl Flow {
         }
     }
 
+    /// The earliest time at which this flow may expire.
+    pub fn deadline(&self, cfg: &FlowConfig) -> Micros {
+        let idle_at = self.stats.last_ts.saturating_add(self.idle_timeout(cfg));
+        idle_at.min(self.stats.first_ts.saturating_add(cfg.active_timeout))
+    }
+
     /// Why this flow should end at time `now`, if it should.
     pub fn expiry(&self, now: Micros, cfg: &FlowConfig) -> Option<EndReason> {
         // Whichever of the idle and active deadlines came first decides.
@@ -293,14 +302,24 @@ pub struct Update<'a> {
 pub struct FlowTable {
     cfg: FlowConfig,
     flows: FxHashMap<FlowKey, Flow>,
-    /// Reused scratch space for sweeps, so expiry does not allocate.
+    /// When each flow may next expire: (deadline, flow id, key), earliest
+    /// first. Entries go stale as flows see packets or end; a popped entry
+    /// is checked against the flow and re-queued at its real deadline, so a
+    /// sweep costs O(expired · log n), not a scan of the table.
+    timers: BinaryHeap<Reverse<(Micros, u64, FlowKey)>>,
+    /// Reused scratch space for eviction, so it does not allocate.
     scratch: Vec<(Micros, u64, FlowKey)>,
 }
 
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         let initial = cfg.max_flows.min(1 << 16);
-        Self { cfg, flows: FxHashMap::with_capacity_and_hasher(initial, Default::default()), scratch: Vec::new() }
+        Self {
+            cfg,
+            flows: FxHashMap::with_capacity_and_hasher(initial, Default::default()),
+            timers: BinaryHeap::with_capacity(initial),
+            scratch: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> &FlowConfig {
@@ -337,7 +356,13 @@ impl FlowTable {
             self.evict_oldest(ended);
         }
         let flow = self.flows.entry(key).or_insert_with(|| Flow::new(key, p, src_is_lo));
+        let was_closed = flow.is_closed();
         flow.update(p, src_is_lo);
+        // A new flow, or one that just closed (its deadline moved earlier),
+        // gets a timer; otherwise its existing timer is re-queued when due.
+        if created || (!was_closed && flow.is_closed()) {
+            self.timers.push(Reverse((flow.deadline(&self.cfg), flow.id, key)));
+        }
         Update { flow, created }
     }
 
@@ -364,18 +389,26 @@ impl FlowTable {
 
     /// Ends every flow whose timeout has passed at `now`, oldest first.
     pub fn expire(&mut self, now: Micros, ended: &mut impl FnMut(Flow, EndReason)) {
-        self.scratch.clear();
         let cfg = self.cfg;
-        self.scratch.extend(
-            self.flows.values().filter(|f| f.expiry(now, &cfg).is_some()).map(|f| (f.stats.last_ts, f.id, f.key)),
-        );
-        self.scratch.sort_unstable();
-        for i in 0..self.scratch.len() {
-            let key = self.scratch[i].2;
-            if let Some(f) = self.flows.remove(&key) {
-                let reason = f.expiry(now, &cfg).unwrap_or(EndReason::IdleTimeout);
-                ended(f, reason);
+        while let Some(Reverse((deadline, id, key))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
             }
+            self.timers.pop();
+            let Some(f) = self.flows.get(&key).filter(|f| f.id == id) else { continue };
+            match f.expiry(now, &cfg) {
+                Some(reason) => {
+                    if let Some(f) = self.flows.remove(&key) {
+                        ended(f, reason);
+                    }
+                }
+                None => self.timers.push(Reverse((f.deadline(&cfg), id, key))),
+            }
+        }
+        // Stale entries of ended flows would otherwise pile up under churn.
+        if self.timers.len() > 4 * self.flows.len() + 1024 {
+            let flows = &self.flows;
+            self.timers.retain(|Reverse((_, id, key))| flows.get(key).is_some_and(|f| f.id == *id));
         }
     }
 

@@ -14,6 +14,9 @@ TEST_SEEDS=${TEST_SEEDS:-"201 202"}
 NAME=${NAME:-baseline}
 VERSION=${VERSION:-1.0.0}
 VENV=${VENV:-.venv-train}
+# Extra train.py arguments, e.g. TRAIN_ARGS="--min-rows-per-s 2000000" lets the sweep
+# pick only models that fast (in practice an MLP); empty = the default sweep.
+TRAIN_ARGS=${TRAIN_ARGS:-}
 
 mkdir -p "$BUILD"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -38,9 +41,10 @@ read -r -a train <<<"$(csvs $TRAIN_SEEDS)"
 read -r -a test <<<"$(csvs $TEST_SEEDS)"
 
 mkdir -p "models/$NAME"
-"$VENV/bin/python" models/train/train.py --train "${train[@]}" --test "${test[@]}" --sweep \
+read -r -a train_args <<<"$TRAIN_ARGS"
+"$VENV/bin/python" models/train/train.py --train "${train[@]}" --test "${test[@]}" --sweep "${train_args[@]}" \
     --name "$NAME" --version "$VERSION" --out "models/$NAME/model.onnx" --metrics-out "models/$NAME/metrics.json"
 "$VENV/bin/python" models/train/make_card.py --metrics "models/$NAME/metrics.json" \
     --data "synthetic labelled captures from pcaps/generate.py: training seeds $TRAIN_SEEDS, test seeds $TEST_SEEDS (default scale)" \
-    --command "make model   # = bash models/train/build.sh (TRAIN_SEEDS=\"$TRAIN_SEEDS\" TEST_SEEDS=\"$TEST_SEEDS\")"
+    --command "make model   # = bash models/train/build.sh (TRAIN_SEEDS=\"$TRAIN_SEEDS\" TEST_SEEDS=\"$TEST_SEEDS\"${TRAIN_ARGS:+ TRAIN_ARGS=\"$TRAIN_ARGS\"})"
 echo "model: models/$NAME/model.onnx, card: models/$NAME/MODEL_CARD.md" >&2

@@ -27,6 +27,7 @@ TRIGGER_TEXT = {
 
 
 def onnx_facts(path: str) -> dict:
+    import numpy as np
     import onnx
     m = onnx.load(path)
     meta = {p.key: p.value for p in m.metadata_props}
@@ -37,7 +38,20 @@ def onnx_facts(path: str) -> dict:
         raise SystemExit(f"error: {path} lacks metadata {missing}; was it written by train.py?")
     trees = nodes = leaves = 0
     op = None
+    inits = {t.name: t for t in m.graph.initializer}
+    dense = []  # (inputs, outputs) of each Gemm/MatMul layer, in graph order
+    dense_params = 0
     for node in m.graph.node:
+        if node.op_type in ("Gemm", "MatMul") and len(node.input) >= 2 and node.input[1] in inits:
+            w = inits[node.input[1]]
+            dense.append((int(w.dims[0]), int(w.dims[1])))
+            dense_params += int(np.prod(w.dims))
+            if len(node.input) > 2 and node.input[2] in inits:
+                dense_params += int(np.prod(inits[node.input[2]].dims))
+        if node.op_type == "Add" and any(i in inits and len(inits[i].dims) >= 1
+                                         and int(np.prod(inits[i].dims)) > 1 for i in node.input):
+            # bias added after a MatMul (skl2onnx style)
+            dense_params += sum(int(np.prod(inits[i].dims)) for i in node.input if i in inits)
         if node.op_type in ("TreeEnsembleClassifier", "TreeEnsemble"):
             op = node.op_type
             attrs = {a.name: a for a in node.attribute}
@@ -54,6 +68,9 @@ def onnx_facts(path: str) -> dict:
     return {
         "meta": meta,
         "op": op,
+        "layers": ([dense[0][0]] + [d[1] for d in dense]) if dense else [],
+        "dense_params": dense_params,
+        "node_ops": [n.op_type for n in m.graph.node],
         "trees": trees,
         "nodes": nodes,
         "leaves": leaves,
@@ -122,19 +139,44 @@ def build(metrics: dict, facts: dict, data_desc: str, command: str, model_rel: s
     a("")
     a("## What it is")
     a("")
-    boot = "bootstrap samples" if mdl.get("bootstrap", True) else "no bootstrap"
-    a(f"- **Type:** scikit-learn `{mdl['type']}` ({boot}, `max_features={mdl['max_features']}`, "
-      f"`class_weight={mdl['class_weight']}`, `min_samples_leaf={mdl['min_samples_leaf']}`, "
-      f"seed {mdl['seed']}), exported to ONNX as one `{facts['op']}` node.")
-    a(f"- **Size:** {facts['trees']} trees, max depth {mdl['max_depth_actual']} "
-      f"(limit {mdl['max_depth_limit']}, mean {mdl['mean_depth']:.1f}), {facts['nodes']:,} nodes "
-      f"({facts['leaves']:,} leaves); file `{model_rel}` is {facts['bytes']:,} bytes "
-      f"({facts['bytes'] / 1048576:.1f} MiB), sha256 `{facts['sha256']}`.")
+    family = mdl.get("family", "mlp" if "layers" in mdl else "forest")
+    if family == "mlp":
+        layers = facts["layers"] or mdl["layers"]
+        cw = ("balanced class weights as per-row sample weights"
+              if mdl["config"].get("class_weight") == "balanced" else "no class weighting")
+        stop = (f"early stopping on {mdl['validation_fraction']:.0%} of the training rows after "
+                f"{mdl['n_iter_no_change']} epochs without improvement: {mdl['n_iter']} epochs"
+                if mdl.get("early_stopping") else f"{mdl['n_iter']} epochs")
+        if not mdl.get("converged", True):
+            stop += f" (stopped at max_iter={mdl['max_iter']}, not converged)"
+        a(f"- **Type:** scikit-learn `{mdl['type']}` (multi-layer perceptron: "
+          f"{mdl['activation']} hidden layers, softmax output; {mdl['solver']}, "
+          f"L2 alpha={mdl['alpha']:g}, {cw}, {stop}; seed {mdl['seed']}), "
+          f"trained in {mdl.get('dtype', 'float32')}.")
+        a("- **Input transform (inside the model):** each raw feature x becomes "
+          "sign(x)·log(1+|x|) (float32), then is standardised with the training mean and "
+          "standard deviation; the standardisation is folded into the first layer's weights.")
+        a(f"- **Size:** layers {' → '.join(str(n) for n in layers)} "
+          f"({len(layers) - 2} hidden), {facts['dense_params'] or mdl['n_parameters']:,} "
+          f"parameters ({mdl.get('multiply_adds_per_row', 0):,} multiply-adds per row); "
+          f"{len(facts['node_ops'])} ONNX nodes ({', '.join(sorted(set(facts['node_ops'])))}); "
+          f"file `{model_rel}` is {facts['bytes']:,} bytes, sha256 `{facts['sha256']}`.")
+        proba_text = "softmax of the last layer; `label` is its arg-max"
+    else:
+        boot = "bootstrap samples" if mdl.get("bootstrap", True) else "no bootstrap"
+        a(f"- **Type:** scikit-learn `{mdl['type']}` ({boot}, `max_features={mdl['max_features']}`, "
+          f"`class_weight={mdl['class_weight']}`, `min_samples_leaf={mdl['min_samples_leaf']}`, "
+          f"seed {mdl['seed']}), exported to ONNX as one `{facts['op']}` node.")
+        a(f"- **Size:** {facts['trees']} trees, max depth {mdl['max_depth_actual']} "
+          f"(limit {mdl['max_depth_limit']}, mean {mdl['mean_depth']:.1f}), {facts['nodes']:,} nodes "
+          f"({facts['leaves']:,} leaves); file `{model_rel}` is {facts['bytes']:,} bytes "
+          f"({facts['bytes'] / 1048576:.1f} MiB), sha256 `{facts['sha256']}`.")
+        proba_text = "mean of the trees' leaf class shares"
     a(f"- **ONNX:** IR version {facts['ir_version']}, opsets {facts['opsets']}; "
       f"producer `{facts['producer']}`.")
     a(f"- **Input:** {'; '.join(facts['inputs'])} — one row per flow, features in schema order.")
     a(f"- **Outputs:** {'; '.join(facts['outputs'])} — `label` is the index into the class list "
-      "below, `probabilities` are the per-class scores (mean of the trees' leaf class shares).")
+      f"below, `probabilities` are the per-class scores ({proba_text}).")
     chk = metrics.get("onnx_check", {})
     if chk:
         a(f"- **Export check:** ONNX Runtime {chk['onnxruntime_version']} and scikit-learn agree on "
@@ -144,8 +186,14 @@ def build(metrics: dict, facts: dict, data_desc: str, command: str, model_rel: s
     if sw:
         where = ("held-out flows of the training data" if sw["scored_on"] == "val"
                  else "the test split (so the test figures below are optimistic)")
+        fams = sorted({r.get("family", "forest") for r in sw["results"]})
+        speed = ""
+        if sw.get("min_rows_per_s"):
+            n_ok = sum(1 for r in sw["results"] if r.get("eligible", True))
+            speed = (f", among the {n_ok} that reach {sw['min_rows_per_s']:,.0f} rows/s "
+                     "(ONNX Runtime, batch 256, one thread, per CPU-second)")
         a(f"- **Hyper-parameters** chosen by a sweep of {len(sw['results'])} configurations "
-          f"scored on {where} by macro-F1 minus benign FPR; chosen: "
+          f"({' and '.join(fams)}) scored on {where} by macro-F1 minus benign FPR{speed}; chosen: "
           + ", ".join(f"{k}={v}" for k, v in sw["chosen"].items()) + ".")
     a("")
 
@@ -220,10 +268,21 @@ def build(metrics: dict, facts: dict, data_desc: str, command: str, model_rel: s
           f"thread, on {mach.get('cpu', '?')} ({mach.get('logical_cpus', '?')} logical CPUs); "
           "about 1 s per batch size, test rows reused.")
         a("")
-        a("| batch size | rows/s | µs per call |")
-        a("|---:|---:|---:|")
-        for b in th["batches"].values():
-            a(f"| {b['batch_size']} | {b['rows_per_s']:,.0f} | {b['us_per_call']:,.1f} |")
+        cpu = all("rows_per_cpu_s" in b for b in th["batches"].values())
+        if cpu:
+            a("Rows per CPU-second counts only the inference thread's CPU time, so it does not "
+              "depend on other load on the machine; it is the per-core figure.")
+            a("")
+            a("| batch size | rows/s | rows per CPU-second | µs per call |")
+            a("|---:|---:|---:|---:|")
+            for b in th["batches"].values():
+                a(f"| {b['batch_size']} | {b['rows_per_s']:,.0f} | {b['rows_per_cpu_s']:,.0f} "
+                  f"| {b['us_per_call']:,.1f} |")
+        else:
+            a("| batch size | rows/s | µs per call |")
+            a("|---:|---:|---:|")
+            for b in th["batches"].values():
+                a(f"| {b['batch_size']} | {b['rows_per_s']:,.0f} | {b['us_per_call']:,.1f} |")
     else:
         a("Not measured.")
     a("")
@@ -252,6 +311,10 @@ def build(metrics: dict, facts: dict, data_desc: str, command: str, model_rel: s
       "mimicking benign traffic) may be missed; classes outside the six are forced into one of them.")
     a("- `early` rows see only the first packets of a flow; compare the two tables above before "
       "acting on early verdicts.")
+    if family == "mlp":
+        a("- A neural network extrapolates smoothly beyond the training range instead of "
+          "saturating like trees: feature values far outside what the generator produces can "
+          "get confident but arbitrary scores (the log transform softens, not removes, this).")
     a("")
     return "\n".join(L)
 

@@ -133,9 +133,11 @@ impl Merger {
         let Some(q) = self.streams.get_mut(s) else {
             return;
         };
+        // A batch is in time order but not in key order within a time (an
+        // end-of-input drain is thousands of events at one time): sort it,
+        // then each insertion walks back only over earlier same-time events.
+        events.sort_unstable_by_key(Event::key);
         for e in events.drain(..) {
-            // Streams are in time order; only events sharing a time may need
-            // reordering, so this walks back a step or two at most.
             let key = e.key();
             let mut at = q.len();
             while at > 0 && q[at - 1].key() > key {

@@ -476,9 +476,6 @@ impl Engine {
                 self.inline.drain(self.capture.clock);
                 self.merger.push(0, &mut self.inline.events, Micros::MAX);
                 self.shard_stats = vec![self.inline.stats.clone()];
-                if let Some(c) = thread_cpu_seconds() {
-                    self.cpu_seconds.insert("engine".into(), c);
-                }
             }
             self.merger.finish();
             let mut first_err = self.merger.error.take();
@@ -540,6 +537,7 @@ impl Engine {
     /// Reads `source` to its end (or until a sink asks to stop), then
     /// [`finish`](Self::finish)es. Uses the configured worker threads.
     pub fn run(&mut self, source: &mut dyn PacketSource) -> Result<Stats> {
+        let cpu_at_start = thread_cpu_seconds();
         if self.workers == 0 || self.capture.packets > 0 {
             while !self.merger.stop {
                 match source.next_packet()? {
@@ -551,7 +549,13 @@ impl Engine {
             self.run_workers(source)?;
         }
         self.partial_reads = source.partial_reads();
-        self.finish()
+        let outcome = self.finish();
+        // This thread's share: capture (+ merge with workers; everything without).
+        if let (Some(a), Some(b)) = (cpu_at_start, thread_cpu_seconds()) {
+            let stage = if self.used_workers == 0 { "engine" } else { "capture+merge" };
+            self.cpu_seconds.insert(stage.into(), b - a);
+        }
+        outcome.map(|_| self.stats())
     }
 
     /// The multi-core path: this thread reads, decodes and dispatches by
@@ -644,9 +648,6 @@ impl Engine {
                     }
                     Err(_) => outcome = Err(Error::Config(format!("worker {w} stopped unexpectedly"))),
                 }
-            }
-            if let Some(c) = thread_cpu_seconds() {
-                self.cpu_seconds.insert("capture+merge".into(), c);
             }
             if outcome.is_ok() {
                 outcome = result;

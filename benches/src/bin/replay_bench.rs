@@ -1,0 +1,132 @@
+//! End-to-end replay benchmark: on one capture, in one run, measures
+//!   (a) the floor: a bare libpcap read loop over the file,
+//!   (b) read + decode,
+//!   (c) the full Tidewatch pipeline (features, host context, inference,
+//!       JSON verdicts to /dev/null) on one thread, with 1 worker and with
+//!       all cores,
+//! and prints each as packets/s and as a ratio to (a), median of --runs.
+//!
+//! cargo run --release -p tidewatch-benches --bin replay_bench -- FILE [--runs 5] [--json OUT]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tidewatch::decode::decode;
+use tidewatch::{Engine, JsonLinesSink, PacketSource, PcapFileSource};
+use tidewatch_benches::median;
+
+fn floor(file: &PathBuf) -> Result<(u64, f64), String> {
+    let start = Instant::now();
+    let mut cap = pcap::Capture::from_file(file).map_err(|e| e.to_string())?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while let Ok(p) = cap.next_packet() {
+        n += 1;
+        bytes += u64::from(p.header.caplen);
+    }
+    std::hint::black_box(bytes);
+    Ok((n, start.elapsed().as_secs_f64()))
+}
+
+fn read_decode(file: &PathBuf) -> Result<(u64, f64), String> {
+    let start = Instant::now();
+    let mut src = PcapFileSource::open(&[file]).map_err(|e| e.to_string())?;
+    let (mut n, mut ok) = (0u64, 0u64);
+    while let Some(p) = src.next_packet().map_err(|e| e.to_string())? {
+        n += 1;
+        if let Ok(info) = decode(&p) {
+            ok += u64::from(info.src_port);
+        }
+    }
+    std::hint::black_box(ok);
+    Ok((n, start.elapsed().as_secs_f64()))
+}
+
+fn pipeline(file: &PathBuf, model: &PathBuf, workers: usize) -> Result<(u64, f64, serde_json::Value), String> {
+    let mut engine = Engine::builder()
+        .model(model)
+        .workers(workers)
+        .sink(JsonLinesSink::new(std::fs::File::create("/dev/null").map_err(|e| e.to_string())?))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let stats =
+        engine.run(&mut PcapFileSource::open(&[file]).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok((stats.packets, secs, stats.to_json()))
+}
+
+fn main() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let mut file = None;
+    let mut runs = 5usize;
+    let mut json_out = None;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut model = root.join("models/baseline/model.onnx");
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).ok_or("--runs N")?,
+            "--json" => json_out = args.next(),
+            "--model" => model = args.next().map(PathBuf::from).ok_or("--model PATH")?,
+            _ => file = Some(PathBuf::from(a)),
+        }
+    }
+    let file = file.ok_or("usage: replay_bench FILE [--runs N] [--json OUT] [--model PATH]")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Warm the page cache so the first measurement is not a disk read.
+    floor(&file)?;
+    let mut rows: Vec<(String, u64, f64, Option<serde_json::Value>)> = Vec::new();
+    let mut measure = |name: &str, f: &mut dyn FnMut() -> Result<(u64, f64, Option<serde_json::Value>), String>| {
+        let mut secs = Vec::new();
+        let mut packets = 0;
+        let mut last = None;
+        for _ in 0..runs {
+            let (n, s, j) = f()?;
+            packets = n;
+            secs.push(s);
+            last = j;
+        }
+        rows.push((name.to_string(), packets, median(secs), last));
+        Ok::<(), String>(())
+    };
+    measure("(a) libpcap read loop (floor)", &mut || floor(&file).map(|(n, s)| (n, s, None)))?;
+    measure("(b) read + decode", &mut || read_decode(&file).map(|(n, s)| (n, s, None)))?;
+    measure("(c) full pipeline, 1 thread", &mut || pipeline(&file, &model, 0).map(|(n, s, j)| (n, s, Some(j))))?;
+    measure("(c) full pipeline, 1 worker", &mut || pipeline(&file, &model, 1).map(|(n, s, j)| (n, s, Some(j))))?;
+    let all = format!("(c) full pipeline, {cores} workers (all cores)");
+    measure(&all, &mut || pipeline(&file, &model, cores).map(|(n, s, j)| (n, s, Some(j))))?;
+    let floor_pps = rows[0].1 as f64 / rows[0].2;
+    println!("file: {} ({} packets), median of {runs} runs", file.display(), rows[0].1);
+    println!("{:<44} {:>12} {:>14} {:>10}", "stage", "seconds", "packets/s", "÷ floor");
+    let mut out = Vec::new();
+    for (name, packets, secs, stats) in &rows {
+        let pps = *packets as f64 / secs;
+        println!("{name:<44} {secs:>12.3} {pps:>14.0} {:>10.2}", pps / floor_pps);
+        let mut j = serde_json::json!({"stage": name, "packets": packets, "seconds": secs, "packets_per_s": pps, "ratio_to_floor": pps / floor_pps});
+        if let Some(s) = stats {
+            j["latency_us"] = s["latency_us"].clone();
+            j["inference_us"] = s["inference_us"].clone();
+            j["cpu_seconds"] = s["cpu_seconds"].clone();
+            j["flows"] = s["flows"].clone();
+            j["verdicts"] = s["verdicts"].clone();
+        }
+        out.push(j);
+    }
+    for (name, _, secs, stats) in &rows {
+        if let Some(s) = stats {
+            let inf = s["inference_us"].as_f64().unwrap_or(0.0) / 1e6;
+            println!(
+                "{name}: inference {:.1}% of wall time, latency p50/p99/p99.9 = {}/{}/{} µs, CPU {}",
+                100.0 * inf / secs,
+                s["latency_us"]["p50"],
+                s["latency_us"]["p99"],
+                s["latency_us"]["p999"],
+                s["cpu_seconds"]
+            );
+        }
+    }
+    if let Some(path) = json_out {
+        std::fs::write(&path, serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
