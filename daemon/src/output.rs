@@ -1,35 +1,252 @@
-//! Output addresses (`json:PATH`, `json:-`) turned into verdict sinks.
+//! Output addresses, parsed in one place for `replay` (and `run`), turned
+//! into verdict sinks that each run behind their own bounded queue and
+//! thread (see [`queue`]).
+//!
+//! | address                   | what                                                     |
+//! |---------------------------|----------------------------------------------------------|
+//! | `json:PATH`               | JSON lines to a file (created/truncated; `reopen` appends) |
+//! | `json:-`                  | JSON lines to stdout                                     |
+//! | `syslog:udp://HOST:PORT`  | syslog, one datagram per message                         |
+//! | `syslog:tcp://HOST:PORT`  | syslog, RFC 6587 octet counting                          |
+//! | `syslog:unix:PATH`        | syslog to a unix datagram socket such as `/dev/log` (a stream socket is used as one, newline-terminated) |
+//!
+//! IPv6 hosts go in brackets: `syslog:udp://[::1]:514`.
+
+pub mod queue;
+pub mod syslog;
+pub mod transport;
 
 use std::fs::File;
-use std::io::Write;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use tidewatch::JsonLinesSink;
-
+use self::queue::{JsonFormat, OutputHandle, Overflow, QueueConfig, QueuedSink};
+use self::syslog::{SyslogFormatter, SyslogOptions};
+use self::transport::{JsonLines, Tcp, Transport, Udp, Unix};
 use crate::Failure;
 
-pub struct Outputs {
-    pub sinks: Vec<JsonLinesSink<Box<dyn Write + Send>>>,
-    /// Where each output goes, for the summary.
-    pub descriptions: Vec<String>,
+/// The accepted address forms, for error messages.
+pub const ACCEPTED_FORMS: &str = "json:PATH, json:- (stdout), syslog:udp://HOST:PORT, syslog:tcp://HOST:PORT, \
+                                  syslog:unix:PATH (e.g. syslog:unix:/dev/log)";
+
+/// A parsed output address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputAddr {
+    JsonStdout,
+    JsonFile(PathBuf),
+    Syslog(SyslogAddr),
 }
 
-pub fn open_all(specs: &[String]) -> Result<Outputs, Failure> {
-    let mut out = Outputs { sinks: Vec::new(), descriptions: Vec::new() };
-    for spec in specs {
-        let Some(path) = spec.strip_prefix("json:") else {
-            return Err(Failure::usage(format!("unknown output `{spec}`: use json:PATH or json:- (stdout)")));
+/// Where syslog messages go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyslogAddr {
+    Udp { host: String, port: u16 },
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+fn bad(spec: &str, why: &str) -> String {
+    format!("bad output `{spec}`: {why}; accepted forms: {ACCEPTED_FORMS}")
+}
+
+/// `HOST:PORT` or `[V6]:PORT`, both required, the port 1..=65535.
+fn host_port(spec: &str, s: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((h, p)) = rest.split_once(']') else {
+            return Err(bad(spec, "missing `]` after the IPv6 address"));
         };
-        let writer: Box<dyn Write + Send> = if path == "-" {
-            out.descriptions.push("stdout (JSON lines)".into());
-            Box::new(std::io::stdout())
-        } else if path.is_empty() {
-            return Err(Failure::usage("output `json:` needs a path, or - for stdout"));
-        } else {
-            let f = File::create(path).map_err(|e| Failure::usage(format!("cannot create output file {path}: {e}")))?;
-            out.descriptions.push(format!("{path} (JSON lines)"));
-            Box::new(f)
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad(spec, &format!("`{h}` is not an IPv6 address")));
+        }
+        (h, p.strip_prefix(':').ok_or_else(|| bad(spec, "missing :PORT"))?)
+    } else {
+        let Some((h, p)) = s.rsplit_once(':') else {
+            return Err(bad(spec, "missing :PORT"));
         };
-        out.sinks.push(JsonLinesSink::new(writer));
+        if h.contains(':') {
+            return Err(bad(spec, "put an IPv6 address in brackets, e.g. [::1]:514"));
+        }
+        (h, p)
+    };
+    if host.is_empty() {
+        return Err(bad(spec, "missing HOST"));
     }
-    Ok(out)
+    if host.contains(|c: char| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#')) {
+        return Err(bad(spec, &format!("`{host}` is not a host name or address")));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok((host.to_string(), p)),
+        _ => Err(bad(spec, &format!("`{port}` is not a port (1-65535)"))),
+    }
+}
+
+/// Parses one `--output` address.
+pub fn parse_output(spec: &str) -> Result<OutputAddr, String> {
+    if let Some(path) = spec.strip_prefix("json:") {
+        return match path {
+            "-" => Ok(OutputAddr::JsonStdout),
+            "" => Err(bad(spec, "`json:` needs a path, or - for stdout")),
+            p => Ok(OutputAddr::JsonFile(PathBuf::from(p))),
+        };
+    }
+    let Some(rest) = spec.strip_prefix("syslog:") else {
+        return Err(format!("unknown output `{spec}`: accepted forms: {ACCEPTED_FORMS}"));
+    };
+    if let Some(hp) = rest.strip_prefix("udp://") {
+        let (host, port) = host_port(spec, hp)?;
+        Ok(OutputAddr::Syslog(SyslogAddr::Udp { host, port }))
+    } else if let Some(hp) = rest.strip_prefix("tcp://") {
+        let (host, port) = host_port(spec, hp)?;
+        Ok(OutputAddr::Syslog(SyslogAddr::Tcp { host, port }))
+    } else if let Some(path) = rest.strip_prefix("unix:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            Err(bad(spec, "`syslog:unix:` needs a socket path"))
+        } else {
+            Ok(OutputAddr::Syslog(SyslogAddr::Unix(PathBuf::from(path))))
+        }
+    } else {
+        Err(bad(spec, "unknown syslog transport (udp, tcp or unix)"))
+    }
+}
+
+/// Settings shared by every output of a run.
+#[derive(Clone, Debug)]
+pub struct OutputOptions {
+    pub syslog: SyslogOptions,
+    /// Verdicts each output may hold before it drops (or, for
+    /// `json_overflow: Block`, makes the engine wait).
+    pub queue_capacity: usize,
+    /// How long `finish` waits for an output to drain.
+    pub flush_timeout: Duration,
+    /// Full-queue policy of JSON outputs. Syslog outputs always drop.
+    /// `Block` suits `replay` (a capture file can wait; a verdict file
+    /// with holes would break the replay's determinism), `Drop` suits live
+    /// capture (`run`), where stalling means losing packets.
+    pub json_overflow: Overflow,
+}
+
+impl Default for OutputOptions {
+    /// The settings of `replay`.
+    fn default() -> Self {
+        Self {
+            syslog: SyslogOptions::default(),
+            queue_capacity: 8192,
+            flush_timeout: Duration::from_secs(5),
+            json_overflow: Overflow::Block,
+        }
+    }
+}
+
+impl OutputOptions {
+    /// The settings of live capture: no output may ever make the engine wait.
+    #[cfg_attr(not(test), allow(dead_code))] // for `run`
+    pub fn live() -> Self {
+        Self { json_overflow: Overflow::Drop, ..Self::default() }
+    }
+}
+
+/// The outputs' descriptions for the summary. Derefs to one string per
+/// output: before the engine finished them, `target (kind)`; once every
+/// output is finished, with its counts (`target (kind: sent N, dropped M)`),
+/// so that the summary printed after the run lists them.
+pub struct OutputList {
+    handles: Vec<OutputHandle>,
+    plain: Vec<String>,
+    finished: OnceLock<Vec<String>>,
+}
+
+impl OutputList {
+    #[cfg_attr(not(test), allow(dead_code))] // for `run`'s periodic stats
+    pub fn handles(&self) -> &[OutputHandle] {
+        &self.handles
+    }
+
+    /// One line per output with its counts, now.
+    pub fn summary_lines(&self) -> Vec<String> {
+        self.handles.iter().map(OutputHandle::summary).collect()
+    }
+}
+
+impl Deref for OutputList {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        if self.handles.iter().all(OutputHandle::finished) {
+            self.finished.get_or_init(|| self.summary_lines())
+        } else {
+            &self.plain
+        }
+    }
+}
+
+pub struct Outputs {
+    /// One sink per output, in the order given; each feeds its own queue and thread.
+    pub sinks: Vec<QueuedSink>,
+    /// Where each output goes (and, after the run, its counts), for the summary.
+    pub descriptions: OutputList,
+}
+
+/// Opens every output with the settings of `replay`.
+pub fn open_all(specs: &[String]) -> Result<Outputs, Failure> {
+    open_all_with(specs, &OutputOptions::default())
+}
+
+/// Opens every output. Addresses are checked first, then files created;
+/// sockets are connected by each output's thread, so an unreachable syslog
+/// server never delays or fails the start (it is retried, its verdicts counted as dropped).
+pub fn open_all_with(specs: &[String], opts: &OutputOptions) -> Result<Outputs, Failure> {
+    let addrs = specs.iter().map(|s| parse_output(s).map_err(Failure::usage)).collect::<Result<Vec<_>, _>>()?;
+    let mut sinks = Vec::new();
+    let mut handles = Vec::new();
+    let syslog_fmt =
+        addrs.iter().any(|a| matches!(a, OutputAddr::Syslog(_))).then(|| SyslogFormatter::new(&opts.syslog));
+    for (spec, addr) in specs.iter().zip(addrs) {
+        let json_queue = QueueConfig {
+            capacity: opts.queue_capacity,
+            overflow: opts.json_overflow,
+            flush_timeout: opts.flush_timeout,
+            skip_label: None,
+        };
+        let (target, kind, transport, format, queue): (String, String, Box<dyn Transport>, Box<dyn queue::Format>, _) =
+            match addr {
+                OutputAddr::JsonStdout => (
+                    "stdout".into(),
+                    "JSON lines".into(),
+                    Box::new(JsonLines::stdout()),
+                    Box::new(JsonFormat),
+                    json_queue,
+                ),
+                OutputAddr::JsonFile(path) => {
+                    let f = File::create(&path)
+                        .map_err(|e| Failure::usage(format!("cannot create output file {}: {e}", path.display())))?;
+                    let target = path.display().to_string();
+                    (target, "JSON lines".into(), Box::new(JsonLines::file(path, f)), Box::new(JsonFormat), json_queue)
+                }
+                OutputAddr::Syslog(s) => {
+                    let transport: Box<dyn Transport> = match s {
+                        SyslogAddr::Udp { host, port } => Box::new(Udp::new(&host, port)),
+                        SyslogAddr::Tcp { host, port } => Box::new(Tcp::new(&host, port)),
+                        SyslogAddr::Unix(path) => Box::new(Unix::new(path)),
+                    };
+                    let queue = QueueConfig {
+                        capacity: opts.queue_capacity,
+                        overflow: Overflow::Drop,
+                        flush_timeout: opts.flush_timeout,
+                        skip_label: (!opts.syslog.send_benign).then(|| opts.syslog.benign_label.clone()),
+                    };
+                    let fmt = syslog_fmt.clone().unwrap_or_else(|| SyslogFormatter::new(&opts.syslog));
+                    let kind = format!("syslog {}", fmt.format_kind().name());
+                    (spec.clone(), kind, transport, Box::new(fmt), queue)
+                }
+            };
+        let (sink, handle) = queue::spawn(spec, target, kind, format, transport, queue)
+            .map_err(|e| Failure::runtime(format!("cannot start output thread for {spec}: {e}")))?;
+        sinks.push(sink);
+        handles.push(handle);
+    }
+    let plain = handles.iter().map(OutputHandle::description).collect();
+    Ok(Outputs { sinks, descriptions: OutputList { handles, plain, finished: OnceLock::new() } })
 }

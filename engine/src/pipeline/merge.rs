@@ -121,6 +121,24 @@ impl Merger {
         }
     }
 
+    /// A merger with nothing attached, held by the engine while the real
+    /// one runs on the merge thread.
+    pub fn placeholder() -> Self {
+        Self::new(MergerConfig {
+            hosts: HostContext::new(crate::features::HostContextConfig {
+                max_sources: 0,
+                max_destinations: 0,
+                max_pairs: 0,
+            }),
+            classifier: None,
+            sinks: Vec::new(),
+            feature_sink: None,
+            batch_size: 1,
+            batch_deadline: 0,
+            batch_wall_deadline: std::time::Duration::ZERO,
+        })
+    }
+
     /// Prepares for `n` input streams (one per worker).
     pub fn set_streams(&mut self, n: usize) {
         self.streams = (0..n).map(|_| VecDeque::new()).collect();

@@ -10,6 +10,7 @@ mod shard;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -552,56 +553,64 @@ impl Engine {
         let outcome = self.finish();
         // This thread's share: capture (+ merge with workers; everything without).
         if let (Some(a), Some(b)) = (cpu_at_start, thread_cpu_seconds()) {
-            let stage = if self.used_workers == 0 { "engine" } else { "capture+merge" };
+            let stage = if self.used_workers == 0 { "engine" } else { "capture" };
             self.cpu_seconds.insert(stage.into(), b - a);
         }
         outcome.map(|_| self.stats())
     }
 
     /// The multi-core path: this thread reads, decodes and dispatches by
-    /// flow hash to worker threads over bounded queues, and runs the merge
-    /// stage (host context, batching, inference, sinks) on what comes back.
+    /// flow hash to worker threads over bounded queues; a merge thread takes
+    /// their events (host context, batching, inference, sinks).
     fn run_workers(&mut self, source: &mut dyn PacketSource) -> Result<()> {
         let n = self.workers;
         self.used_workers = n;
-        self.merger.set_streams(n);
         let (event_tx, event_rx) = bounded::<EventBatch>(n * QUEUE_CHUNKS);
-        let mut chunk_txs: Vec<Sender<Chunk>> = Vec::with_capacity(n);
         let (free_tx, free_rx) = bounded::<Chunk>(n * (QUEUE_CHUNKS + 2));
         let (spare_events_tx, spare_events_rx) = bounded::<Vec<Event>>(n * QUEUE_CHUNKS);
+        let stop = AtomicBool::new(false);
+        let mut merger = std::mem::replace(&mut self.merger, Merger::placeholder());
+        merger.set_streams(n);
         let mut outcome: Result<()> = Ok(());
         std::thread::scope(|scope| {
-            let mut handles = Vec::with_capacity(n);
+            let mut workers = Vec::with_capacity(n);
+            let mut txs: Vec<Sender<Chunk>> = Vec::with_capacity(n);
             for w in 0..n {
                 let (tx, rx) = bounded::<Chunk>(QUEUE_CHUNKS);
-                chunk_txs.push(tx);
+                txs.push(tx);
                 let (event_tx, free_tx, spare_events_rx) = (event_tx.clone(), free_tx.clone(), spare_events_rx.clone());
                 let (cfg, early) = (self.flow_cfg, self.early_packets);
-                handles.push(
+                workers.push(
                     scope.spawn(move || worker(w, Shard::new(cfg, early), rx, event_tx, free_tx, spare_events_rx)),
                 );
             }
             drop(event_tx);
+            let stop_ref = &stop;
+            let merge_thread = scope.spawn(move || {
+                let cpu_at_start = thread_cpu_seconds();
+                while let Ok(mut b) = event_rx.recv() {
+                    merger.push(b.worker, &mut b.events, b.watermark);
+                    let _ = spare_events_tx.try_send(b.events);
+                    if merger.stop {
+                        stop_ref.store(true, Ordering::Relaxed);
+                    }
+                }
+                let cpu = thread_cpu_seconds().zip(cpu_at_start).map(|(b, a)| b - a);
+                (merger, cpu)
+            });
             let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
             let mut since_broadcast = 0u64;
-            let mut dispatch = Dispatch {
-                txs: std::mem::take(&mut chunk_txs),
-                free_rx: &free_rx,
-                event_rx: &event_rx,
-                spare_tx: &spare_events_tx,
-            };
+            let mut dispatch = Dispatch { txs, free_rx: &free_rx };
             let result = (|| -> Result<()> {
-                while !self.merger.stop {
-                    let Some(pkt) = source.next_packet()? else {
-                        break;
-                    };
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(pkt) = source.next_packet()? else { break };
                     let sweep = self.capture.arrive(&pkt);
                     let clock = self.capture.clock;
                     if let Some(t) = sweep {
                         for (w, c) in pending.iter_mut().enumerate() {
                             c.items.push(Item::Sweep(t));
                             c.clock = t;
-                            dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+                            dispatch.send(w, c, &mut self.queue_full);
                         }
                         since_broadcast = 0;
                     }
@@ -614,7 +623,7 @@ impl Engine {
                         c.items.push(Item::Packet(info, clock));
                         c.clock = clock;
                         if c.items.len() >= CHUNK {
-                            dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+                            dispatch.send(w, c, &mut self.queue_full);
                         }
                     }
                     since_broadcast += 1;
@@ -622,10 +631,9 @@ impl Engine {
                         since_broadcast = 0;
                         for (w, c) in pending.iter_mut().enumerate() {
                             c.clock = clock;
-                            dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+                            dispatch.send(w, c, &mut self.queue_full);
                         }
                     }
-                    dispatch.drain(&mut self.merger, false);
                 }
                 Ok(())
             })();
@@ -633,12 +641,11 @@ impl Engine {
             for (w, c) in pending.iter_mut().enumerate() {
                 c.eof = true;
                 c.clock = self.capture.clock;
-                dispatch.send(w, c, &mut self.merger, &mut self.queue_full);
+                dispatch.send(w, c, &mut self.queue_full);
             }
             dispatch.txs.clear(); // closing the queues lets the workers finish
-            dispatch.drain(&mut self.merger, true);
             self.shard_stats = Vec::with_capacity(n);
-            for (w, h) in handles.into_iter().enumerate() {
+            for (w, h) in workers.into_iter().enumerate() {
                 match h.join() {
                     Ok((stats, cpu)) => {
                         self.shard_stats.push(stats);
@@ -649,6 +656,15 @@ impl Engine {
                     Err(_) => outcome = Err(Error::Config(format!("worker {w} stopped unexpectedly"))),
                 }
             }
+            match merge_thread.join() {
+                Ok((m, cpu)) => {
+                    self.merger = m;
+                    if let Some(c) = cpu {
+                        self.cpu_seconds.insert("merge".into(), c);
+                    }
+                }
+                Err(_) => outcome = Err(Error::Config("the merge stage stopped unexpectedly".into())),
+            }
             if outcome.is_ok() {
                 outcome = result;
             }
@@ -658,19 +674,16 @@ impl Engine {
     }
 }
 
-/// The capture thread's ends of the queues.
+/// The capture thread's ends of the worker queues.
 struct Dispatch<'a> {
     txs: Vec<Sender<Chunk>>,
     free_rx: &'a Receiver<Chunk>,
-    event_rx: &'a Receiver<EventBatch>,
-    spare_tx: &'a Sender<Vec<Event>>,
 }
 
 impl Dispatch<'_> {
-    /// Hands `chunk` to worker `w` and gives the caller an empty one. When the
-    /// worker's queue is full this waits (replay never drops), merging events
-    /// meanwhile so that workers blocked on the event queue can go on.
-    fn send(&mut self, w: usize, chunk: &mut Chunk, merger: &mut Merger, queue_full: &mut u64) {
+    /// Hands `chunk` to worker `w` and gives the caller an empty one. When
+    /// the worker's queue is full this waits: replay never drops.
+    fn send(&mut self, w: usize, chunk: &mut Chunk, queue_full: &mut u64) {
         let fresh = self.free_rx.try_recv().unwrap_or_else(|_| Chunk::new());
         let mut out = std::mem::replace(chunk, fresh);
         chunk.items.clear();
@@ -684,40 +697,14 @@ impl Dispatch<'_> {
                 Err(TrySendError::Full(back)) => {
                     *queue_full += 1;
                     out = back;
-                    if !self.drain_one(merger, std::time::Duration::from_micros(200)) {
-                        std::thread::yield_now();
+                    match tx.send_timeout(out, std::time::Duration::from_millis(50)) {
+                        Ok(()) => return,
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => out = back,
+                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
                     }
                 }
                 // The worker is gone (it can only stop by panicking): nothing to do.
                 Err(TrySendError::Disconnected(_)) => return,
-            }
-        }
-    }
-
-    fn accept(&self, mut batch: EventBatch, merger: &mut Merger) {
-        merger.push(batch.worker, &mut batch.events, batch.watermark);
-        let _ = self.spare_tx.try_send(batch.events);
-    }
-
-    fn drain_one(&self, merger: &mut Merger, wait: std::time::Duration) -> bool {
-        match self.event_rx.recv_timeout(wait) {
-            Ok(b) => {
-                self.accept(b, merger);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Merges what the workers produced; with `to_end`, until they all quit.
-    fn drain(&self, merger: &mut Merger, to_end: bool) {
-        if to_end {
-            while let Ok(b) = self.event_rx.recv() {
-                self.accept(b, merger);
-            }
-        } else {
-            while let Ok(b) = self.event_rx.try_recv() {
-                self.accept(b, merger);
             }
         }
     }
