@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHARED_PCAPS ?= $(abspath ../shared/pcaps)
 
-.PHONY: demo test setup setup-test build model pcaps bench clean
+.PHONY: demo test setup setup-test build model pcaps bench bench-micro clean
 
 demo: setup
 	$(CARGO) build --release -p tidewatchd
@@ -29,6 +29,17 @@ pcaps:
 # Regenerates the training data and the bundled model (minutes).
 model: setup
 	bash models/train/build.sh
+
+# Benchmarks (see benches/README.md); figures, never timed tests.
+bench: setup
+	$(CARGO) build --release -p tidewatchd -p tidewatch-benches
+	test -f build/bench/bench.pcap || bash pcaps/bench/make-bench-capture.sh
+	./target/release/replay_bench build/bench/bench.pcap --runs 5 --json build/replay-bench.json
+	./target/release/flow_memory 1000000
+	bash benches/peers/compare.sh build/bench/bench.pcap --runs 3
+
+bench-micro: setup
+	$(CARGO) bench -p tidewatch-benches --bench micro
 
 clean:
 	rm -rf build target

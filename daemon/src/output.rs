@@ -142,7 +142,7 @@ impl Default for OutputOptions {
 
 impl OutputOptions {
     /// The settings of live capture: no output may ever make the engine wait.
-    #[cfg_attr(not(test), allow(dead_code))] // for `run`
+    #[allow(dead_code)] // for `run`
     pub fn live() -> Self {
         Self { json_overflow: Overflow::Drop, ..Self::default() }
     }
@@ -159,7 +159,7 @@ pub struct OutputList {
 }
 
 impl OutputList {
-    #[cfg_attr(not(test), allow(dead_code))] // for `run`'s periodic stats
+    #[allow(dead_code)] // for `run`'s periodic stats
     pub fn handles(&self) -> &[OutputHandle] {
         &self.handles
     }

@@ -75,7 +75,7 @@ pub struct OutputCounters {
     pub queued: AtomicU64,
     /// Messages written to the destination.
     pub sent: AtomicU64,
-    /// Messages whose write failed.
+    /// Writes that failed: of a message, or of a flush of buffered ones.
     pub failed: AtomicU64,
     /// Verdicts dropped because the queue was full.
     pub dropped_queue_full: AtomicU64,
@@ -175,7 +175,7 @@ impl Shared {
 #[derive(Clone, Debug)]
 pub struct OutputHandle {
     /// The address as given, e.g. `syslog:udp://127.0.0.1:514`.
-    #[cfg_attr(not(test), allow(dead_code))] // for `run`'s periodic stats
+    #[allow(dead_code)] // for `run`'s periodic stats
     pub spec: String,
     /// Where it goes, e.g. `stdout`, `build/v.jsonl`, `syslog:udp://127.0.0.1:514`.
     pub target: String,
@@ -191,7 +191,7 @@ impl OutputHandle {
 
     /// Asks the output thread to reopen its file (SIGHUP after logrotate) or
     /// reconnect its socket; done within a quarter of a second.
-    #[cfg_attr(not(test), allow(dead_code))] // for `run`'s SIGHUP handler
+    #[allow(dead_code)] // for `run`'s SIGHUP handler
     pub fn reopen(&self) {
         self.shared.reopen.store(true, Ordering::SeqCst);
     }
@@ -301,7 +301,7 @@ impl VerdictSink for QueuedSink {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     bump(&c.dropped_queue_full);
-                    false
+                    return Ok(SinkControl::Continue);
                 }
                 Err(TrySendError::Disconnected(_)) => false,
             },
@@ -388,6 +388,7 @@ impl Worker {
                     Err(TryRecvError::Empty) => {
                         dirty = false;
                         if let Err(e) = self.transport.flush() {
+                            bump(&self.shared.counters.failed);
                             self.write_failed(&e);
                         }
                         continue;
@@ -431,6 +432,7 @@ impl Worker {
         }
         if dirty {
             if let Err(e) = self.transport.flush() {
+                bump(&self.shared.counters.failed);
                 self.write_failed(&e);
             }
         }
@@ -516,5 +518,225 @@ impl Worker {
                 self.schedule_retry(Instant::now());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use std::io::{self, BufRead, Read};
+    use std::net::TcpListener;
+    use std::sync::mpsc::Receiver;
+
+    use super::super::syslog::tests::verdict;
+    use super::super::transport::{JsonLines, Tcp};
+    use super::*;
+
+    /// A transport whose sends wait for a go-ahead on a channel.
+    struct Gated {
+        go: Receiver<()>,
+        hang: bool,
+    }
+
+    impl Transport for Gated {
+        fn connect(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn is_connected(&self) -> bool {
+            true
+        }
+        fn disconnect(&mut self) {}
+        fn send(&mut self, _: &[u8]) -> io::Result<()> {
+            if self.hang {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+            self.go.recv().map_err(|_| io::Error::other("closed"))
+        }
+        fn on_error(&self) -> OnError {
+            OnError::Count
+        }
+        fn framing(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn cfg(capacity: usize, flush_ms: u64) -> QueueConfig {
+        QueueConfig {
+            capacity,
+            overflow: Overflow::Drop,
+            flush_timeout: Duration::from_millis(flush_ms),
+            skip_label: Some("benign".into()),
+        }
+    }
+
+    fn start(t: Box<dyn Transport>, c: QueueConfig) -> (QueuedSink, OutputHandle) {
+        spawn("test", "test".into(), "test".into(), Box::new(JsonFormat), t, c).unwrap()
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let (go_tx, go) = mpsc::channel();
+        let (mut sink, h) = start(Box::new(Gated { go, hang: false }), cfg(4, 5000));
+        let t = Instant::now();
+        for i in 0..100 {
+            let label = if i % 10 == 0 { "benign" } else { "dos" };
+            assert_eq!(sink.verdict(&verdict(label)).unwrap(), SinkControl::Continue);
+        }
+        assert!(t.elapsed() < Duration::from_secs(1));
+        let c = h.counters();
+        assert_eq!(c.filtered, 10);
+        assert_eq!(c.queued + c.dropped_queue_full, 90);
+        assert!(c.queued <= 5, "{c:?}"); // 4 queued + 1 taken by the thread
+        for _ in 0..c.queued {
+            go_tx.send(()).unwrap();
+        }
+        sink.finish().unwrap();
+        let c = h.counters();
+        assert_eq!(c.sent, c.queued);
+        assert_eq!(c.dropped(), c.dropped_queue_full);
+        assert_eq!(c.pending, 0);
+        assert!(h.summary().contains(&format!("sent {}, dropped {}", c.sent, c.dropped())), "{}", h.summary());
+    }
+
+    #[test]
+    fn finish_gives_up_after_the_flush_timeout() {
+        let (_go_tx, go) = mpsc::channel();
+        let (mut sink, h) = start(Box::new(Gated { go, hang: true }), cfg(100, 300));
+        for _ in 0..10 {
+            sink.verdict(&verdict("dos")).unwrap();
+        }
+        let t = Instant::now();
+        sink.finish().unwrap();
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+        let c = h.counters();
+        assert_eq!(c.sent, 0);
+        assert_eq!(c.dropped(), 10, "{c:?}"); // all of them, stuck in the queue or in the write
+        assert!(h.finished());
+    }
+
+    #[test]
+    fn a_dead_tcp_server_never_blocks_and_counts_drops() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        }; // closed again: connections are refused
+        let (mut sink, h) = start(Box::new(Tcp::new("127.0.0.1", port)), cfg(10_000, 5000));
+        let t = Instant::now();
+        for _ in 0..2000 {
+            sink.verdict(&verdict("dos")).unwrap();
+        }
+        sink.finish().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let c = h.counters();
+        assert_eq!((c.sent, c.dropped()), (0, 2000), "{c:?}");
+        assert!(c.connect_failures >= 1);
+    }
+
+    /// Accepts one connection (then stops listening), hands a clone of it
+    /// to the test and reads octet-counted frames from it into `got`.
+    fn frame_server(l: TcpListener, got: Arc<Mutex<Vec<String>>>) -> Receiver<std::net::TcpStream> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            drop(l);
+            tx.send(s.try_clone().unwrap()).unwrap();
+            let mut r = io::BufReader::new(s);
+            loop {
+                let mut len = Vec::new();
+                if r.read_until(b' ', &mut len).unwrap_or(0) == 0 {
+                    return;
+                }
+                let n: usize = std::str::from_utf8(&len).unwrap().trim().parse().unwrap();
+                let mut msg = vec![0; n];
+                if r.read_exact(&mut msg).is_err() {
+                    return;
+                }
+                got.lock().unwrap().push(String::from_utf8(msg).unwrap());
+            }
+        });
+        rx
+    }
+
+    #[test]
+    fn tcp_reconnects_with_backoff_when_the_server_comes_back() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let conn = frame_server(l, Arc::clone(&got));
+        let (mut sink, h) = start(Box::new(Tcp::new("127.0.0.1", port)), cfg(1000, 5000));
+        for _ in 0..5 {
+            sink.verdict(&verdict("dos")).unwrap();
+        }
+        wait_for("5 frames", || got.lock().unwrap().len() == 5);
+        assert!(got.lock().unwrap().iter().all(|m| m.starts_with('{') && m.ends_with('\n')));
+        // The server dies: its connection is closed and nobody listens.
+        conn.recv().unwrap().shutdown(std::net::Shutdown::Both).unwrap();
+        let t = Instant::now();
+        while h.counters().connect_failures < 2 {
+            sink.verdict(&verdict("dos")).unwrap(); // never blocks
+            assert!(t.elapsed() < Duration::from_secs(10), "{:?}", h.counters());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // It comes back on the same port.
+        let got2 = Arc::new(Mutex::new(Vec::new()));
+        let _conn2 = frame_server(TcpListener::bind(("127.0.0.1", port)).unwrap(), Arc::clone(&got2));
+        let t = Instant::now();
+        while got2.lock().unwrap().is_empty() {
+            sink.verdict(&verdict("dos")).unwrap();
+            assert!(t.elapsed() < Duration::from_secs(15), "{:?}", h.counters());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sink.finish().unwrap();
+        let c = h.counters();
+        assert_eq!(c.reconnects, 1, "{c:?}");
+        assert!(c.failed + c.dropped_disconnected >= 1, "{c:?}");
+        assert_eq!(c.queued, c.sent + c.failed + c.dropped_disconnected, "{c:?}");
+    }
+
+    #[test]
+    fn json_file_reopens_after_rotation_and_write_errors_fail_the_run() {
+        let dir = std::env::temp_dir().join(format!("tidewatchd-queue-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v.jsonl");
+        let f = std::fs::File::create(&path).unwrap();
+        let mut c = cfg(100, 5000);
+        c.skip_label = None;
+        c.overflow = Overflow::Block;
+        let (mut sink, h) = start(Box::new(JsonLines::file(path.clone(), f)), c.clone());
+        for _ in 0..3 {
+            sink.verdict(&verdict("benign")).unwrap();
+        }
+        wait_for("3 lines", || std::fs::read_to_string(&path).unwrap().lines().count() == 3);
+        let rotated = dir.join("v.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        h.reopen();
+        wait_for("the new file", || path.exists());
+        for _ in 0..2 {
+            sink.verdict(&verdict("dos")).unwrap();
+        }
+        sink.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap().lines().count(), 3);
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(new.lines().count(), 2);
+        assert!(new.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"] == "dos"));
+        assert_eq!(h.counters().sent, 5);
+
+        // A full disk: the error reaches the engine, which stops the run (exit 1).
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let (mut sink, h) = start(Box::new(JsonLines::file("/dev/full".into(), full)), c);
+        sink.verdict(&verdict("dos")).unwrap();
+        let err = sink.finish().unwrap_err().to_string();
+        assert!(err.contains("No space left"), "{err}");
+        assert!(h.counters().failed >= 1);
     }
 }

@@ -67,13 +67,13 @@ impl Facility {
         self.0
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // for `run`'s stats
+    #[allow(dead_code)] // for `run`'s stats
     pub fn name(self) -> &'static str {
         FACILITY_NAMES.get(usize::from(self.0)).copied().unwrap_or("?")
     }
 
     /// A facility by name (`local0`, `daemon`, ...) or number (0..=23).
-    #[cfg_attr(not(test), allow(dead_code))] // for the CLI flags of `run`
+    #[allow(dead_code)] // for the CLI flags of `run`
     pub fn parse(s: &str) -> Result<Facility, String> {
         let s = s.trim().to_ascii_lowercase();
         let by_name = FACILITY_NAMES.iter().position(|n| *n == s);
@@ -97,7 +97,7 @@ pub struct Severity(u8);
 const SEVERITY_NAMES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
 impl Severity {
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[allow(dead_code)]
     pub const ALERT: Severity = Severity(1);
     pub const WARNING: Severity = Severity(4);
     pub const INFO: Severity = Severity(6);
@@ -106,14 +106,14 @@ impl Severity {
         self.0
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // for `run`'s stats
+    #[allow(dead_code)] // for `run`'s stats
     pub fn name(self) -> &'static str {
         SEVERITY_NAMES.get(usize::from(self.0)).copied().unwrap_or("?")
     }
 
     /// A severity by name (`alert`, `warning`, ...; `error`, `warn`, `crit`
     /// and `panic` too) or number (0..=7).
-    #[cfg_attr(not(test), allow(dead_code))] // for the CLI flags of `run`
+    #[allow(dead_code)] // for the CLI flags of `run`
     pub fn parse(s: &str) -> Result<Severity, String> {
         let s = s.trim().to_ascii_lowercase();
         let by_name = SEVERITY_NAMES.iter().position(|n| *n == s);
@@ -133,7 +133,7 @@ impl Severity {
 }
 
 /// Parses a per-label severity map, `dos=alert,scan=notice`.
-#[cfg_attr(not(test), allow(dead_code))] // for the CLI flags of `run`
+#[allow(dead_code)] // for the CLI flags of `run`
 pub fn parse_severity_map(s: &str) -> Result<BTreeMap<String, Severity>, String> {
     let mut map = BTreeMap::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -152,7 +152,7 @@ pub enum SyslogFormat {
     #[default]
     Rfc5424,
     /// BSD syslog, RFC 3164; the fields as `key=value` in MSG.
-    #[cfg_attr(not(test), allow(dead_code))] // chosen by a CLI flag of `run`, later
+    #[allow(dead_code)] // chosen by a CLI flag of `run`, later
     Rfc3164,
 }
 
@@ -231,7 +231,7 @@ fn header_field(s: &str, max: usize) -> String {
 
 /// True if `s` is a valid SD-NAME (RFC 5424 §6.3): 1 to 32 printable
 /// US-ASCII characters except `=`, space, `]` and `"`.
-#[cfg_attr(not(test), allow(dead_code))] // the names used are constants, checked by the tests
+#[allow(dead_code)] // the names used are constants, checked by the tests
 pub fn is_sd_name(s: &str) -> bool {
     (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'=' | b']' | b'"'))
 }
@@ -488,7 +488,7 @@ impl SyslogFormatter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use std::sync::Arc;
