@@ -35,7 +35,7 @@ apt_install() {
 }
 
 apt_install libpcap-dev pkg-config
-[ $want_test -eq 1 ] && apt_install tshark
+[ $want_test -eq 1 ] && apt_install tshark rsyslog
 
 if [ ! -f "$ORT_LIB" ]; then
     say "fetching onnxruntime==$ORT_VERSION from PyPI into .ort/"

@@ -52,7 +52,8 @@ fn bench_flow(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     // Lookup of an existing flow among 100k.
     let mut table = FlowTable::new(FlowConfig::default());
-    let infos: Vec<PacketInfo> = (0..100_000u32).map(|i| packet_info(1024 + (i % 60000) as u16, u64::from(i))).collect();
+    let infos: Vec<PacketInfo> =
+        (0..100_000u32).map(|i| packet_info(1024 + (i % 60000) as u16, u64::from(i))).collect();
     let mut infos = infos;
     for (i, info) in infos.iter_mut().enumerate() {
         info.dst[15] = (i / 60000) as u8; // more than 60k distinct flows

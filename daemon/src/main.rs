@@ -57,7 +57,9 @@ struct ReplayArgs {
     /// ONNX model (default: the bundled models/baseline/model.onnx).
     #[arg(long, value_name = "PATH")]
     model: Option<PathBuf>,
-    /// Where verdicts go: `json:PATH` or `json:-` (stdout). Repeatable.
+    /// Where verdicts go, repeatable: `json:PATH`, `json:-` (stdout), `syslog:udp://HOST:PORT`,
+    /// `syslog:tcp://HOST:PORT` (RFC 6587 octet counting), `syslog:unix:PATH` (e.g. /dev/log).
+    /// Syslog gets RFC 5424 messages for every verdict not labelled benign.
     #[arg(long = "output", value_name = "OUTPUT", default_value = "json:-")]
     outputs: Vec<String>,
     /// Emit an early verdict after this many packets of a flow (0: never).

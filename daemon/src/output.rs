@@ -250,3 +250,78 @@ pub fn open_all_with(specs: &[String], opts: &OutputOptions) -> Result<Outputs, 
     let plain = handles.iter().map(OutputHandle::description).collect();
     Ok(Outputs { sinks, descriptions: OutputList { handles, plain, finished: OnceLock::new() } })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use std::net::UdpSocket;
+
+    use tidewatch::VerdictSink;
+
+    use super::syslog::tests::verdict;
+    use super::syslog::Severity;
+    use super::*;
+
+    #[test]
+    fn parses_every_address_form() {
+        let udp = |h: &str, p| OutputAddr::Syslog(SyslogAddr::Udp { host: h.into(), port: p });
+        let tcp = |h: &str, p| OutputAddr::Syslog(SyslogAddr::Tcp { host: h.into(), port: p });
+        assert_eq!(parse_output("json:-").unwrap(), OutputAddr::JsonStdout);
+        assert_eq!(parse_output("json:out/v.jsonl").unwrap(), OutputAddr::JsonFile("out/v.jsonl".into()));
+        assert_eq!(parse_output("syslog:udp://127.0.0.1:514").unwrap(), udp("127.0.0.1", 514));
+        assert_eq!(parse_output("syslog:udp://logs.example.org:5514").unwrap(), udp("logs.example.org", 5514));
+        assert_eq!(parse_output("syslog:tcp://[::1]:601").unwrap(), tcp("::1", 601));
+        assert_eq!(parse_output("syslog:tcp://localhost:65535").unwrap(), tcp("localhost", 65535));
+        let unix = OutputAddr::Syslog(SyslogAddr::Unix("/dev/log".into()));
+        assert_eq!(parse_output("syslog:unix:/dev/log").unwrap(), unix);
+        assert_eq!(parse_output("syslog:unix:///dev/log").unwrap(), unix);
+        for bad in
+            ["syslog:udp://[::1]", "syslog:udp://[nope]:1", "syslog:tcp://a b:1", "syslog:tcp://h:-1", "tcp://h:1"]
+        {
+            let e = parse_output(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains(ACCEPTED_FORMS), "{e}");
+        }
+    }
+
+    fn recv_all(sock: &UdpSocket) -> Vec<String> {
+        sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut buf = [0u8; 65536];
+        let mut out = Vec::new();
+        while let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn benign_verdicts_reach_syslog_only_when_asked_and_severities_follow_the_map() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let spec = vec![format!("syslog:udp://{}", sock.local_addr().unwrap())];
+        for send_benign in [false, true] {
+            let mut opts = OutputOptions::default();
+            opts.syslog.send_benign = send_benign;
+            opts.syslog.hostname = Some("probe".into());
+            opts.syslog.severity_by_label.insert("dos".into(), Severity::ALERT);
+            let Ok(mut out) = open_all_with(&spec, &opts) else { panic!("cannot open {spec:?}") };
+            assert_eq!(&out.descriptions[..], [format!("{} (syslog RFC 5424)", spec[0])]);
+            let sink = &mut out.sinks[0];
+            for label in ["benign", "dos", "scan", "benign"] {
+                sink.verdict(&verdict(label)).unwrap();
+            }
+            sink.finish().unwrap();
+            let got = recv_all(&sock);
+            let pris: Vec<&str> = got.iter().map(|m| &m[..m.find('>').unwrap() + 1]).collect();
+            if send_benign {
+                assert_eq!(pris, ["<134>", "<129>", "<132>", "<134>"]); // info, alert, warning, info
+            } else {
+                assert_eq!(pris, ["<129>", "<132>"]);
+            }
+            let c = out.descriptions.handles()[0].counters();
+            assert_eq!((c.sent, c.filtered), (got.len() as u64, if send_benign { 0 } else { 2 }));
+            // Finished: the descriptions now carry the counts.
+            let line = &out.descriptions[0];
+            assert!(line.contains(&format!("sent {}, dropped 0", got.len())), "{line}");
+        }
+    }
+}

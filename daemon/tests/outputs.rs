@@ -397,10 +397,8 @@ input(type="imtcp" address="127.0.0.1" port="{tcp_port}" ruleset="tcp")
     let (udp_probes, tcp_probes) = (probes("udp.log"), probes("tcp.log"));
 
     let json = dir.join("v.jsonl");
-    let run = replay_ok(
-        &[format!("syslog:udp://127.0.0.1:{udp_port}"), format!("syslog:tcp://127.0.0.1:{tcp_port}")],
-        &json,
-    );
+    let run =
+        replay_ok(&[format!("syslog:udp://127.0.0.1:{udp_port}"), format!("syslog:tcp://127.0.0.1:{tcp_port}")], &json);
     let expected = non_benign(&json);
     for (name, probes) in [("udp.log", udp_probes), ("tcp.log", tcp_probes)] {
         let started = Instant::now();

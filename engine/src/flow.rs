@@ -7,7 +7,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+use std::hash::BuildHasher;
 
 use crate::decode::{tcp_flags, PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::features::{has_flag, is_syn, FlowFacts, FlowStats};
@@ -299,16 +301,25 @@ pub struct Update<'a> {
 }
 
 /// The bounded flow table.
+///
+/// Flows live in a slab (a vector of slots, reused through a free list) and
+/// a hash table of slot numbers finds them by key: the key is stored once,
+/// and the per-flow overhead of the index is a few bytes, which keeps a
+/// million flows within a few hundred bytes each.
 pub struct FlowTable {
     cfg: FlowConfig,
-    flows: FxHashMap<FlowKey, Flow>,
-    /// When each flow may next expire: (deadline, flow id, key), earliest
+    index: HashTable<u32>,
+    slots: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    len: usize,
+    hasher: FxBuildHasher,
+    /// When each flow may next expire: (deadline, flow id, slot), earliest
     /// first. Entries go stale as flows see packets or end; a popped entry
     /// is checked against the flow and re-queued at its real deadline, so a
     /// sweep costs O(expired · log n), not a scan of the table.
-    timers: BinaryHeap<Reverse<(Micros, u64, FlowKey)>>,
+    timers: BinaryHeap<Reverse<(Micros, u64, u32)>>,
     /// Reused scratch space for eviction, so it does not allocate.
-    scratch: Vec<(Micros, u64, FlowKey)>,
+    scratch: Vec<(Micros, u64, u32)>,
 }
 
 impl FlowTable {
@@ -316,7 +327,11 @@ impl FlowTable {
         let initial = cfg.max_flows.min(1 << 16);
         Self {
             cfg,
-            flows: FxHashMap::with_capacity_and_hasher(initial, Default::default()),
+            index: HashTable::with_capacity(initial),
+            slots: Vec::with_capacity(initial),
+            free: Vec::new(),
+            len: 0,
+            hasher: FxBuildHasher,
             timers: BinaryHeap::with_capacity(initial),
             scratch: Vec::new(),
         }
@@ -327,41 +342,95 @@ impl FlowTable {
     }
 
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.len == 0
+    }
+
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| slots.get(i as usize).and_then(Option::as_ref).is_some_and(|f| f.key == *key))
+            .copied()
+    }
+
+    fn flow(&self, slot: u32) -> Option<&Flow> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn insert(&mut self, flow: Flow, hash: u64) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = Some(flow);
+        }
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, slot, |&i| {
+            slots.get(i as usize).and_then(Option::as_ref).map_or(0, |f| hasher.hash_one(f.key))
+        });
+        self.len += 1;
+        slot
+    }
+
+    fn remove(&mut self, slot: u32) -> Option<Flow> {
+        let flow = self.slots.get_mut(slot as usize)?.take()?;
+        if let Ok(entry) = self.index.find_entry(self.hasher.hash_one(flow.key), |&i| i == slot) {
+            entry.remove();
+        }
+        self.free.push(slot);
+        self.len -= 1;
+        Some(flow)
     }
 
     /// Adds a packet to its flow. Flows that must end first (port reuse,
     /// active timeout, eviction to make room) are handed to `ended`.
     pub fn update(&mut self, p: &PacketInfo, ended: &mut impl FnMut(Flow, EndReason)) -> Update<'_> {
         let (key, src_is_lo) = FlowKey::of(p);
-        let end_existing = self.flows.get(&key).and_then(|f| {
-            if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() {
-                Some(EndReason::PortReuse)
-            } else {
-                // Expired since the last sweep: end it before it takes this packet.
-                f.expiry(p.ts, &self.cfg)
-            }
-        });
-        if let Some(reason) = end_existing {
-            if let Some(old) = self.flows.remove(&key) {
-                ended(old, reason);
+        let hash = self.hasher.hash_one(key);
+        let mut slot = self.find(&key, hash);
+        if let Some(s) = slot {
+            let end_existing = self.flow(s).and_then(|f| {
+                if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() {
+                    Some(EndReason::PortReuse)
+                } else {
+                    // Expired since the last sweep: end it before it takes this packet.
+                    f.expiry(p.ts, &self.cfg)
+                }
+            });
+            if let Some(reason) = end_existing {
+                if let Some(old) = self.remove(s) {
+                    ended(old, reason);
+                }
+                slot = None;
             }
         }
-        let created = !self.flows.contains_key(&key);
-        if created && self.flows.len() >= self.cfg.max_flows {
-            self.evict_oldest(ended);
-        }
-        let flow = self.flows.entry(key).or_insert_with(|| Flow::new(key, p, src_is_lo));
+        let created = slot.is_none();
+        let slot = match slot {
+            Some(s) => s,
+            None => {
+                if self.len >= self.cfg.max_flows {
+                    self.evict_oldest(ended);
+                }
+                self.insert(Flow::new(key, p, src_is_lo), hash)
+            }
+        };
+        let cfg = self.cfg;
+        let timers = &mut self.timers;
+        // The slot was just found or filled, so it holds the flow.
+        let flow = self.slots[slot as usize].get_or_insert_with(|| Flow::new(key, p, src_is_lo));
         let was_closed = flow.is_closed();
         flow.update(p, src_is_lo);
         // A new flow, or one that just closed (its deadline moved earlier),
         // gets a timer; otherwise its existing timer is re-queued when due.
         if created || (!was_closed && flow.is_closed()) {
-            self.timers.push(Reverse((flow.deadline(&self.cfg), flow.id, key)));
+            timers.push(Reverse((flow.deadline(&cfg), flow.id, slot)));
         }
         Update { flow, created }
     }
@@ -369,7 +438,9 @@ impl FlowTable {
     /// Ends the least recently seen 1/64 of the flows (at least one).
     fn evict_oldest(&mut self, ended: &mut impl FnMut(Flow, EndReason)) {
         self.scratch.clear();
-        self.scratch.extend(self.flows.values().map(|f| (f.stats.last_ts, f.id, f.key)));
+        self.scratch.extend(
+            self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|f| (f.stats.last_ts, f.id, i as u32))),
+        );
         let n = (self.scratch.len() / 64).max(1).min(self.scratch.len());
         if n == 0 {
             return;
@@ -380,41 +451,51 @@ impl FlowTable {
         self.scratch.truncate(n);
         self.scratch.sort_unstable();
         for i in 0..self.scratch.len() {
-            let key = self.scratch[i].2;
-            if let Some(f) = self.flows.remove(&key) {
+            let slot = self.scratch[i].2;
+            if let Some(f) = self.remove(slot) {
                 ended(f, EndReason::Evicted);
             }
         }
     }
 
-    /// Ends every flow whose timeout has passed at `now`, oldest first.
+    /// Ends every flow whose timeout has passed at `now`, earliest deadline first.
     pub fn expire(&mut self, now: Micros, ended: &mut impl FnMut(Flow, EndReason)) {
         let cfg = self.cfg;
-        while let Some(Reverse((deadline, id, key))) = self.timers.peek().copied() {
+        while let Some(Reverse((deadline, id, slot))) = self.timers.peek().copied() {
             if deadline > now {
                 break;
             }
             self.timers.pop();
-            let Some(f) = self.flows.get(&key).filter(|f| f.id == id) else { continue };
+            let Some(f) = self.flow(slot).filter(|f| f.id == id) else { continue };
             match f.expiry(now, &cfg) {
                 Some(reason) => {
-                    if let Some(f) = self.flows.remove(&key) {
+                    if let Some(f) = self.remove(slot) {
                         ended(f, reason);
                     }
                 }
-                None => self.timers.push(Reverse((f.deadline(&cfg), id, key))),
+                None => {
+                    let next = f.deadline(&cfg);
+                    self.timers.push(Reverse((next, id, slot)));
+                }
             }
         }
         // Stale entries of ended flows would otherwise pile up under churn.
-        if self.timers.len() > 4 * self.flows.len() + 1024 {
-            let flows = &self.flows;
-            self.timers.retain(|Reverse((_, id, key))| flows.get(key).is_some_and(|f| f.id == *id));
+        if self.timers.len() > 4 * self.len + 1024 {
+            let slots = &self.slots;
+            self.timers.retain(|Reverse((_, id, slot))| {
+                slots.get(*slot as usize).and_then(Option::as_ref).is_some_and(|f| f.id == *id)
+            });
         }
     }
 
     /// Ends every flow (end of input), oldest first.
     pub fn drain(&mut self, ended: &mut impl FnMut(Flow, EndReason)) {
-        let mut all: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut all: Vec<Flow> = self.slots.iter_mut().filter_map(Option::take).collect();
+        self.index.clear();
+        self.free.clear();
+        self.slots.clear();
+        self.timers.clear();
+        self.len = 0;
         all.sort_unstable_by_key(|f| (f.stats.first_ts, f.id));
         for f in all {
             ended(f, EndReason::EndOfInput);

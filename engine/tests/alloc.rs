@@ -46,7 +46,12 @@ fn steady_state_packets_allocate_nothing() {
     for round in 0..20u64 {
         for port in 0..50u16 {
             packet(&mut buf, 40000 + port, round % 2 == 0);
-            let p = RawPacket { ts: base + round * 1000 + u64::from(port), wire_len: 140, link_type: LinkType::RAW, data: &buf };
+            let p = RawPacket {
+                ts: base + round * 1000 + u64::from(port),
+                wire_len: 140,
+                link_type: LinkType::RAW,
+                data: &buf,
+            };
             engine.process(&p).unwrap();
         }
     }

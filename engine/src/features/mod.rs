@@ -105,34 +105,46 @@ pub fn schema_id() -> String {
     format!("{SCHEMA_NAME} v{SCHEMA_VERSION}")
 }
 
-/// Running min/max/mean/variance (Welford), in f64 for stable sums.
+/// Running min/max/mean/variance (Welford). Stored in f32 to keep flows
+/// small (a million flows in a few hundred MB); updated in f64.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Running {
     pub n: u32,
-    pub min: f64,
-    pub max: f64,
-    mean: f64,
-    m2: f64,
+    min: f32,
+    max: f32,
+    mean: f32,
+    m2: f32,
 }
 
 impl Running {
     #[inline]
     pub fn push(&mut self, x: f64) {
+        let xf = x as f32;
         if self.n == 0 {
-            self.min = x;
-            self.max = x;
+            self.min = xf;
+            self.max = xf;
         } else {
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
+            self.min = self.min.min(xf);
+            self.max = self.max.max(xf);
         }
         self.n += 1;
-        let d = x - self.mean;
-        self.mean += d / f64::from(self.n);
-        self.m2 += d * (x - self.mean);
+        let mean = f64::from(self.mean);
+        let d = x - mean;
+        let mean = mean + d / f64::from(self.n);
+        self.m2 = (f64::from(self.m2) + d * (x - mean)) as f32;
+        self.mean = mean as f32;
+    }
+
+    pub fn min(&self) -> f64 {
+        f64::from(self.min)
+    }
+
+    pub fn max(&self) -> f64 {
+        f64::from(self.max)
     }
 
     pub fn mean(&self) -> f64 {
-        self.mean
+        f64::from(self.mean)
     }
 
     /// Sample standard deviation (n - 1), as CICFlowMeter; 0 below two values.
@@ -140,7 +152,7 @@ impl Running {
         if self.n < 2 {
             0.0
         } else {
-            (self.m2 / f64::from(self.n - 1)).max(0.0).sqrt()
+            (f64::from(self.m2) / f64::from(self.n - 1)).max(0.0).sqrt()
         }
     }
 }
@@ -155,7 +167,6 @@ pub struct DirStats {
     pub len: Running,
     pub iat: Running,
     pub last_ts: Micros,
-    pub init_window: Option<u16>,
 }
 
 /// Incremental statistics of one flow. Updated once per packet, O(1).
@@ -166,10 +177,15 @@ pub struct FlowStats {
     pub fwd: DirStats,
     pub bwd: DirStats,
     pub flow_iat: Running,
-    /// Counts of FIN, SYN, RST, PSH, ACK, URG, ECE, CWR over every packet.
-    pub flag_counts: [u32; 8],
-    /// Signed IP lengths of the first packets: + from the initiator, - back.
-    pub early_sizes: [i32; EARLY_PACKETS],
+    /// Counts of FIN, SYN, RST, PSH, ACK, URG, ECE, CWR over every packet
+    /// (saturating at 65535).
+    pub flag_counts: [u16; 8],
+    /// TCP window of the first packet in each direction (initiator, responder).
+    pub init_windows: [u16; 2],
+    /// Bit i set: packet i (of the first ones) came from the responder.
+    pub early_backward: u8,
+    /// IP lengths of the first packets (direction in `early_backward`).
+    pub early_sizes: [u16; EARLY_PACKETS],
     /// Gaps before each of the first packets, in microseconds.
     pub early_gaps: [u32; EARLY_PACKETS],
 }
@@ -193,8 +209,10 @@ impl FlowStats {
             self.flow_iat.push((ts - self.last_ts) as f64 / 1e6);
         }
         if (idx as usize) < EARLY_PACKETS {
-            let len = i32::try_from(p.ip_len).unwrap_or(i32::MAX);
-            self.early_sizes[idx as usize] = if forward { len } else { -len };
+            self.early_sizes[idx as usize] = u16::try_from(p.ip_len).unwrap_or(u16::MAX);
+            if !forward {
+                self.early_backward |= 1 << idx;
+            }
             self.early_gaps[idx as usize] =
                 if idx == 0 { 0 } else { u32::try_from(ts - self.last_ts).unwrap_or(u32::MAX) };
         }
@@ -203,6 +221,7 @@ impl FlowStats {
         if d.packets > 0 {
             d.iat.push(ts.saturating_sub(d.last_ts) as f64 / 1e6);
         }
+        let first_in_direction = d.packets == 0;
         d.last_ts = ts;
         d.packets = d.packets.saturating_add(1);
         d.bytes += u64::from(p.ip_len);
@@ -212,8 +231,8 @@ impl FlowStats {
         }
         d.len.push(f64::from(p.ip_len));
         if let Some(t) = &p.tcp {
-            if d.init_window.is_none() {
-                d.init_window = Some(t.window);
+            if first_in_direction {
+                self.init_windows[usize::from(!forward)] = t.window;
             }
             for (bit, count) in self.flag_counts.iter_mut().enumerate() {
                 if t.flags & (1 << bit) != 0 {
@@ -240,7 +259,7 @@ pub fn write_row(s: &FlowStats, facts: &FlowFacts, host: &HostFeatures, row: &mu
     let bytes = (s.fwd.bytes + s.bwd.bytes) as f64;
     let per_s = |x: f64| if duration > 0.0 { x / duration } else { 0.0 };
     let b = |x: bool| if x { 1.0 } else { 0.0 };
-    let len4 = |r: &Running| [r.min, r.max, r.mean(), r.std()];
+    let len4 = |r: &Running| [r.min(), r.max(), r.mean(), r.std()];
     let mut v = [0f64; NUM_FEATURES];
     v[0] = duration;
     v[1] = f64::from(s.fwd.packets);
@@ -257,8 +276,8 @@ pub fn write_row(s: &FlowStats, facts: &FlowFacts, host: &HostFeatures, row: &mu
     for (i, c) in s.flag_counts.iter().enumerate() {
         v[27 + i] = f64::from(*c);
     }
-    v[35] = f64::from(s.fwd.init_window.unwrap_or(0));
-    v[36] = f64::from(s.bwd.init_window.unwrap_or(0));
+    v[35] = f64::from(s.init_windows[0]);
+    v[36] = f64::from(s.init_windows[1]);
     v[37] = per_s(packets);
     v[38] = per_s(bytes);
     v[39] = if s.fwd.packets > 0 { f64::from(s.bwd.packets) / f64::from(s.fwd.packets) } else { 0.0 };
@@ -271,7 +290,8 @@ pub fn write_row(s: &FlowStats, facts: &FlowFacts, host: &HostFeatures, row: &mu
     v[46] = b(facts.responder_reset);
     v[47] = b(facts.proto != PROTO_ICMP && facts.proto != PROTO_ICMPV6 && facts.responder_port < 1024);
     for i in 0..EARLY_PACKETS {
-        v[48 + i] = f64::from(s.early_sizes[i]);
+        let size = f64::from(s.early_sizes[i]);
+        v[48 + i] = if s.early_backward & (1 << i) != 0 { -size } else { size };
         v[56 + i] = f64::from(s.early_gaps[i]) / 1e6;
     }
     for (o, x) in row.iter_mut().zip(v.iter()) {
