@@ -88,7 +88,16 @@ fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>) -> Fl
     }
 }
 
-fn row_event(flow: &Flow, trigger: Trigger, reason: Option<EndReason>, arrival: Option<Instant>) -> Box<RowEvent> {
+/// `arrival` is when the triggering packet entered the engine; without one
+/// (single-threaded use) `stamp` takes the time now, when the row is made,
+/// except for end-of-input rows, which no packet triggered.
+fn row_event(
+    flow: &Flow,
+    trigger: Trigger,
+    reason: Option<EndReason>,
+    arrival: Option<Instant>,
+    stamp: bool,
+) -> Box<RowEvent> {
     let ((initiator, _), (responder, _)) = flow.endpoints();
     let mut row = [0f32; NUM_FEATURES];
     features::write_row(&flow.stats, &flow.facts(), &HostFeatures::default(), &mut row);
@@ -98,7 +107,7 @@ fn row_event(flow: &Flow, trigger: Trigger, reason: Option<EndReason>, arrival: 
         initiator,
         responder,
         failed: flow.failed_handshake(),
-        arrival,
+        arrival: arrival.or_else(|| stamp.then(Instant::now)),
     })
 }
 
@@ -115,10 +124,11 @@ impl Shard {
         time: Micros,
         arrival: Option<Instant>,
     ) {
+        let stamp = reason != EndReason::EndOfInput;
         if let Some(i) = EndReason::ALL.iter().position(|r| *r == reason) {
             stats.flows_ended[i] += 1;
         }
-        let body = EventBody::Row(row_event(&flow, Trigger::End, Some(reason), arrival));
+        let body = EventBody::Row(row_event(&flow, Trigger::End, Some(reason), arrival, stamp));
         events.push(Event { time, class: EventClass::End, flow_id: flow.id, body });
     }
 
@@ -139,7 +149,7 @@ impl Shard {
         }
         if self.early_packets > 0 && !flow.early_sent && flow.packets() >= self.early_packets as u64 {
             flow.early_sent = true;
-            let body = EventBody::Row(row_event(flow, Trigger::Early, None, arrival));
+            let body = EventBody::Row(row_event(flow, Trigger::Early, None, arrival, true));
             events.push(Event { time: clock, class: EventClass::Early, flow_id: flow.id, body });
         }
         stats.flows_peak = stats.flows_peak.max(self.flows.len() as u64);
