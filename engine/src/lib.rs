@@ -81,7 +81,7 @@ pub mod source;
 
 pub use error::{Error, Result, SinkError};
 pub use infer::{init_onnx_runtime, Classifier, ModelInfo, OnnxClassifier};
-pub use pipeline::{Engine, EngineBuilder, Stats};
+pub use pipeline::{Engine, EngineBuilder, EngineCounters, ModelSwapper, Stats};
 pub use sink::{
     CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict, VerdictSink,
 };

@@ -55,7 +55,26 @@ pub struct PartialRead {
 /// the source reads what it can and reports the rest through
 /// [`PacketSource::partial_reads`].
 pub trait PacketSource {
+    /// The next packet; `None` when the input is exhausted, or, for a live
+    /// source ([`PacketSource::is_live`]), when no packet came in its timeout.
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>>;
+
+    /// A live source returns `None` from `next_packet` when it is merely
+    /// idle; it has ended only when [`PacketSource::finished`] says so.
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    /// For live sources: no packet will come any more (stopped or failed).
+    fn finished(&self) -> bool {
+        true
+    }
+
+    /// For live sources: the current time, in the packets' clock, so the
+    /// engine can end idle flows and flush batches while no packet comes.
+    fn now(&self) -> Option<Micros> {
+        None
+    }
 
     /// Inputs that ended early (truncated or corrupt), with how far they got.
     fn partial_reads(&self) -> Vec<PartialRead> {

@@ -70,6 +70,10 @@ pub(crate) struct Merger {
     pub inference_micros: u64,
     /// First error from a sink or the classifier.
     pub error: Option<Error>,
+    /// Where live counters are published, if anyone reads them.
+    pub counters: Option<std::sync::Arc<super::EngineCounters>>,
+    /// Replacement classifiers (a model reload), taken between batches.
+    pub model_swap: Option<crossbeam_channel::Receiver<Box<dyn Classifier>>>,
     pub stop: bool,
 }
 
@@ -117,6 +121,8 @@ impl Merger {
             batches: 0,
             inference_micros: 0,
             error: None,
+            counters: None,
+            model_swap: None,
             stop: false,
         }
     }
@@ -249,6 +255,11 @@ impl Merger {
 
     /// Classifies the pending rows and delivers their verdicts.
     pub fn flush(&mut self) {
+        if let Some(new) = self.model_swap.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            self.labels = new.info().labels.iter().map(|l| Arc::from(l.as_str())).collect();
+            self.model_id = Arc::from(new.info().id().as_str());
+            self.classifier = Some(new);
+        }
         let rows = self.records.len();
         let Some(classifier) = self.classifier.as_mut() else {
             return;
@@ -312,6 +323,16 @@ impl Merger {
             }
         }
         self.records = records;
+        if let Some(c) = &self.counters {
+            use std::sync::atomic::Ordering::Relaxed;
+            c.verdicts.store(self.verdicts_early + self.verdicts_end, Relaxed);
+            c.verdicts_early.store(self.verdicts_early, Relaxed);
+            c.verdicts_end.store(self.verdicts_end, Relaxed);
+            if let Some(h) = &self.timings.packet_to_verdict {
+                c.latency_p50_us.store(h.value_at_quantile(0.5), Relaxed);
+                c.latency_p99_us.store(h.value_at_quantile(0.99), Relaxed);
+            }
+        }
     }
 
     /// Applies everything left (all streams finished) and flushes.

@@ -10,7 +10,8 @@ mod shard;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -50,6 +51,8 @@ pub struct Stats {
     pub workers: usize,
     /// Times a full worker queue made the capture stage wait (replay blocks, never drops).
     pub queue_full: u64,
+    /// Decoded packets dropped because a worker queue was full (live capture only).
+    pub queue_dropped: u64,
     /// Percentiles (µs) of packet arrival → verdict, and of batch inference time.
     pub latency_us: Percentiles,
     pub inference_batch_us: Percentiles,
@@ -132,10 +135,55 @@ impl Stats {
             "partial_reads": self.partial_reads,
             "workers": self.workers,
             "queue_full": self.queue_full,
+            "queue_dropped": self.queue_dropped,
             "latency_us": self.latency_us,
             "inference_batch_us": self.inference_batch_us,
             "cpu_seconds": self.cpu_seconds,
         })
+    }
+}
+
+/// Counters readable from any thread while the engine runs (for periodic
+/// statistics of a long-running capture). Updated every few hundred packets.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub decoded: AtomicU64,
+    /// Packets not decoded, all reasons together.
+    pub dropped: AtomicU64,
+    pub queue_dropped: AtomicU64,
+    pub flows: AtomicU64,
+    pub verdicts: AtomicU64,
+    pub verdicts_early: AtomicU64,
+    pub verdicts_end: AtomicU64,
+    /// Latest packet-to-verdict percentiles, in µs.
+    pub latency_p50_us: AtomicU64,
+    pub latency_p99_us: AtomicU64,
+}
+
+impl EngineCounters {
+    pub fn to_json(&self) -> serde_json::Value {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "packets": g(&self.packets), "bytes": g(&self.bytes), "decoded": g(&self.decoded),
+            "dropped": g(&self.dropped), "queue_dropped": g(&self.queue_dropped), "flows": g(&self.flows),
+            "verdicts": g(&self.verdicts), "verdicts_early": g(&self.verdicts_early), "verdicts_end": g(&self.verdicts_end),
+            "latency_us": {"p50": g(&self.latency_p50_us), "p99": g(&self.latency_p99_us)},
+        })
+    }
+}
+
+/// Replaces the engine's classifier while it runs (e.g. on SIGHUP). The
+/// swap happens between two batches; rows already queued are classified by
+/// the new model.
+#[derive(Clone)]
+pub struct ModelSwapper(Sender<Box<dyn Classifier>>);
+
+impl ModelSwapper {
+    /// Queues `c` to replace the current classifier.
+    pub fn swap(&self, c: Box<dyn Classifier>) -> Result<()> {
+        self.0.try_send(c).map_err(|_| Error::Config("a model swap is already pending; try again".into()))
     }
 }
 
@@ -153,6 +201,7 @@ pub struct EngineBuilder {
     flow: FlowConfig,
     host: HostContextConfig,
     workers: usize,
+    live: bool,
 }
 
 impl Default for EngineBuilder {
@@ -170,6 +219,7 @@ impl Default for EngineBuilder {
             flow: FlowConfig::default(),
             host: HostContextConfig::default(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            live: false,
         }
     }
 }
@@ -248,6 +298,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Live capture: when a worker's queue is full, drop the packets and
+    /// count them (`queue_dropped`) rather than wait, so capture never stalls.
+    /// Replay (the default) waits and loses nothing.
+    pub fn live(mut self, live: bool) -> Self {
+        self.live = live;
+        self
+    }
+
     pub fn build(self) -> Result<Engine> {
         if self.batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
@@ -284,6 +342,10 @@ impl EngineBuilder {
             batch_wall_deadline: self.batch_wall_deadline,
         });
         merger.set_streams(1);
+        let counters = Arc::new(EngineCounters::default());
+        let model_swap = crossbeam_channel::bounded(2);
+        merger.counters = Some(counters.clone());
+        merger.model_swap = Some(model_swap.1.clone());
         Ok(Engine {
             flow_cfg: self.flow,
             early_packets: self.early_packets,
@@ -293,6 +355,10 @@ impl EngineBuilder {
             capture: CaptureState::default(),
             shard_stats: Vec::new(),
             queue_full: 0,
+            queue_dropped: 0,
+            live: self.live,
+            counters,
+            model_swap,
             partial_reads: Vec::new(),
             cpu_seconds: BTreeMap::new(),
             used_workers: 0,
@@ -341,6 +407,22 @@ impl CaptureState {
             self.next_sweep = boundary + SWEEP_INTERVAL;
             None
         } else if self.clock >= self.next_sweep {
+            self.next_sweep = boundary + SWEEP_INTERVAL;
+            Some(boundary)
+        } else {
+            None
+        }
+    }
+
+    /// Moves the clock to `now` without a packet (idle live capture).
+    /// Returns a sweep time when a sweep boundary was crossed.
+    fn advance(&mut self, now: Micros) -> Option<Micros> {
+        if self.packets == 0 || now <= self.clock {
+            return None;
+        }
+        self.clock = now;
+        if self.clock >= self.next_sweep {
+            let boundary = self.clock - self.clock % SWEEP_INTERVAL;
             self.next_sweep = boundary + SWEEP_INTERVAL;
             Some(boundary)
         } else {
@@ -404,6 +486,10 @@ pub struct Engine {
     capture: CaptureState,
     shard_stats: Vec<ShardStats>,
     queue_full: u64,
+    queue_dropped: u64,
+    live: bool,
+    counters: Arc<EngineCounters>,
+    model_swap: (Sender<Box<dyn Classifier>>, Receiver<Box<dyn Classifier>>),
     partial_reads: Vec<PartialRead>,
     cpu_seconds: BTreeMap<String, f64>,
     used_workers: usize,
@@ -441,6 +527,24 @@ impl Engine {
         self.merger.classifier.as_ref().map(|c| c.info())
     }
 
+    /// Live counters, readable from other threads while [`Engine::run`] runs.
+    pub fn counters(&self) -> Arc<EngineCounters> {
+        self.counters.clone()
+    }
+
+    /// A handle to replace the classifier while the engine runs.
+    pub fn model_swapper(&self) -> ModelSwapper {
+        ModelSwapper(self.model_swap.0.clone())
+    }
+
+    fn publish_capture(&self) {
+        let (c, k) = (&self.capture, &self.counters);
+        k.packets.store(c.packets, Ordering::Relaxed);
+        k.bytes.store(c.bytes, Ordering::Relaxed);
+        k.decoded.store(c.decoded, Ordering::Relaxed);
+        k.dropped.store(c.drops.iter().sum(), Ordering::Relaxed);
+    }
+
     /// True once a sink asked to stop or an error occurred.
     pub fn stop_requested(&self) -> bool {
         self.merger.stop
@@ -465,6 +569,20 @@ impl Engine {
         }
         // Events at the current clock may still be joined by others at the
         // same time: the watermark is the clock, exclusive.
+        self.merger.push(0, &mut self.inline.events, self.capture.clock);
+        if self.capture.packets % 256 == 0 {
+            self.publish_capture();
+            self.counters.flows.store(self.inline.stats.flows_created, Ordering::Relaxed);
+        }
+        self.take_error()
+    }
+
+    /// Moves engine time to `now` with no packet (an idle live capture):
+    /// flows whose timeouts passed end, and pending rows are classified.
+    pub fn tick(&mut self, now: Micros) -> Result<()> {
+        if let Some(t) = self.capture.advance(now) {
+            self.inline.sweep(t, None);
+        }
         self.merger.push(0, &mut self.inline.events, self.capture.clock);
         self.take_error()
     }
@@ -519,6 +637,7 @@ impl Engine {
             partial_reads: self.partial_reads.clone(),
             workers: self.used_workers,
             queue_full: self.queue_full,
+            queue_dropped: self.queue_dropped,
             latency_us: Percentiles::of(&m.timings.packet_to_verdict),
             inference_batch_us: Percentiles::of(&m.timings.batch_inference),
             cpu_seconds: self.cpu_seconds.clone(),
@@ -542,9 +661,15 @@ impl Engine {
         let cpu_at_start = thread_cpu_seconds();
         if self.workers == 0 || self.capture.packets > 0 {
             while !self.merger.stop {
-                match source.next_packet()? {
-                    Some(pkt) => self.process(&pkt)?,
-                    None => break,
+                if let Some(pkt) = source.next_packet()? {
+                    self.process(&pkt)?;
+                    continue;
+                }
+                if !source.is_live() || source.finished() {
+                    break;
+                }
+                if let Some(now) = source.now() {
+                    self.tick(now)?;
                 }
             }
         } else {
@@ -580,10 +705,10 @@ impl Engine {
                 let (tx, rx) = bounded::<Chunk>(QUEUE_CHUNKS);
                 txs.push(tx);
                 let (event_tx, free_tx, spare_events_rx) = (event_tx.clone(), free_tx.clone(), spare_events_rx.clone());
-                let (cfg, early) = (self.flow_cfg, self.early_packets);
-                workers.push(
-                    scope.spawn(move || worker(w, Shard::new(cfg, early), rx, event_tx, free_tx, spare_events_rx)),
-                );
+                let (cfg, early, counters) = (self.flow_cfg, self.early_packets, self.counters.clone());
+                workers.push(scope.spawn(move || {
+                    worker(w, Shard::new(cfg, early), rx, event_tx, free_tx, spare_events_rx, &counters)
+                }));
             }
             drop(event_tx);
             let stop_ref = &stop;
@@ -601,10 +726,28 @@ impl Engine {
             });
             let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
             let mut since_broadcast = 0u64;
-            let mut dispatch = Dispatch { txs, free_rx: &free_rx };
+            let mut dispatch = Dispatch { txs, free_rx: &free_rx, drop_when_full: self.live, dropped: 0 };
             let result = (|| -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
-                    let Some(pkt) = source.next_packet()? else { break };
+                    let Some(pkt) = source.next_packet()? else {
+                        if !source.is_live() || source.finished() {
+                            break;
+                        }
+                        // Idle live capture: time still passes; flows time
+                        // out and every worker's watermark moves on.
+                        let Some(now) = source.now() else { continue };
+                        let sweep = self.capture.advance(now);
+                        let clock = self.capture.clock;
+                        for (w, c) in pending.iter_mut().enumerate() {
+                            if let Some(t) = sweep {
+                                c.items.push(Item::Sweep(t));
+                            }
+                            c.clock = clock;
+                            dispatch.send(w, c, &mut self.queue_full);
+                        }
+                        since_broadcast = 0;
+                        continue;
+                    };
                     let sweep = self.capture.arrive(&pkt);
                     let clock = self.capture.clock;
                     if let Some(t) = sweep {
@@ -634,6 +777,8 @@ impl Engine {
                             c.clock = clock;
                             dispatch.send(w, c, &mut self.queue_full);
                         }
+                        self.publish_capture();
+                        self.counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
                     }
                 }
                 Ok(())
@@ -645,6 +790,7 @@ impl Engine {
                 dispatch.send(w, c, &mut self.queue_full);
             }
             dispatch.txs.clear(); // closing the queues lets the workers finish
+            self.queue_dropped += dispatch.dropped;
             self.shard_stats = Vec::with_capacity(n);
             for (w, h) in workers.into_iter().enumerate() {
                 match h.join() {
@@ -679,6 +825,9 @@ impl Engine {
 struct Dispatch<'a> {
     txs: Vec<Sender<Chunk>>,
     free_rx: &'a Receiver<Chunk>,
+    /// Live capture: drop (and count) rather than wait on a full queue.
+    drop_when_full: bool,
+    dropped: u64,
 }
 
 impl Dispatch<'_> {
@@ -698,6 +847,11 @@ impl Dispatch<'_> {
                 Err(TrySendError::Full(back)) => {
                     *queue_full += 1;
                     out = back;
+                    if self.drop_when_full && !out.eof {
+                        self.dropped += out.items.iter().filter(|i| matches!(i, Item::Packet(..))).count() as u64;
+                        out.items.clear();
+                        return;
+                    }
                     match tx.send_timeout(out, std::time::Duration::from_millis(50)) {
                         Ok(()) => return,
                         Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => out = back,
@@ -719,7 +873,9 @@ fn worker(
     events: Sender<EventBatch>,
     free: Sender<Chunk>,
     spare: Receiver<Vec<Event>>,
+    counters: &EngineCounters,
 ) -> (ShardStats, Option<f64>) {
+    let mut flows_published = 0;
     while let Ok(mut chunk) = rx.recv() {
         for item in chunk.items.iter() {
             match item {
@@ -733,6 +889,8 @@ fn worker(
         } else {
             chunk.clock
         };
+        counters.flows.fetch_add(shard.stats.flows_created - flows_published, Ordering::Relaxed);
+        flows_published = shard.stats.flows_created;
         let replacement = spare.try_recv().unwrap_or_default();
         let batch = EventBatch { worker: id, events: std::mem::replace(&mut shard.events, replacement), watermark };
         if events.send(batch).is_err() {
