@@ -6,8 +6,10 @@
 //! bad model or missing ONNX Runtime; 1 any other failure (e.g. an output
 //! that cannot be written).
 
+mod config;
 mod features_cmd;
 mod output;
+mod run;
 mod summary;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,10 @@ struct Cli {
 enum Command {
     /// Replay pcap/pcapng files through the engine and emit verdicts.
     Replay(ReplayArgs),
+    /// Capture live on interfaces (a span port) and emit verdicts until SIGTERM.
+    Run(run::RunArgs),
+    /// Validate a configuration file and exit.
+    CheckConfig(run::CheckArgs),
     /// Export the engine's feature rows as CSV (for training).
     Features(features_cmd::FeaturesArgs),
     /// Inspect models.
@@ -244,6 +250,8 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Replay(a) => replay(a),
+        Command::Run(a) => run::run(a),
+        Command::CheckConfig(a) => run::check_config(a),
         Command::Features(a) => features_cmd::run(a),
         Command::Model { command: ModelCommand::Info { path, onnx_runtime } } => {
             model_info(&path, onnx_runtime.as_deref())

@@ -174,6 +174,8 @@ impl EngineCounters {
     }
 }
 
+type BoxedClassifier = Box<dyn Classifier>;
+
 /// Replaces the engine's classifier while it runs (e.g. on SIGHUP). The
 /// swap happens between two batches; rows already queued are classified by
 /// the new model.
@@ -489,7 +491,7 @@ pub struct Engine {
     queue_dropped: u64,
     live: bool,
     counters: Arc<EngineCounters>,
-    model_swap: (Sender<Box<dyn Classifier>>, Receiver<Box<dyn Classifier>>),
+    model_swap: (Sender<BoxedClassifier>, Receiver<BoxedClassifier>),
     partial_reads: Vec<PartialRead>,
     cpu_seconds: BTreeMap<String, f64>,
     used_workers: usize,
@@ -580,6 +582,8 @@ impl Engine {
     /// Moves engine time to `now` with no packet (an idle live capture):
     /// flows whose timeouts passed end, and pending rows are classified.
     pub fn tick(&mut self, now: Micros) -> Result<()> {
+        self.publish_capture();
+        self.counters.flows.store(self.inline.stats.flows_created, Ordering::Relaxed);
         if let Some(t) = self.capture.advance(now) {
             self.inline.sweep(t, None);
         }
@@ -736,6 +740,8 @@ impl Engine {
                         // Idle live capture: time still passes; flows time
                         // out and every worker's watermark moves on.
                         let Some(now) = source.now() else { continue };
+                        self.publish_capture();
+                        self.counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
                         let sweep = self.capture.advance(now);
                         let clock = self.capture.clock;
                         for (w, c) in pending.iter_mut().enumerate() {

@@ -244,3 +244,4 @@ impl PacketSource for PcapFileSource {
         out
     }
 }
+pub mod live;

@@ -1,0 +1,257 @@
+//! `tidewatchd run`: live capture on one or more interfaces (a span port),
+//! verdicts to syslog and/or JSON, periodic statistics, and signals:
+//! SIGHUP reloads the config and model (keeping the old ones if the new are
+//! invalid) and reopens output files; SIGTERM/SIGINT stop capture, drain
+//! every queue, end open flows through the classifier, flush outputs, exit 0.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidewatch::source::live::{InterfaceCounters, LiveSource};
+use tidewatch::{Classifier, Engine, EngineCounters, ModelSwapper, OnnxClassifier};
+
+use crate::config::Config;
+use crate::output::queue::OutputHandle;
+use crate::{default_model, summary, Failure};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML; see daemon/tidewatch.example.toml). Without
+    /// one, defaults apply and --interface is required.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Interface to capture on (repeatable); replaces capture.interfaces.
+    #[arg(long = "interface", value_name = "IFACE")]
+    interfaces: Vec<String>,
+    /// ONNX model; replaces engine.model.
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Output address (repeatable; see `replay --help`); replaces outputs.outputs.
+    #[arg(long = "output", value_name = "OUTPUT")]
+    outputs: Vec<String>,
+    /// Worker threads; replaces engine.workers.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Send benign verdicts to syslog too.
+    #[arg(long)]
+    syslog_benign: bool,
+    /// Seconds between periodic statistics (0: only at exit).
+    #[arg(long, value_name = "SECS")]
+    stats_interval: Option<f64>,
+    /// After opening the capture, run as this user (like tcpdump -Z).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+}
+
+pub fn check_config(args: CheckArgs) -> Result<(), Failure> {
+    let cfg = Config::load(&args.config)?;
+    println!(
+        "{}: valid ({} interface(s): {}; {} output(s): {})",
+        args.config.display(),
+        cfg.capture.interfaces.len(),
+        cfg.capture.interfaces.join(", "),
+        cfg.outputs.outputs.len(),
+        cfg.outputs.outputs.join(", ")
+    );
+    Ok(())
+}
+
+fn effective_config(args: &RunArgs) -> Result<Config, Failure> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => {
+            let mut c = Config::default();
+            // Without a config file, verdicts go to stdout unless told otherwise.
+            c.outputs.outputs = vec!["json:-".into()];
+            c
+        }
+    };
+    if !args.interfaces.is_empty() {
+        cfg.capture.interfaces = args.interfaces.clone();
+    }
+    if let Some(m) = &args.model {
+        cfg.engine.model = m.clone();
+    }
+    if !args.outputs.is_empty() {
+        cfg.outputs.outputs = args.outputs.clone();
+    }
+    if let Some(w) = args.workers {
+        cfg.engine.workers = w;
+    }
+    if args.syslog_benign {
+        cfg.outputs.syslog_benign = true;
+    }
+    if let Some(s) = args.stats_interval {
+        cfg.stats.interval = s;
+    }
+    if let Some(u) = &args.user {
+        cfg.privileges.user = u.clone();
+    }
+    cfg.validate().map_err(Failure::usage)?;
+    if cfg.capture.interfaces.is_empty() {
+        return Err(Failure::usage("no interface to capture on: give --interface IFACE or capture.interfaces"));
+    }
+    Ok(cfg)
+}
+
+fn model_path(cfg: &Config) -> PathBuf {
+    if cfg.engine.model.as_os_str().is_empty() {
+        default_model()
+    } else {
+        cfg.engine.model.clone()
+    }
+}
+
+/// Switches to an unprivileged user once the capture is open.
+fn drop_privileges(user: &str, group: &str) -> Result<(), Failure> {
+    use nix::unistd::{setgid, setgroups, setuid, Group, User};
+    let fail = |what: String| Failure::usage(format!("cannot drop privileges to {user}: {what}"));
+    let u = User::from_name(user).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail("no such user".into()))?;
+    let gid = if group.is_empty() {
+        u.gid
+    } else {
+        Group::from_name(group).map_err(|e| fail(e.to_string()))?.ok_or_else(|| fail(format!("no group {group}")))?.gid
+    };
+    setgroups(&[gid]).map_err(|e| fail(format!("setgroups: {e}")))?;
+    setgid(gid).map_err(|e| fail(format!("setgid: {e}")))?;
+    setuid(u.uid).map_err(|e| fail(format!("setuid: {e}")))?;
+    if nix::unistd::geteuid().is_root() {
+        return Err(fail("still root after setuid".into()));
+    }
+    eprintln!("tidewatchd: running as {user} (uid {}, gid {})", u.uid, gid);
+    Ok(())
+}
+
+fn stats_json(
+    counters: &EngineCounters,
+    interfaces: &[Arc<InterfaceCounters>],
+    outputs: &[OutputHandle],
+) -> serde_json::Value {
+    let mut j = counters.to_json();
+    j["event_type"] = "stats".into();
+    j["timestamp"] = tidewatch::sink::rfc3339_micros(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
+    )
+    .into();
+    j["interfaces"] = interfaces.iter().map(|c| c.to_json()).collect::<Vec<_>>().into();
+    j["outputs"] = outputs.iter().map(|h| h.summary()).collect::<Vec<_>>().into();
+    j
+}
+
+/// Reloads config and model after SIGHUP; on any error keeps what runs.
+fn reload(args: &RunArgs, running_model: &mut PathBuf, swapper: &ModelSwapper, outputs: &[OutputHandle]) {
+    let cfg = match effective_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tidewatchd: reload failed, keeping the running config and model: {}", e.message);
+            return;
+        }
+    };
+    let path = model_path(&cfg);
+    match OnnxClassifier::load(&path, None) {
+        Ok(c) => {
+            let id = c.info().id();
+            match swapper.swap(Box::new(c)) {
+                Ok(()) => {
+                    eprintln!("tidewatchd: reloaded model {id} from {}", path.display());
+                    *running_model = path;
+                }
+                Err(e) => eprintln!("tidewatchd: reload failed, keeping the running model: {e}"),
+            }
+        }
+        Err(e) => eprintln!("tidewatchd: reload failed, keeping the running model {}: {e}", running_model.display()),
+    }
+    for h in outputs {
+        h.reopen();
+    }
+    eprintln!("tidewatchd: outputs reopened (settings other than the model and outputs apply after a restart)");
+}
+
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    let cfg = effective_config(&args)?;
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, term.clone()).map_err(|e| Failure::runtime(format!("signal handler: {e}")))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| Failure::runtime(format!("signal handler: {e}")))?;
+    // Open everything that may need privileges first: capture and outputs.
+    let mut live = LiveSource::open(&cfg.live_config())?;
+    let opts = cfg.output_options().map_err(Failure::usage)?;
+    let outputs = crate::output::open_all_with(&cfg.outputs.outputs, &opts)?;
+    if !cfg.privileges.user.is_empty() {
+        drop_privileges(&cfg.privileges.user, &cfg.privileges.group)?;
+    }
+    let mut running_model = model_path(&cfg);
+    let mut builder = Engine::builder()
+        .model(&running_model)
+        .live(true)
+        .early_packets(cfg.engine.early_packets)
+        .batch_size(cfg.engine.batch_size)
+        .flow_config(cfg.flow_config());
+    if cfg.engine.workers > 0 {
+        builder = builder.workers(cfg.engine.workers);
+    }
+    if !cfg.engine.onnx_runtime.as_os_str().is_empty() {
+        builder = builder.onnx_runtime(&cfg.engine.onnx_runtime);
+    }
+    for sink in outputs.sinks {
+        builder = builder.sink(sink);
+    }
+    let mut engine = builder.build()?;
+    let model_id = engine.model_info().map(|m| m.id()).unwrap_or_default();
+    eprintln!(
+        "tidewatchd: capturing on {} with model {model_id}; outputs: {}",
+        cfg.capture.interfaces.join(", "),
+        cfg.outputs.outputs.join(", ")
+    );
+    let counters = engine.counters();
+    let swapper = engine.model_swapper();
+    let interfaces = live.counters();
+    let stop_capture = live.stop_flag();
+    let handles: Vec<OutputHandle> = outputs.descriptions.handles().to_vec();
+    let finished = Arc::new(AtomicBool::new(false));
+    let interval = Duration::from_secs_f64(cfg.stats.interval);
+    let control = {
+        let (finished, counters, interfaces, handles) =
+            (finished.clone(), counters.clone(), interfaces.clone(), handles);
+        std::thread::spawn(move || {
+            let mut last_stats = Instant::now();
+            while !finished.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if term.load(Ordering::Relaxed) {
+                    stop_capture.store(true, Ordering::Relaxed);
+                }
+                if hup.swap(false, Ordering::Relaxed) {
+                    reload(&args, &mut running_model, &swapper, &handles);
+                }
+                if !interval.is_zero() && last_stats.elapsed() >= interval {
+                    last_stats = Instant::now();
+                    eprintln!("{}", stats_json(&counters, &interfaces, &handles));
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let outcome = engine.run(&mut live);
+    finished.store(true, Ordering::Relaxed);
+    let _ = control.join();
+    let stats = outcome?;
+    eprint!("{}", summary::render(&stats, started.elapsed().as_secs_f64(), &model_id, &outputs.descriptions));
+    for c in &interfaces {
+        eprintln!("  {}", c.to_json());
+    }
+    if let Some(reason) = live.failures().first() {
+        return Err(Failure::runtime(format!("{reason}; open flows were flushed, restart when the interface is back")));
+    }
+    Ok(())
+}
