@@ -236,7 +236,12 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                 }
                 if !interval.is_zero() && last_stats.elapsed() >= interval {
                     last_stats = Instant::now();
-                    eprintln!("{}", stats_json(&counters, &interfaces, &handles));
+                    let j = stats_json(&counters, &interfaces, &handles);
+                    eprintln!("{j}");
+                    // JSON outputs get it too, between verdicts (as in Suricata's EVE).
+                    for h in &handles {
+                        h.write_json_object(&j);
+                    }
                 }
             }
         })

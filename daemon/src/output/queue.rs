@@ -153,6 +153,10 @@ pub struct Shared {
     finished: AtomicBool,
     fatal: Mutex<Option<String>>,
     has_fatal: AtomicBool,
+    /// Whole lines to write besides verdicts (periodic stats objects, for
+    /// JSON outputs only); taken by the output thread on its next turn.
+    extra: Mutex<Vec<Vec<u8>>>,
+    has_extra: AtomicBool,
 }
 
 impl Shared {
@@ -194,6 +198,22 @@ impl OutputHandle {
     #[allow(dead_code)] // for `run`'s SIGHUP handler
     pub fn reopen(&self) {
         self.shared.reopen.store(true, Ordering::SeqCst);
+    }
+
+    /// Queues one JSON object (a stats record, as in Suricata's EVE) to be
+    /// written between verdicts; JSON outputs only, at most 64 waiting.
+    pub fn write_json_object(&self, obj: &serde_json::Value) {
+        if self.kind != "JSON lines" {
+            return;
+        }
+        let mut line = obj.to_string().into_bytes();
+        line.push(b'\n');
+        if let Ok(mut q) = self.shared.extra.lock() {
+            if q.len() < 64 {
+                q.push(line);
+                self.shared.has_extra.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     /// True once the engine called `finish` on this output's sink.
@@ -381,6 +401,17 @@ impl Worker {
             let now = Instant::now();
             if self.retry_at.is_some_and(|t| now >= t) {
                 self.connect(now);
+            }
+            if self.shared.has_extra.swap(false, Ordering::SeqCst) && self.transport.is_connected() {
+                let lines = self.shared.extra.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default();
+                for line in lines {
+                    if let Err(e) = self.transport.send(&line) {
+                        bump(&self.shared.counters.failed);
+                        self.write_failed(&e);
+                    } else {
+                        dirty = true;
+                    }
+                }
             }
             let next = if dirty {
                 match self.rx.try_recv() {
