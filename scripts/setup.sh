@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Tidewatch needs, idempotently: libpcap (apt), ONNX Runtime's
 # shared library from the pinned PyPI wheel into .ort/, and with --test the
-# tools the tests use (tshark). Safe to run again: it skips what is present.
+# tools the tests use (tshark, rsyslog, tcpreplay, iproute2, ethtool). Safe to run again: it skips what is present.
 set -euo pipefail
 
 ORT_VERSION=1.31.1
@@ -35,7 +35,7 @@ apt_install() {
 }
 
 apt_install libpcap-dev pkg-config
-[ $want_test -eq 1 ] && apt_install tshark rsyslog
+[ $want_test -eq 1 ] && apt_install tshark rsyslog tcpreplay iproute2 ethtool
 
 if [ ! -f "$ORT_LIB" ]; then
     say "fetching onnxruntime==$ORT_VERSION from PyPI into .ort/"

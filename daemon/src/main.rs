@@ -153,7 +153,12 @@ impl From<tidewatch::Error> for Failure {
     fn from(e: tidewatch::Error) -> Self {
         use tidewatch::Error as E;
         let code = match e {
-            E::CaptureOpen { .. } | E::Runtime(_) | E::Model { .. } | E::SchemaMismatch { .. } | E::Config(_) => 2,
+            E::CaptureOpen { .. }
+            | E::Interface { .. }
+            | E::Runtime(_)
+            | E::Model { .. }
+            | E::SchemaMismatch { .. }
+            | E::Config(_) => 2,
             E::Inference(_) | E::Sink(_) => 1,
         };
         Failure { code, message: e.to_string() }

@@ -252,9 +252,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let _ = control.join();
     let stats = outcome?;
     eprint!("{}", summary::render(&stats, started.elapsed().as_secs_f64(), &model_id, &outputs.descriptions));
+    // The readers have stopped (the source finished), so these are final.
     for c in &interfaces {
         eprintln!("  {}", c.to_json());
     }
+    let mut last = stats_json(&counters, &interfaces, outputs.descriptions.handles());
+    last["event_type"] = "stats_final".into();
+    eprintln!("{last}");
     if let Some(reason) = live.failures().first() {
         return Err(Failure::runtime(format!("{reason}; open flows were flushed, restart when the interface is back")));
     }

@@ -75,9 +75,10 @@ pub fn render(s: &Stats, wall: f64, model: &str, outputs: &[String]) -> String {
     }
     let _ = writeln!(
         o,
-        "  {} (queue-full waits {})",
+        "  {} (queue-full waits {}, packets dropped at a full queue {})",
         if s.workers == 0 { "1 thread".to_string() } else { format!("{} workers", s.workers) },
-        s.queue_full
+        s.queue_full,
+        s.queue_dropped
     );
     if !model.is_empty() {
         let _ =

@@ -9,6 +9,10 @@ pub enum Error {
     #[error("cannot open capture {path}: {reason} (check that the file exists and is a pcap or pcapng capture)")]
     CaptureOpen { path: PathBuf, reason: String },
 
+    /// A network interface could not be opened for live capture.
+    #[error("cannot capture on interface {name}: {reason}")]
+    Interface { name: String, reason: String },
+
     /// The ONNX Runtime shared library could not be found or loaded.
     #[error("{0}")]
     Runtime(String),

@@ -96,9 +96,9 @@ fn wall_micros() -> Micros {
 }
 
 fn open_interface(name: &str, cfg: &LiveConfig) -> Result<pcap::Capture<pcap::Active>> {
-    let fail = |what: &str, e: pcap::Error| Error::CaptureOpen {
-        path: name.into(),
-        reason: format!("{what}: {e} (is the interface up, and do we have CAP_NET_RAW?)"),
+    let fail = |what: &str, e: pcap::Error| Error::Interface {
+        name: name.into(),
+        reason: format!("{what}: {e} (does the interface exist and is it up, and do we have CAP_NET_RAW?)"),
     };
     let mut inactive = pcap::Capture::from_device(name)
         .map_err(|e| fail("no such interface", e))?
@@ -113,7 +113,11 @@ fn open_interface(name: &str, cfg: &LiveConfig) -> Result<pcap::Capture<pcap::Ac
     if !cfg.bpf_filter.trim().is_empty() {
         cap.filter(&cfg.bpf_filter, true).map_err(|e| fail("bad BPF filter", e))?;
     }
-    Ok(cap)
+    // Non-blocking: libpcap in immediate mode may not honour the read
+    // timeout on a quiet interface, which would keep a reader from seeing
+    // the stop flag or refreshing the drop counters. The reader naps 1 ms
+    // when nothing is waiting instead.
+    cap.setnonblock().map_err(|e| fail("cannot set non-blocking mode", e))
 }
 
 impl LiveSource {
@@ -154,14 +158,11 @@ impl LiveSource {
         &self.failures
     }
 
-    /// Collects readers that have ended. A reader still blocked in libpcap
-    /// (an idle interface may not honour the read timeout) is left to end
-    /// with the process rather than waited for: stopping must never hang.
+    /// Waits for the readers (non-blocking reads: each sees the stop flag
+    /// within a millisecond) and keeps why any of them ended on its own.
     fn collect_readers(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         for h in std::mem::take(&mut self.readers) {
-            if !h.is_finished() {
-                continue;
-            }
             match h.join() {
                 Ok(Some(reason)) => self.failures.push(reason),
                 Ok(None) => {}
@@ -206,7 +207,7 @@ fn read_interface(
                     counters.queue_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Err(pcap::Error::TimeoutExpired) => {}
+            Err(pcap::Error::TimeoutExpired) => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => break Some(format!("capture on {} stopped: {e}", counters.name)),
         }
     };
