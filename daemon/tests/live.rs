@@ -1212,3 +1212,33 @@ fn check_config_validates() {
     assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(o.stderr.contains("tw-nosuch0"), "{}", o.stderr);
 }
+
+/// After opening the capture and outputs as root, `run --user nobody`
+/// switches to that user (like tcpdump -Z) and keeps capturing: the process
+/// no longer has uid 0 and verdicts still flow.
+#[test]
+fn drops_privileges_after_opening_the_capture() {
+    const TEST: &str = "drops_privileges_after_opening_the_capture";
+    let Some(tools) = live_tools(TEST) else { return };
+    if Command::new("id").arg("nobody").output().map_or(true, |o| !o.status.success()) {
+        return skipped(TEST, "no user `nobody`");
+    }
+    let _serial = serial();
+    let Some(ns) = netns_or_skip(TEST, &tools, 'p') else { return };
+    let dir = tmpdir("privdrop");
+    let json = dir.join("verdicts.jsonl");
+    let outputs = vec![format!("json:{}", json.display())];
+    let mut args = live_args(&ns.host_if, &outputs, "0");
+    args.extend(["--user", "nobody"]);
+    let mut d = Daemon::capturing(&args);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap_or_default();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("").to_string();
+    let sent = tcpreplay(&tools, &ns.send_end(), &["--mbps", "50"], 1, Duration::from_secs(60));
+    d.wait_engine_packets(sent, Duration::from_secs(5));
+    d.terminate_ok(Duration::from_secs(20));
+    let stderr = d.stderr();
+    assert!(stderr.contains("running as nobody"), "{stderr}");
+    let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
+    assert!(!uids.is_empty() && uids.iter().all(|u| *u != "0"), "still root: {uid_line}");
+    assert!(!read_verdicts(&json).is_empty(), "no verdicts after dropping privileges");
+}

@@ -150,8 +150,10 @@ pub struct EngineCounters {
     pub packets: AtomicU64,
     pub bytes: AtomicU64,
     pub decoded: AtomicU64,
-    /// Packets not decoded, all reasons together.
+    /// Packets not decoded, all reasons together, and by reason
+    /// (indexed as [`DropReason::ALL`]).
     pub dropped: AtomicU64,
+    pub dropped_by_reason: [AtomicU64; DropReason::ALL.len()],
     pub queue_dropped: AtomicU64,
     pub flows: AtomicU64,
     pub verdicts: AtomicU64,
@@ -168,6 +170,8 @@ impl EngineCounters {
         serde_json::json!({
             "packets": g(&self.packets), "bytes": g(&self.bytes), "decoded": g(&self.decoded),
             "dropped": g(&self.dropped), "queue_dropped": g(&self.queue_dropped), "flows": g(&self.flows),
+            "drops": DropReason::ALL.iter().map(|r| (r.name(), g(&self.dropped_by_reason[r.index()])))
+                .collect::<BTreeMap<_, _>>(),
             "verdicts": g(&self.verdicts), "verdicts_early": g(&self.verdicts_early), "verdicts_end": g(&self.verdicts_end),
             "latency_us": {"p50": g(&self.latency_p50_us), "p99": g(&self.latency_p99_us)},
         })
@@ -545,6 +549,9 @@ impl Engine {
         k.bytes.store(c.bytes, Ordering::Relaxed);
         k.decoded.store(c.decoded, Ordering::Relaxed);
         k.dropped.store(c.drops.iter().sum(), Ordering::Relaxed);
+        for (a, v) in k.dropped_by_reason.iter().zip(c.drops.iter()) {
+            a.store(*v, Ordering::Relaxed);
+        }
     }
 
     /// True once a sink asked to stop or an error occurred.
