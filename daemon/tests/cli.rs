@@ -1,6 +1,9 @@
 //! `tidewatchd` as users run it: exit codes, messages, verdict fields.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+use common::VERDICT_FIELDS;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,24 +24,6 @@ fn tmp(name: &str) -> PathBuf {
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
-
-pub const VERDICT_FIELDS: &[&str] = &[
-    "ts",
-    "flow_id",
-    "flow_start",
-    "proto",
-    "src_ip",
-    "src_port",
-    "dst_ip",
-    "dst_port",
-    "label",
-    "score",
-    "scores",
-    "packets",
-    "bytes",
-    "model",
-    "trigger",
-];
 
 /// Checks every line is a verdict with every field; returns them.
 pub fn parse_verdicts(stdout: &[u8]) -> Vec<serde_json::Value> {

@@ -5,6 +5,9 @@
 //! carries every field.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+use common::VERDICT_FIELDS;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,24 +27,6 @@ fn shared() -> Option<PathBuf> {
         None
     }
 }
-
-const FIELDS: &[&str] = &[
-    "ts",
-    "flow_id",
-    "flow_start",
-    "proto",
-    "src_ip",
-    "src_port",
-    "dst_ip",
-    "dst_port",
-    "label",
-    "score",
-    "scores",
-    "packets",
-    "bytes",
-    "model",
-    "trigger",
-];
 
 /// Checks one file; returns Err(description) on any violation, Ok(exit code) otherwise.
 fn sweep_one(file: &Path) -> Result<i32, String> {
@@ -79,7 +64,7 @@ fn sweep_one(file: &Path) -> Result<i32, String> {
     let mut lines = 0u64;
     for l in String::from_utf8_lossy(&o.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("bad JSON {e}: {l}"))?;
-        if let Some(f) = FIELDS.iter().find(|f| v.get(**f).is_none()) {
+        if let Some(f) = VERDICT_FIELDS.iter().find(|f| v.get(**f).is_none()) {
             return Err(format!("verdict lacks {f}: {l}"));
         }
         lines += 1;
