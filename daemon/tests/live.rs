@@ -17,6 +17,8 @@
 //! capture figures must not be disturbed by another test's traffic).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
@@ -801,30 +803,7 @@ impl Rsyslog {
     fn start(rsyslogd: &str, dir: &Path) -> Rsyslog {
         let udp_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let tcp_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let d = dir.display();
-        let config = format!(
-            r#"global(workDirectory="{d}" maxMessageSize="64k")
-module(load="imudp")
-module(load="imtcp")
-module(load="mmpstrucdata")
-template(name="tw" type="string"
-  string="%pri%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%$!rfc5424-sd%|%msg%\n")
-ruleset(name="udp") {{ action(type="mmpstrucdata") action(type="omfile" file="{d}/udp.log" template="tw") }}
-ruleset(name="tcp") {{ action(type="mmpstrucdata") action(type="omfile" file="{d}/tcp.log" template="tw") }}
-input(type="imudp" address="127.0.0.1" port="{udp_port}" ruleset="udp" rcvbufSize="4m")
-input(type="imtcp" address="127.0.0.1" port="{tcp_port}" ruleset="tcp")
-"#
-        );
-        let conf = dir.join("rsyslog.conf");
-        std::fs::write(&conf, config).unwrap();
-        let pidfile = dir.join("rsyslogd.pid");
-        let child = Command::new(rsyslogd)
-            .args(["-n", "-f", conf.to_str().unwrap(), "-i", pidfile.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::start_rsyslogd(rsyslogd, dir, udp_port, tcp_port);
         let r = Rsyslog { child, dir: dir.to_path_buf(), udp_port, tcp_port };
         // Ready when a probe sent each way has been written out.
         let probe = "<134>1 - - probe - - - ready";

@@ -4,6 +4,8 @@
 //! reference: syslog gets its non-benign verdicts, one message each.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, UdpSocket};
@@ -342,30 +344,7 @@ fn rsyslog_parses_what_replay_sends() {
     let dir = tmpdir("rsyslog");
     let free_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (udp_port, tcp_port) = (UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(), free_port());
-    let d = dir.display();
-    let config = format!(
-        r#"global(workDirectory="{d}" maxMessageSize="64k")
-module(load="imudp")
-module(load="imtcp")
-module(load="mmpstrucdata")
-template(name="tw" type="string"
-  string="%pri%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%$!rfc5424-sd%|%msg%\n")
-ruleset(name="udp") {{ action(type="mmpstrucdata") action(type="omfile" file="{d}/udp.log" template="tw") }}
-ruleset(name="tcp") {{ action(type="mmpstrucdata") action(type="omfile" file="{d}/tcp.log" template="tw") }}
-input(type="imudp" address="127.0.0.1" port="{udp_port}" ruleset="udp")
-input(type="imtcp" address="127.0.0.1" port="{tcp_port}" ruleset="tcp")
-"#
-    );
-    let conf = dir.join("rsyslog.conf");
-    std::fs::write(&conf, config).unwrap();
-    let pidfile = dir.join("rsyslogd.pid");
-    let child = Command::new(rsyslogd)
-        .args(["-n", "-f", conf.to_str().unwrap(), "-i", pidfile.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::start_rsyslogd(rsyslogd, &dir, udp_port, tcp_port);
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
