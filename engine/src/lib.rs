@@ -70,6 +70,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod decode;
 pub mod error;
 pub mod features;

@@ -1,0 +1,246 @@
+//! DNS over UDP and TCP: the first query's name and type, the first
+//! response's code and answer count. A message is recognised only when its
+//! header, question and every resource record parse and end exactly at the
+//! message's end.
+
+use super::{AppMeta, Probe, Rd, MAX_BUFFER};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DnsMeta {
+    /// Query name, dot-separated, without the final dot ("" for the root).
+    pub query: String,
+    pub qtype: u16,
+    /// Response code of the first response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<u8>,
+    /// Answer count of the first response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u16>,
+}
+
+/// A structurally valid DNS message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Message {
+    pub response: bool,
+    pub rcode: u8,
+    pub ancount: u16,
+    pub qname: String,
+    pub qtype: u16,
+}
+
+/// Reads a (possibly compressed) name starting at `at`; returns it and the offset after it.
+fn read_name(msg: &[u8], at: usize) -> Option<(String, usize)> {
+    let mut name = String::new();
+    let mut pos = at;
+    let mut end = None;
+    let mut jumps = 0;
+    let mut total = 0usize;
+    loop {
+        let len = *msg.get(pos)?;
+        match len & 0xc0 {
+            0x00 => {
+                if len == 0 {
+                    return Some((name, end.unwrap_or(pos + 1)));
+                }
+                let label = msg.get(pos + 1..pos + 1 + usize::from(len))?;
+                total += usize::from(len) + 1;
+                if total > 255 {
+                    return None;
+                }
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                for &c in label {
+                    match c {
+                        b'.' | b'\\' => {
+                            name.push('\\');
+                            name.push(char::from(c));
+                        }
+                        0x21..=0x7e => name.push(char::from(c)),
+                        _ => name.push_str(&format!("\\{c:03}")),
+                    }
+                }
+                pos += 1 + usize::from(len);
+            }
+            0xc0 => {
+                let ptr = usize::from(u16::from_be_bytes([len & 0x3f, *msg.get(pos + 1)?]));
+                jumps += 1;
+                // Pointers must go backwards (no loops) and be few.
+                if ptr >= pos || jumps > 32 {
+                    return None;
+                }
+                end.get_or_insert(pos + 2);
+                pos = ptr;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Parses a whole DNS message; None unless it parses exactly.
+pub(crate) fn parse(msg: &[u8]) -> Option<Message> {
+    let mut r = Rd::new(msg);
+    let _id = r.u16()?;
+    let flags = r.u16()?;
+    let (qd, an, ns, ar) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
+    let opcode = (flags >> 11) & 0xf;
+    if qd != 1 || !matches!(opcode, 0 | 2 | 4 | 5) {
+        return None;
+    }
+    let (qname, mut pos) = read_name(msg, 12)?;
+    let mut r = Rd::new(msg.get(pos..)?);
+    let qtype = r.u16()?;
+    let qclass = r.u16()? & 0x7fff;
+    if qtype == 0 || !matches!(qclass, 1 | 3 | 4 | 254 | 255) {
+        return None;
+    }
+    pos += 4;
+    for _ in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
+        let (_, after) = read_name(msg, pos)?;
+        let mut r = Rd::new(msg.get(after..)?);
+        let _ty = r.u16()?;
+        let _class = r.u16()?;
+        let _ttl = r.u32()?;
+        r.vec16()?;
+        pos = after + r.pos();
+    }
+    if pos != msg.len() {
+        return None;
+    }
+    Some(Message { response: flags & 0x8000 != 0, rcode: (flags & 0xf) as u8, ancount: an, qname, qtype })
+}
+
+/// UDP content probe.
+pub(crate) fn probe_message(data: &[u8]) -> Probe {
+    if parse(data).is_some() {
+        Probe::Yes
+    } else {
+        Probe::No
+    }
+}
+
+/// TCP content probe: a 2-byte length, then a message that parses exactly.
+pub(crate) fn probe_tcp(b: &[u8], _from_initiator: bool) -> Probe {
+    let Some(l) = b.get(..2) else { return Probe::NeedMore };
+    let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+    if len < 17 || len + 2 > MAX_BUFFER {
+        return Probe::No;
+    }
+    match b.get(2..2 + len) {
+        None => Probe::NeedMore,
+        Some(m) => probe_message(m),
+    }
+}
+
+/// Applies one message. True when this direction has nothing more to give
+/// (the first message of its kind was seen, or it is not DNS).
+pub(crate) fn on_message(meta: &mut AppMeta, data: &[u8]) -> bool {
+    let Some(m) = parse(data) else { return false };
+    let d = meta.dns.get_or_insert_with(|| DnsMeta { query: m.qname.clone(), qtype: m.qtype, ..Default::default() });
+    if m.response && d.rcode.is_none() {
+        d.rcode = Some(m.rcode);
+        d.answers = Some(m.ancount);
+    }
+    true
+}
+
+/// TCP: length-prefixed messages at the start of `buf`. True when this direction is finished.
+pub(crate) fn on_tcp_stream(meta: &mut AppMeta, buf: &[u8]) -> bool {
+    let Some(l) = buf.get(..2) else { return false };
+    let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+    if len + 2 > MAX_BUFFER {
+        return true;
+    }
+    match buf.get(2..2 + len) {
+        None => false,
+        Some(m) => {
+            on_message(meta, m);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{AppParser, AppProto, DetectMethod};
+
+    /// Query for www.example.com A, with an EDNS OPT record.
+    pub(crate) fn query() -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        q.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+        q
+    }
+
+    /// NXDOMAIN-free response: two answers, one using a compression pointer to the question name.
+    fn response() -> Vec<u8> {
+        let mut r = vec![0x12, 0x34, 0x81, 0x83, 0, 1, 0, 2, 0, 0, 0, 0];
+        r.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 93, 184, 216, 34]);
+        r.extend_from_slice(&[0xc0, 16, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4]);
+        r
+    }
+
+    #[test]
+    fn udp_query_and_response() {
+        let mut p = AppParser::new(17, 40000, 5300);
+        p.on_datagram(true, &query());
+        assert_eq!(p.meta().proto, AppProto::Dns);
+        assert_eq!(p.meta().method, Some(DetectMethod::Content));
+        assert!(!p.done());
+        p.on_datagram(false, &response());
+        let d = p.meta().dns.clone().unwrap_or_default();
+        assert_eq!(d.query, "www.example.com");
+        assert_eq!(d.qtype, 1);
+        assert_eq!(d.rcode, Some(3));
+        assert_eq!(d.answers, Some(2));
+        assert!(p.done());
+    }
+
+    #[test]
+    fn tcp_with_length_prefix_split() {
+        let mut p = AppParser::new(6, 40000, 5300);
+        let q = query();
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        for b in &framed {
+            p.on_stream(true, std::slice::from_ref(b));
+        }
+        assert_eq!(p.meta().proto, AppProto::Dns);
+        let r = response();
+        let mut framed = (r.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&r);
+        p.on_stream(false, &framed[..5]);
+        assert_eq!(p.meta().dns.as_ref().and_then(|d| d.rcode), None);
+        p.on_stream(false, &framed[5..]);
+        assert_eq!(p.meta().dns.as_ref().and_then(|d| d.answers), Some(2));
+        assert!(p.done());
+    }
+
+    #[test]
+    fn inexact_messages_are_not_dns() {
+        let mut q = query();
+        q.push(0);
+        assert!(parse(&q).is_none());
+        let q = query();
+        for n in 0..q.len() {
+            assert!(parse(&q[..n]).is_none(), "prefix {n}");
+        }
+        // A pointer loop.
+        let mut r = vec![0, 0, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        r.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        r.extend_from_slice(&[0xc0, 19, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0]);
+        assert!(parse(&r).is_none());
+        let mut p = AppParser::new(17, 1, 53);
+        p.on_datagram(true, b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05");
+        assert_eq!(p.meta().method, Some(DetectMethod::Port));
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x03a.b\x02\x00z\x00\x00\x10\x00\x01");
+        assert_eq!(parse(&q).map(|m| m.qname), Some("a\\.b.\\000z".to_string()));
+    }
+}

@@ -1,0 +1,547 @@
+//! Application-layer parsers: pure, I/O-free and panic-free.
+//!
+//! An [`AppParser`] belongs to one flow. It is fed the in-order bytes of each
+//! direction of a TCP stream ([`AppParser::on_stream`], with
+//! [`AppParser::on_gap`] for lost bytes) or the payloads of UDP datagrams
+//! ([`AppParser::on_datagram`]) and fills an [`AppMeta`].
+//!
+//! Identification is by content, whatever the ports: a TLS record header, an
+//! HTTP request method or `HTTP/1.` status line, an `SSH-` banner, a DNS
+//! message that parses exactly (with its 2-byte length prefix on TCP), or a
+//! QUIC Initial packet of a known version that decrypts. Only when no parser
+//! recognised anything does the well-known-port guess stand
+//! ([`DetectMethod::Port`]).
+//!
+//! Memory is bounded: at most [`MAX_BUFFER`] bytes are buffered per direction;
+//! a direction that needs more is given up on.
+
+pub mod dns;
+pub mod http;
+pub mod quic;
+pub mod ssh;
+pub mod tls;
+
+pub use dns::DnsMeta;
+pub use http::HttpMeta;
+pub use quic::QuicMeta;
+pub use ssh::SshMeta;
+pub use tls::TlsMeta;
+
+/// Most bytes buffered per direction of one flow.
+pub const MAX_BUFFER: usize = 16 * 1024;
+
+/// Datagrams per direction that may fail every probe before that direction is given up on.
+const MAX_UNKNOWN_DATAGRAMS: u32 = 4;
+
+/// Application protocol of a flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppProto {
+    #[default]
+    Unknown,
+    Http,
+    Tls,
+    Dns,
+    Ssh,
+    Quic,
+}
+
+impl AppProto {
+    pub const ALL: [AppProto; 6] =
+        [AppProto::Unknown, AppProto::Http, AppProto::Tls, AppProto::Dns, AppProto::Ssh, AppProto::Quic];
+
+    /// Stable name used in counters and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppProto::Unknown => "unknown",
+            AppProto::Http => "http",
+            AppProto::Tls => "tls",
+            AppProto::Dns => "dns",
+            AppProto::Ssh => "ssh",
+            AppProto::Quic => "quic",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How [`AppMeta::proto`] was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectMethod {
+    /// A parser recognised the bytes.
+    Content,
+    /// Only a well-known-port guess.
+    Port,
+}
+
+/// What the parsers learned about one flow.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AppMeta {
+    pub proto: AppProto,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<DetectMethod>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshMeta>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicMeta>,
+}
+
+/// Result of a content probe on the first bytes of a direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Yes,
+    No,
+    NeedMore,
+}
+
+/// A content probe over the first bytes of a TCP direction.
+type StreamProbe = fn(&[u8], bool) -> Probe;
+
+/// The well-known-port guess for a flow.
+pub fn port_guess(transport: u8, initiator_port: u16, responder_port: u16) -> AppProto {
+    let by_port = |p: u16| match (transport, p) {
+        (6, 80 | 8080 | 8000) => AppProto::Http,
+        (6, 443 | 853 | 8443 | 993 | 995 | 465) => AppProto::Tls,
+        (6, 22) => AppProto::Ssh,
+        (6 | 17, 53) => AppProto::Dns,
+        (17, 443) => AppProto::Quic,
+        _ => AppProto::Unknown,
+    };
+    match by_port(responder_port) {
+        AppProto::Unknown => by_port(initiator_port),
+        p => p,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Dir {
+    buf: Vec<u8>,
+    /// Nothing more is parsed in this direction.
+    finished: bool,
+    /// Every probe said no: waits (bounded) for the other direction to identify the flow.
+    probe_failed: bool,
+    /// Datagrams that no probe recognised.
+    unknown_datagrams: u32,
+}
+
+/// Per-protocol parsing state once the protocol is known.
+#[derive(Debug)]
+enum State {
+    None,
+    Http,
+    Tls(tls::TlsState),
+    Dns,
+    Ssh(ssh::SshState),
+    Quic(Box<quic::QuicState>),
+}
+
+/// Application parser of one flow. See the module documentation.
+#[derive(Debug)]
+pub struct AppParser {
+    transport: u8,
+    meta: AppMeta,
+    dirs: [Dir; 2],
+    state: State,
+}
+
+fn di(from_initiator: bool) -> usize {
+    if from_initiator {
+        0
+    } else {
+        1
+    }
+}
+
+impl AppParser {
+    /// transport: 6 (TCP) or 17 (UDP); ports of the flow's initiator and responder.
+    pub fn new(transport: u8, initiator_port: u16, responder_port: u16) -> Self {
+        let guess = port_guess(transport, initiator_port, responder_port);
+        let mut meta = AppMeta::default();
+        if guess != AppProto::Unknown {
+            meta.proto = guess;
+            meta.method = Some(DetectMethod::Port);
+        }
+        let mut p = AppParser { transport, meta, dirs: Default::default(), state: State::None };
+        if transport != 6 && transport != 17 {
+            p.dirs[0].finished = true;
+            p.dirs[1].finished = true;
+        }
+        p
+    }
+
+    /// Whether a parser recognised the flow's protocol by content.
+    pub fn identified(&self) -> bool {
+        !matches!(self.state, State::None)
+    }
+
+    /// TCP: the next in-order bytes of one direction's reassembled stream.
+    pub fn on_stream(&mut self, from_initiator: bool, data: &[u8]) {
+        if self.transport != 6 {
+            return;
+        }
+        let d = di(from_initiator);
+        let mut rest = data;
+        while !rest.is_empty() {
+            let dir = match self.dirs.get_mut(d) {
+                Some(dir) if !dir.finished => dir,
+                _ => return,
+            };
+            let room = MAX_BUFFER.saturating_sub(dir.buf.len());
+            if room == 0 {
+                // The parser could not make progress within the bound.
+                dir.finished = true;
+                dir.buf = Vec::new();
+                return;
+            }
+            let n = room.min(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            dir.buf.extend_from_slice(chunk);
+            rest = tail;
+            self.process_stream(d);
+        }
+    }
+
+    /// TCP: `len` bytes of that direction were lost. Parsers do not resync
+    /// inside a message, so the direction is given up on, unless it had
+    /// already finished.
+    pub fn on_gap(&mut self, from_initiator: bool, len: u64) {
+        if len == 0 {
+            return;
+        }
+        if let Some(dir) = self.dirs.get_mut(di(from_initiator)) {
+            dir.finished = true;
+            dir.buf = Vec::new();
+        }
+        self.check_probe_dead_end();
+    }
+
+    /// UDP: one datagram's payload.
+    pub fn on_datagram(&mut self, from_initiator: bool, data: &[u8]) {
+        if self.transport != 17 {
+            return;
+        }
+        let d = di(from_initiator);
+        if self.dirs.get(d).is_none_or(|dir| dir.finished) {
+            return;
+        }
+        if matches!(self.state, State::None) {
+            if dns::probe_message(data) == Probe::Yes {
+                self.identify(AppProto::Dns, State::Dns);
+            } else if let Some(q) = quic::QuicState::probe(data) {
+                self.identify(AppProto::Quic, State::Quic(Box::new(q)));
+                // Only the client's Initial packets are decrypted.
+                if let Some(dir) = self.dirs.get_mut(1) {
+                    dir.finished = true;
+                }
+            } else {
+                if let Some(dir) = self.dirs.get_mut(d) {
+                    dir.unknown_datagrams += 1;
+                    if dir.unknown_datagrams >= MAX_UNKNOWN_DATAGRAMS {
+                        dir.finished = true;
+                    }
+                }
+                return;
+            }
+        }
+        let fin = match &mut self.state {
+            State::Dns => dns::on_message(&mut self.meta, data),
+            State::Quic(q) if d == 0 => q.on_datagram(&mut self.meta, data),
+            // The server side of QUIC, or a TCP protocol in a datagram: nothing to parse.
+            _ => true,
+        };
+        if fin {
+            if let Some(dir) = self.dirs.get_mut(d) {
+                dir.finished = true;
+            }
+        }
+    }
+
+    /// Nothing more will be learned: callers may stop feeding bytes.
+    pub fn done(&self) -> bool {
+        self.dirs.iter().all(|d| d.finished)
+    }
+
+    pub fn meta(&self) -> &AppMeta {
+        &self.meta
+    }
+
+    pub fn into_meta(self) -> AppMeta {
+        self.meta
+    }
+
+    fn identify(&mut self, proto: AppProto, state: State) {
+        self.meta.proto = proto;
+        self.meta.method = Some(DetectMethod::Content);
+        self.state = state;
+    }
+
+    fn probe_stream(buf: &[u8], from_initiator: bool) -> (Probe, AppProto) {
+        let probes: [(StreamProbe, AppProto); 4] = [
+            (tls::probe, AppProto::Tls),
+            (http::probe, AppProto::Http),
+            (ssh::probe, AppProto::Ssh),
+            (dns::probe_tcp, AppProto::Dns),
+        ];
+        let mut need_more = false;
+        for (f, proto) in probes {
+            match f(buf, from_initiator) {
+                Probe::Yes => return (Probe::Yes, proto),
+                Probe::NeedMore => need_more = true,
+                Probe::No => {}
+            }
+        }
+        (if need_more { Probe::NeedMore } else { Probe::No }, AppProto::Unknown)
+    }
+
+    fn process_stream(&mut self, d: usize) {
+        if matches!(self.state, State::None) {
+            let Some(dir) = self.dirs.get_mut(d) else { return };
+            if dir.probe_failed {
+                return;
+            }
+            match Self::probe_stream(&dir.buf, d == 0) {
+                (Probe::Yes, proto) => {
+                    let state = match proto {
+                        AppProto::Http => State::Http,
+                        AppProto::Tls => State::Tls(tls::TlsState::default()),
+                        AppProto::Ssh => State::Ssh(ssh::SshState::default()),
+                        _ => State::Dns,
+                    };
+                    self.identify(proto, state);
+                    // The other direction may have waited for this.
+                    self.run_parser(1 - d);
+                }
+                (Probe::NeedMore, _) => return,
+                (Probe::No, _) => {
+                    dir.probe_failed = true;
+                    self.check_probe_dead_end();
+                    return;
+                }
+            }
+        }
+        self.run_parser(d);
+    }
+
+    /// Both directions failed (or ended) without identifying anything: give up.
+    fn check_probe_dead_end(&mut self) {
+        if matches!(self.state, State::None) && self.dirs.iter().all(|d| d.finished || d.probe_failed) {
+            for dir in &mut self.dirs {
+                dir.finished = true;
+                dir.buf = Vec::new();
+            }
+        }
+    }
+
+    fn run_parser(&mut self, d: usize) {
+        let Some(dir) = self.dirs.get_mut(d) else { return };
+        if dir.finished || dir.buf.is_empty() {
+            return;
+        }
+        let from_initiator = d == 0;
+        let fin = match &mut self.state {
+            State::None => return,
+            State::Http => http::on_stream(&mut self.meta, from_initiator, &mut dir.buf),
+            State::Tls(t) => t.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
+            State::Dns => dns::on_tcp_stream(&mut self.meta, &dir.buf),
+            State::Ssh(s) => s.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
+            State::Quic(_) => true,
+        };
+        if fin {
+            dir.finished = true;
+            dir.buf = Vec::new();
+        }
+    }
+}
+
+/// Bounds-checked big-endian reader over a byte slice.
+#[derive(Clone, Debug)]
+pub(crate) struct Rd<'a> {
+    b: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Rd<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Rd { b, p: 0 }
+    }
+    pub(crate) fn pos(&self) -> usize {
+        self.p
+    }
+    pub(crate) fn remaining(&self) -> usize {
+        self.b.len().saturating_sub(self.p)
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.p.checked_add(n)?;
+        let s = self.b.get(self.p..end)?;
+        self.p = end;
+        Some(s)
+    }
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+    pub(crate) fn u16(&mut self) -> Option<u16> {
+        let s = self.take(2)?;
+        Some(u16::from_be_bytes([*s.first()?, *s.get(1)?]))
+    }
+    pub(crate) fn u24(&mut self) -> Option<u32> {
+        let s = self.take(3)?;
+        Some(u32::from_be_bytes([0, *s.first()?, *s.get(1)?, *s.get(2)?]))
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        let s = self.take(4)?;
+        Some(u32::from_be_bytes([*s.first()?, *s.get(1)?, *s.get(2)?, *s.get(3)?]))
+    }
+    /// A vector with a 1-byte length.
+    pub(crate) fn vec8(&mut self) -> Option<&'a [u8]> {
+        let n = self.u8()?;
+        self.take(usize::from(n))
+    }
+    /// A vector with a 2-byte length.
+    pub(crate) fn vec16(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()?;
+        self.take(usize::from(n))
+    }
+    /// A QUIC variable-length integer (RFC 9000 §16).
+    pub(crate) fn varint(&mut self) -> Option<u64> {
+        let first = self.u8()?;
+        let len = 1usize << (first >> 6);
+        let mut v = u64::from(first & 0x3f);
+        for _ in 1..len {
+            v = (v << 8) | u64::from(self.u8()?);
+        }
+        Some(v)
+    }
+}
+
+/// Lowercase hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(H[usize::from(b >> 4)]));
+        s.push(char::from(H[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// MD5 of a string, lowercase hex.
+pub(crate) fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    hex(&md5::Md5::digest(s.as_bytes()))
+}
+
+/// Text from wire bytes: printable ASCII kept, anything else as `\xNN`; at most `max` bytes read.
+pub(crate) fn text(bytes: &[u8], max: usize) -> String {
+    let bytes = bytes.get(..max.min(bytes.len())).unwrap_or(bytes);
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) {
+            s.push(char::from(b));
+        } else {
+            s.push_str("\\x");
+            s.push_str(&hex(&[b]));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_proto_names_and_indexes() {
+        for (i, p) in AppProto::ALL.iter().enumerate() {
+            assert_eq!(p.index(), i);
+        }
+        assert_eq!(AppProto::Quic.name(), "quic");
+        assert_eq!(serde_json::to_string(&AppProto::Tls).ok().as_deref(), Some("\"tls\""));
+        assert_eq!(serde_json::to_string(&DetectMethod::Port).ok().as_deref(), Some("\"port\""));
+    }
+
+    #[test]
+    fn port_guess_only_without_content() {
+        let p = AppParser::new(6, 40000, 443);
+        assert_eq!(p.meta().proto, AppProto::Tls);
+        assert_eq!(p.meta().method, Some(DetectMethod::Port));
+        let json = serde_json::to_string(p.meta()).unwrap_or_default();
+        assert_eq!(json, r#"{"proto":"tls","method":"port"}"#);
+        // Content wins over the port: HTTP on 443.
+        let mut p = AppParser::new(6, 40000, 443);
+        p.on_stream(true, b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        assert_eq!(p.meta().proto, AppProto::Http);
+        assert_eq!(p.meta().method, Some(DetectMethod::Content));
+        assert!(p.meta().tls.is_none());
+        // Nothing known.
+        let p = AppParser::new(6, 40000, 40001);
+        assert_eq!(p.meta().proto, AppProto::Unknown);
+        assert_eq!(p.meta().method, None);
+    }
+
+    #[test]
+    fn unknown_bytes_give_up_both_directions() {
+        let mut p = AppParser::new(6, 40000, 443);
+        p.on_stream(true, b"\x00\x01garbage that is nothing");
+        assert!(!p.done());
+        p.on_stream(false, b"more garbage here, also nothing");
+        assert!(p.done());
+        assert_eq!(p.meta().proto, AppProto::Tls);
+        assert_eq!(p.meta().method, Some(DetectMethod::Port));
+    }
+
+    #[test]
+    fn bulk_unknown_stream_is_bounded() {
+        let mut p = AppParser::new(6, 1, 2);
+        // A prefix of an HTTP method forever: the probe keeps asking for more until the bound.
+        p.on_stream(true, b"GE");
+        assert!(!p.done());
+        let big = vec![0x16u8; 40_000];
+        p.on_stream(false, &big);
+        assert!(p.dirs[1].finished || p.dirs[1].probe_failed);
+        assert!(p.dirs.iter().all(|d| d.buf.len() <= MAX_BUFFER));
+    }
+
+    #[test]
+    fn gap_gives_up_direction() {
+        let mut p = AppParser::new(6, 40000, 80);
+        p.on_stream(true, b"GET / HTTP/1.1\r\nHo");
+        p.on_gap(true, 100);
+        p.on_stream(true, b"st: x\r\n\r\n");
+        assert_eq!(p.meta().proto, AppProto::Http);
+        assert_eq!(p.meta().http.as_ref().and_then(|h| h.host.clone()), None);
+        assert!(p.dirs[0].finished);
+    }
+
+    #[test]
+    fn udp_unknown_gives_up_after_a_few_datagrams() {
+        let mut p = AppParser::new(17, 5000, 5001);
+        for _ in 0..MAX_UNKNOWN_DATAGRAMS {
+            p.on_datagram(true, b"\x01\x02\x03");
+            p.on_datagram(false, b"\x01\x02\x03");
+        }
+        assert!(p.done());
+        assert_eq!(p.meta().proto, AppProto::Unknown);
+    }
+
+    #[test]
+    fn reader_is_bounds_checked() {
+        let mut r = Rd::new(&[0x40, 0x25, 0x01]);
+        assert_eq!(r.varint(), Some(0x25));
+        assert_eq!(r.u16(), None);
+        assert_eq!(r.u8(), Some(1));
+        assert_eq!(r.u8(), None);
+        let mut r = Rd::new(&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c]);
+        assert_eq!(r.varint(), Some(151_288_809_941_952_652));
+        assert_eq!(text(b"a\x00b", 10), "a\\x00b");
+        assert_eq!(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+}
