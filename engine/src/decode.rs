@@ -1,10 +1,17 @@
 //! Decode: from link-layer bytes to the few fields the flow stage needs.
 //!
 //! Promise: decoding never panics and never allocates. A packet either
-//! becomes a [`PacketInfo`] or is dropped under a named [`DropReason`], so
-//! `packets read = packets decoded + sum of drops` always holds.
+//! becomes a [`PacketInfo`], or an IP fragment for the [`crate::defrag`]
+//! stage, or is dropped under a named [`DropReason`], so
+//! `packets read = decoded + fragments + sum of drops` always holds.
+//!
+//! Tunnels are walked through (MPLS, PPPoE, GRE and ERSPAN, VXLAN, Geneve,
+//! GTP-U, IP-in-IP/6in4/4in6): the innermost IP packet is the flow, and the
+//! layers it came through travel with it as [`Tunnels`]. A UDP tunnel port
+//! is only taken as a tunnel when what it carries decodes; otherwise the
+//! outer packet is the flow, as a peer that does not know the tunnel would see it.
 
-use etherparse::{err::packet::SliceError, err::Layer, EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{err::packet::SliceError, err::Layer, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::source::{LinkType, Micros, RawPacket};
 
@@ -40,7 +47,8 @@ pub enum DropReason {
     TruncatedTransport,
     /// The TCP header is invalid (e.g. data offset below 5).
     BadTransportHeader,
-    /// An IP fragment: fragment reassembly is not implemented yet.
+    /// An IP fragment that cannot belong to any datagram (offset past
+    /// 64 KiB, unaligned length, or cut short by the snaplen).
     IpFragment,
 }
 
@@ -82,6 +90,82 @@ pub struct TcpInfo {
     pub window: u16,
 }
 
+/// An encapsulation the decoder walked through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    #[default]
+    None,
+    Mpls,
+    Pppoe,
+    Gre,
+    Erspan,
+    Vxlan,
+    Geneve,
+    GtpU,
+    /// IP directly in IP: 4in4, 6in4, 4in6, 6in6.
+    IpInIp,
+}
+
+impl TunnelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelKind::None => "none",
+            TunnelKind::Mpls => "mpls",
+            TunnelKind::Pppoe => "pppoe",
+            TunnelKind::Gre => "gre",
+            TunnelKind::Erspan => "erspan",
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::GtpU => "gtp-u",
+            TunnelKind::IpInIp => "ip-in-ip",
+        }
+    }
+}
+
+/// Deepest nesting the decoder follows; deeper layers stay the flow.
+pub const MAX_TUNNEL_LAYERS: usize = 4;
+
+/// The layers around the flow's packet, outermost first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tunnels {
+    pub depth: u8,
+    pub kinds: [TunnelKind; MAX_TUNNEL_LAYERS],
+    /// Tunnel identifier of the innermost layer that has one: VXLAN/Geneve
+    /// VNI, GTP-U TEID, GRE key, MPLS label.
+    pub id: Option<u32>,
+    /// Endpoints of the outermost IP layer that carried a tunnel.
+    pub outer: Option<OuterEndpoints>,
+}
+
+/// Addresses of the IP header that carried a tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OuterEndpoints {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub is_ipv6: bool,
+}
+
+impl Tunnels {
+    /// Records one more layer; `false` when the nesting is too deep.
+    fn push(&mut self, kind: TunnelKind, id: Option<u32>) -> bool {
+        let Some(slot) = self.kinds.get_mut(usize::from(self.depth)) else { return false };
+        *slot = kind;
+        self.depth += 1;
+        if id.is_some() {
+            self.id = id;
+        }
+        true
+    }
+
+    pub fn layers(&self) -> &[TunnelKind] {
+        &self.kinds[..usize::from(self.depth).min(MAX_TUNNEL_LAYERS)]
+    }
+
+    fn full(&self) -> bool {
+        usize::from(self.depth) >= MAX_TUNNEL_LAYERS
+    }
+}
+
 /// A decoded packet: addresses, ports and lengths, no borrowed bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketInfo {
@@ -104,6 +188,46 @@ pub struct PacketInfo {
     /// Transport payload length as sent, even under a snaplen.
     pub payload_len: u32,
     pub tcp: Option<TcpInfo>,
+    /// Where the captured transport payload starts in the decoded buffer,
+    /// and how many of its bytes were captured (TCP and UDP only).
+    pub payload_off: u32,
+    pub payload_cap: u32,
+    pub tunnels: Tunnels,
+}
+
+impl PacketInfo {
+    /// The captured transport payload, from the buffer this packet was decoded from.
+    pub fn payload<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let start = self.payload_off as usize;
+        buf.get(start..start.saturating_add(self.payload_cap as usize)).unwrap_or(&[])
+    }
+}
+
+/// An IP fragment, for [`crate::defrag::Defragmenter`].
+#[derive(Clone, Copy, Debug)]
+pub struct Fragment<'a> {
+    pub ts: Micros,
+    pub wire_len: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub is_ipv6: bool,
+    pub id: u32,
+    /// Protocol of the whole datagram's payload.
+    pub proto: u8,
+    /// Offset of this fragment's data in the datagram, in bytes.
+    pub offset: u16,
+    pub more: bool,
+    /// The IPv4 header (options included) or the fixed IPv6 header.
+    pub header: &'a [u8],
+    pub data: &'a [u8],
+    pub tunnels: Tunnels,
+}
+
+/// What a frame decoded to.
+#[derive(Clone, Copy, Debug)]
+pub enum Decoded<'a> {
+    Packet(PacketInfo),
+    Fragment(Fragment<'a>),
 }
 
 fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
@@ -118,26 +242,110 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
-/// Decodes one captured packet.
-pub fn decode(pkt: &RawPacket<'_>) -> Result<PacketInfo, DropReason> {
-    let data = pkt.data;
-    let sliced = match pkt.link_type {
-        LinkType::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| DropReason::Truncated)?,
-        LinkType::LINUX_SLL => {
-            let proto = be16(data, 14).ok_or(DropReason::Truncated)?;
-            LaxSlicedPacket::from_ether_type(EtherType(proto), &data[16..])
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
+}
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_VLAN: u16 = 0x8100;
+const ETH_QINQ: u16 = 0x88a8;
+const ETH_QINQ_OLD: u16 = 0x9100;
+const ETH_MPLS: u16 = 0x8847;
+const ETH_MPLS_MC: u16 = 0x8848;
+const ETH_PPPOE_SESSION: u16 = 0x8864;
+const ETH_TEB: u16 = 0x6558;
+const ETH_ERSPAN2: u16 = 0x88be;
+const ETH_ERSPAN3: u16 = 0x22eb;
+
+const PORT_VXLAN: u16 = 4789;
+const PORT_GENEVE: u16 = 6081;
+const PORT_GTPU: u16 = 2152;
+
+/// Where the network layer starts: an IP version or a reason to stop.
+enum Net {
+    Ip(usize),
+}
+
+/// Walks an Ethernet header and what may follow it (VLAN tags, MPLS,
+/// PPPoE) to the IP header.
+fn walk_ethernet(data: &[u8], off: usize, t: &mut Tunnels) -> Result<Net, DropReason> {
+    let ether_type = be16(data, off + 12).ok_or(DropReason::Truncated)?;
+    walk_ether_type(data, ether_type, off + 14, t)
+}
+
+fn walk_ether_type(data: &[u8], mut ether_type: u16, mut off: usize, t: &mut Tunnels) -> Result<Net, DropReason> {
+    loop {
+        match ether_type {
+            ETH_IPV4 | ETH_IPV6 => return Ok(Net::Ip(off)),
+            ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => {
+                ether_type = be16(data, off + 2).ok_or(DropReason::Truncated)?;
+                off += 4;
+            }
+            ETH_MPLS | ETH_MPLS_MC => return walk_mpls(data, off, t),
+            ETH_PPPOE_SESSION => {
+                // 6-byte PPPoE header, then the PPP protocol.
+                let ppp = be16(data, off + 6).ok_or(DropReason::Truncated)?;
+                if !t.push(TunnelKind::Pppoe, None) {
+                    return Err(DropReason::NotIp);
+                }
+                off += 8;
+                ether_type = match ppp {
+                    0x0021 => ETH_IPV4,
+                    0x0057 => ETH_IPV6,
+                    _ => return Err(DropReason::NotIp),
+                };
+            }
+            _ => return Err(DropReason::NotIp),
         }
+    }
+}
+
+/// MPLS labels down to the bottom of the stack, then IP by its version
+/// nibble, or an Ethernet pseudowire (with a zero control word).
+fn walk_mpls(data: &[u8], mut off: usize, t: &mut Tunnels) -> Result<Net, DropReason> {
+    for _ in 0..16 {
+        let entry = be32(data, off).ok_or(DropReason::Truncated)?;
+        off += 4;
+        if entry & 0x100 != 0 {
+            if !t.push(TunnelKind::Mpls, Some(entry >> 12)) {
+                return Err(DropReason::NotIp);
+            }
+            let first = *data.get(off).ok_or(DropReason::Truncated)?;
+            return match first >> 4 {
+                4 | 6 => Ok(Net::Ip(off)),
+                0 => walk_ethernet(data, off + 4, t),
+                _ => Err(DropReason::NotIp),
+            };
+        }
+    }
+    Err(DropReason::NotIp)
+}
+
+/// Decodes one captured packet to a [`PacketInfo`]. An IP fragment is
+/// reported as [`DropReason::IpFragment`]; use [`decode_frame`] to get it.
+pub fn decode(pkt: &RawPacket<'_>) -> Result<PacketInfo, DropReason> {
+    match decode_frame(pkt)? {
+        Decoded::Packet(p) => Ok(p),
+        Decoded::Fragment(_) => Err(DropReason::IpFragment),
+    }
+}
+
+/// Decodes one captured frame: a packet, a fragment, or a drop reason.
+pub fn decode_frame<'a>(pkt: &RawPacket<'a>) -> Result<Decoded<'a>, DropReason> {
+    let data = pkt.data;
+    let mut tunnels = Tunnels::default();
+    let Net::Ip(off) = match pkt.link_type {
+        LinkType::ETHERNET => walk_ethernet(data, 0, &mut tunnels)?,
+        LinkType::LINUX_SLL => walk_ether_type(data, be16(data, 14).ok_or(DropReason::Truncated)?, 16, &mut tunnels)?,
         LinkType::LINUX_SLL2 => {
             let proto = be16(data, 0).ok_or(DropReason::Truncated)?;
-            let rest = data.get(20..).ok_or(DropReason::Truncated)?;
-            LaxSlicedPacket::from_ether_type(EtherType(proto), rest)
+            if data.len() < 20 {
+                return Err(DropReason::Truncated);
+            }
+            walk_ether_type(data, proto, 20, &mut tunnels)?
         }
-        LinkType::RAW | LinkType::RAW_12 | LinkType::RAW_14 | LinkType::IPV4 | LinkType::IPV6 => {
-            LaxSlicedPacket::from_ip(data).map_err(|e| match e {
-                etherparse::err::ip::LaxHeaderSliceError::Len(_) => DropReason::Truncated,
-                etherparse::err::ip::LaxHeaderSliceError::Content(_) => DropReason::BadIpHeader,
-            })?
-        }
+        LinkType::RAW | LinkType::RAW_12 | LinkType::RAW_14 | LinkType::IPV4 | LinkType::IPV6 => Net::Ip(0),
         LinkType::NULL | LinkType::LOOP => {
             let fam = data.get(..4).ok_or(DropReason::Truncated)?;
             let fam = [fam[0], fam[1], fam[2], fam[3]];
@@ -152,16 +360,163 @@ pub fn decode(pkt: &RawPacket<'_>) -> Result<PacketInfo, DropReason> {
                     le
                 }
             };
-            let ether_type = match family {
-                2 => EtherType::IPV4,
-                10 | 24 | 28 | 30 => EtherType::IPV6,
+            match family {
+                2 | 10 | 24 | 28 | 30 => Net::Ip(4),
                 _ => return Err(DropReason::NotIp),
-            };
-            LaxSlicedPacket::from_ether_type(ether_type, &data[4..])
+            }
         }
         _ => return Err(DropReason::UnsupportedLinkType),
     };
-    from_sliced(pkt, &sliced)
+    let missing = pkt.wire_len.saturating_sub(data.len() as u32);
+    decode_ip(data, off, pkt.ts, pkt.wire_len, missing, tunnels)
+}
+
+/// Decodes the IP packet at `data[off..]` (and any tunnel inside it).
+/// `missing` is how many bytes of the frame the snaplen cut off.
+pub fn decode_ip(
+    data: &[u8],
+    off: usize,
+    ts: Micros,
+    wire_len: u32,
+    missing: u32,
+    tunnels: Tunnels,
+) -> Result<Decoded<'_>, DropReason> {
+    let ip = data.get(off..).ok_or(DropReason::Truncated)?;
+    let sliced = LaxSlicedPacket::from_ip(ip).map_err(|e| match e {
+        etherparse::err::ip::LaxHeaderSliceError::Len(_) => DropReason::Truncated,
+        etherparse::err::ip::LaxHeaderSliceError::Content(_) => DropReason::BadIpHeader,
+    })?;
+    let out = from_sliced(data, ts, wire_len, missing, &sliced, tunnels)?;
+    match out {
+        Decoded::Packet(p) if !p.tunnels.full() => Ok(decapsulate(data, ts, wire_len, &p).unwrap_or(out)),
+        _ => Ok(out),
+    }
+}
+
+/// The packet inside a tunnel, when `outer` carries one that decodes.
+fn decapsulate<'a>(data: &'a [u8], ts: Micros, wire_len: u32, outer: &PacketInfo) -> Option<Decoded<'a>> {
+    let start = outer.payload_off as usize;
+    let mut t = outer.tunnels;
+    if t.outer.is_none() {
+        t.outer = Some(OuterEndpoints { src: outer.src, dst: outer.dst, is_ipv6: outer.is_ipv6 });
+    }
+    // Tunnelled bytes the snaplen cut off are still missing inside.
+    let missing = (outer.payload_len.saturating_sub(outer.payload_cap)).min(wire_len);
+    let inner = |net: Net, t: Tunnels| -> Option<Decoded<'a>> {
+        let Net::Ip(off) = net;
+        decode_ip(data, off, ts, wire_len, missing, t).ok()
+    };
+    match outer.proto {
+        4 | 41 => {
+            // IP-in-IP: the IP payload is an IP packet; decode_ip only
+            // fills payload_off for TCP/UDP, so find the inner header here.
+            let off = start;
+            t.push(TunnelKind::IpInIp, None).then_some(())?;
+            inner(Net::Ip(off), t)
+        }
+        47 => {
+            let off = start;
+            let flags = be16(data, off)?;
+            if flags & 0x0007 != 0 {
+                return None; // GRE version 1 (PPTP) carries PPP, not a flow we follow.
+            }
+            let proto = be16(data, off + 2)?;
+            let mut at = off + 4;
+            if flags & 0x8000 != 0 {
+                at += 4; // checksum + reserved
+            }
+            let key = if flags & 0x2000 != 0 {
+                at += 4;
+                be32(data, at - 4)
+            } else {
+                None
+            };
+            if flags & 0x1000 != 0 {
+                at += 4; // sequence number
+            }
+            match proto {
+                ETH_ERSPAN2 | ETH_ERSPAN3 => {
+                    t.push(TunnelKind::Gre, key).then_some(())?;
+                    t.push(TunnelKind::Erspan, None).then_some(())?;
+                    let erspan_len = if proto == ETH_ERSPAN2 {
+                        8
+                    } else {
+                        // Type III: 12 bytes, plus an 8-byte subheader when O is set.
+                        12 + if data.get(at + 11)? & 0x01 != 0 { 8 } else { 0 }
+                    };
+                    inner(walk_ethernet(data, at + erspan_len, &mut t).ok()?, t)
+                }
+                ETH_TEB => {
+                    t.push(TunnelKind::Gre, key).then_some(())?;
+                    inner(walk_ethernet(data, at, &mut t).ok()?, t)
+                }
+                _ => {
+                    t.push(TunnelKind::Gre, key).then_some(())?;
+                    inner(walk_ether_type(data, proto, at, &mut t).ok()?, t)
+                }
+            }
+        }
+        PROTO_UDP => {
+            let payload = data.get(start..start + outer.payload_cap as usize)?;
+            match outer.dst_port {
+                PORT_VXLAN => {
+                    // Flags with I set, 24-bit VNI; then an Ethernet frame.
+                    if payload.len() < 8 || payload[0] & 0x08 == 0 {
+                        return None;
+                    }
+                    let vni = be32(payload, 4)? >> 8;
+                    t.push(TunnelKind::Vxlan, Some(vni)).then_some(())?;
+                    inner(walk_ethernet(data, start + 8, &mut t).ok()?, t)
+                }
+                PORT_GENEVE => {
+                    if payload.first()? >> 6 != 0 {
+                        return None;
+                    }
+                    let opt_len = usize::from(payload[0] & 0x3f) * 4;
+                    let proto = be16(payload, 2)?;
+                    let vni = be32(payload, 4)? >> 8;
+                    t.push(TunnelKind::Geneve, Some(vni)).then_some(())?;
+                    let at = start + 8 + opt_len;
+                    let net = if proto == ETH_TEB {
+                        walk_ethernet(data, at, &mut t).ok()?
+                    } else {
+                        walk_ether_type(data, proto, at, &mut t).ok()?
+                    };
+                    inner(net, t)
+                }
+                PORT_GTPU => {
+                    // Version 1, protocol type GTP, message G-PDU (255).
+                    let flags = *payload.first()?;
+                    if flags >> 5 != 1 || flags & 0x10 == 0 || *payload.get(1)? != 0xff {
+                        return None;
+                    }
+                    let teid = be32(payload, 4)?;
+                    let mut at = 8;
+                    if flags & 0x07 != 0 {
+                        // Sequence, N-PDU and next-extension-type, then extensions.
+                        let mut next = *payload.get(11)?;
+                        at = 12;
+                        while next != 0 {
+                            let units = usize::from(*payload.get(at)?);
+                            if units == 0 {
+                                return None;
+                            }
+                            at += units * 4;
+                            next = *payload.get(at - 1)?;
+                        }
+                    }
+                    let version = payload.get(at)? >> 4;
+                    if version != 4 && version != 6 {
+                        return None;
+                    }
+                    t.push(TunnelKind::GtpU, Some(teid)).then_some(())?;
+                    inner(Net::Ip(start + at), t)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn stop_reason(err: &SliceError, layer: Layer) -> DropReason {
@@ -177,7 +532,25 @@ fn stop_reason(err: &SliceError, layer: Layer) -> DropReason {
     }
 }
 
-fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInfo, DropReason> {
+/// `part` (a view into `buf`) with `buf`'s lifetime.
+fn reborrow<'a>(buf: &'a [u8], part: &[u8]) -> &'a [u8] {
+    let start = offset_in(buf, part) as usize;
+    buf.get(start..start + part.len()).unwrap_or(&[])
+}
+
+/// Offset of `part` inside `whole` (both from the same buffer).
+fn offset_in(whole: &[u8], part: &[u8]) -> u32 {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize) as u32
+}
+
+fn from_sliced<'a>(
+    data: &'a [u8],
+    ts: Micros,
+    wire_len: u32,
+    missing: u32,
+    s: &LaxSlicedPacket<'a>,
+    tunnels: Tunnels,
+) -> Result<Decoded<'a>, DropReason> {
     let (src, dst, is_ipv6, ip_hdr_len, payload) = match &s.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
@@ -197,12 +570,11 @@ fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInf
         }
     };
     if payload.fragmented {
-        return Err(DropReason::IpFragment);
+        return fragment(data, ts, wire_len, missing, s, payload.ip_number.0, payload.payload, tunnels);
     }
     // Under a snaplen the captured payload is short; the wire length tells how
     // much was sent, which is what flow statistics must count. Short without
     // a snaplen means the IP length field claims bytes that never existed.
-    let missing = pkt.wire_len.saturating_sub(pkt.data.len() as u32);
     if payload.incomplete && missing == 0 {
         return Err(DropReason::Truncated);
     }
@@ -210,8 +582,8 @@ fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInf
     let ip_payload_len = (payload.payload.len() as u32).saturating_add(missing);
     let ip_len = (ip_hdr_len as u32).saturating_add(ip_payload_len);
     let mut info = PacketInfo {
-        ts: pkt.ts,
-        wire_len: pkt.wire_len,
+        ts,
+        wire_len,
         src,
         dst,
         is_ipv6,
@@ -222,6 +594,9 @@ fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInf
         ip_len,
         payload_len: ip_payload_len,
         tcp: None,
+        payload_off: offset_in(data, payload.payload),
+        payload_cap: 0,
+        tunnels,
     };
     match &s.transport {
         Some(TransportSlice::Tcp(t)) => {
@@ -235,11 +610,15 @@ fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInf
                 ack: t.acknowledgment_number(),
                 window: t.window_size(),
             });
+            info.payload_off = offset_in(data, t.payload());
+            info.payload_cap = (t.payload().len() as u32).min(info.payload_len);
         }
         Some(TransportSlice::Udp(u)) => {
             info.src_port = u.source_port();
             info.dst_port = u.destination_port();
             info.payload_len = ip_payload_len.saturating_sub(8);
+            info.payload_off = offset_in(data, u.payload());
+            info.payload_cap = (u.payload().len() as u32).min(info.payload_len);
         }
         Some(TransportSlice::Icmpv4(i)) => {
             let (t, c) = (i.type_u8(), i.code_u8());
@@ -263,10 +642,72 @@ fn from_sliced(pkt: &RawPacket<'_>, s: &LaxSlicedPacket<'_>) -> Result<PacketInf
             if let Some((err, layer)) = &s.stop_err {
                 return Err(stop_reason(err, *layer));
             }
-            // Another IP protocol (GRE, ESP, OSPF, ...): a flow without ports.
+            // Another IP protocol (GRE, ESP, OSPF, IP-in-IP, ...): a flow
+            // without ports, whose IP payload a tunnel decoder may open.
+            info.payload_cap = payload.payload.len() as u32;
         }
     }
-    Ok(info)
+    Ok(Decoded::Packet(info))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fragment<'a>(
+    buf: &'a [u8],
+    ts: Micros,
+    wire_len: u32,
+    missing: u32,
+    s: &LaxSlicedPacket<'a>,
+    proto: u8,
+    data: &'a [u8],
+    tunnels: Tunnels,
+) -> Result<Decoded<'a>, DropReason> {
+    // A fragment cut by the snaplen can never complete a datagram.
+    if missing > 0 {
+        return Err(DropReason::IpFragment);
+    }
+    let frag = match &s.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            Fragment {
+                ts,
+                wire_len,
+                src: v4_mapped(h.source()),
+                dst: v4_mapped(h.destination()),
+                is_ipv6: false,
+                id: u32::from(h.identification()),
+                proto,
+                offset: h.fragments_offset().byte_offset(),
+                more: h.more_fragments(),
+                header: reborrow(buf, h.slice()),
+                data,
+                tunnels,
+            }
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            let fh = v6.extensions().clone().into_iter().find_map(|e| match e {
+                etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(f),
+                _ => None,
+            });
+            let fh = fh.ok_or(DropReason::IpFragment)?;
+            Fragment {
+                ts,
+                wire_len,
+                src: h.source(),
+                dst: h.destination(),
+                is_ipv6: true,
+                id: fh.identification(),
+                proto,
+                offset: fh.fragment_offset().byte_offset(),
+                more: fh.more_fragments(),
+                header: reborrow(buf, h.slice()),
+                data,
+                tunnels,
+            }
+        }
+        _ => return Err(DropReason::IpFragment),
+    };
+    Ok(Decoded::Fragment(frag))
 }
 
 /// Display helper: protocol name used in verdicts (`tcp`, `udp`, ...).

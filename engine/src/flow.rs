@@ -532,6 +532,9 @@ mod tests {
             ip_len: 40,
             payload_len: 0,
             tcp: Some(TcpInfo { flags, seq: 0, ack: 0, window: 1000 }),
+            payload_off: 0,
+            payload_cap: 0,
+            tunnels: Default::default(),
         }
     }
 

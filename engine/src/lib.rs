@@ -72,11 +72,13 @@
 
 pub mod app;
 pub mod decode;
+pub mod defrag;
 pub mod error;
 pub mod features;
 pub mod flow;
 pub mod infer;
 pub mod pipeline;
+pub mod reassembly;
 pub mod sink;
 pub mod source;
 
