@@ -43,3 +43,10 @@ bench-micro: setup
 
 clean:
 	rm -rf build target
+
+# Lab corpus (real tools in network namespaces; root) and the model trained on it (tens of minutes).
+.PHONY: lab-pcap model-lab
+lab-pcap:
+	bash pcaps/lab/make-lab.sh --seed $${SEED:-1} --out build/lab
+model-lab: setup
+	bash models/train/build-lab.sh
