@@ -3,7 +3,8 @@
 //!
 //! Initial keys are derived from the client's first Destination Connection ID
 //! (RFC 9001 §5.2 for v1 and drafts 29–34, the draft-23..28 and draft-22
-//! salts, RFC 9369 §3.3 for v2), header protection is removed (AES-128-ECB
+//! salts, RFC 9369 §3.3 for v2, mvfst's versions, and v1 keys for the
+//! reserved versions that force version negotiation), header protection is removed (AES-128-ECB
 //! mask), the payload decrypted (AES-128-GCM) and CRYPTO frames collected
 //! across coalesced packets and datagrams, in any order, up to
 //! [`MAX_BUFFER`] bytes.
@@ -51,16 +52,28 @@ const SALT_D22: [u8; 20] = [
     0x4a,
 ];
 
-/// Initial salt and whether the version uses the v2 labels and packet types.
-fn version_params(version: u32) -> Option<(&'static [u8; 20], bool)> {
+/// Initial salts to try, and whether the version uses the v2 labels and packet types.
+fn version_params(version: u32) -> Option<(&'static [&'static [u8; 20]], bool)> {
     match version {
-        VERSION_1 | 0xff00_0021 | 0xff00_0022 => Some((&SALT_V1, false)),
-        VERSION_2 => Some((&SALT_V2, true)),
-        0xff00_001d..=0xff00_0020 => Some((&SALT_D29, false)),
-        0xff00_0017..=0xff00_001c => Some((&SALT_D23, false)),
-        0xff00_0016 => Some((&SALT_D22, false)),
+        VERSION_1 | 0xff00_0021 | 0xff00_0022 => Some((&[&SALT_V1], false)),
+        VERSION_2 => Some((&[&SALT_V2], true)),
+        0xff00_001d..=0xff00_0020 => Some((&[&SALT_D29], false)),
+        0xff00_0017..=0xff00_001c => Some((&[&SALT_D23], false)),
+        0xff00_0016 => Some((&[&SALT_D22], false)),
+        // mvfst (Facebook): draft-22 and draft-27 based versions.
+        0xface_b001 => Some((&[&SALT_D22], false)),
+        0xface_b002 | 0xface_b00e => Some((&[&SALT_D23], false)),
+        // Reserved versions that force version negotiation (RFC 9000 §15):
+        // clients protect them with the keys of a version they speak (the
+        // decryption is the real check).
+        v if is_reserved(v) => Some((&[&SALT_V1, &SALT_D29], false)),
         _ => None,
     }
+}
+
+/// A reserved version (0x?a?a?a?a), sent to force version negotiation.
+fn is_reserved(version: u32) -> bool {
+    version & 0x0f0f_0f0f == 0x0a0a_0a0a
 }
 
 /// Client Initial packet protection keys.
@@ -81,9 +94,14 @@ fn expand_label(prk: &Hkdf<Sha256>, label: &str, out: &mut [u8]) -> Option<()> {
     prk.expand(&info, out).ok()
 }
 
-/// Derives the client Initial keys for a version and the client's first DCID.
+/// Derives the client Initial keys for a version and the client's first DCID
+/// (the first salt's, for versions with several candidates).
+#[cfg(test)]
 pub(crate) fn client_initial_keys(version: u32, dcid: &[u8]) -> Option<Keys> {
-    let (salt, v2) = version_params(version)?;
+    candidate_keys(version, dcid).into_iter().next()
+}
+
+fn keys_from_salt(salt: &[u8; 20], v2: bool, dcid: &[u8]) -> Option<Keys> {
     let (_, initial) = Hkdf::<Sha256>::extract(Some(salt), dcid);
     let mut secret = [0u8; 32];
     expand_label(&initial, "client in", &mut secret)?;
@@ -94,6 +112,19 @@ pub(crate) fn client_initial_keys(version: u32, dcid: &[u8]) -> Option<Keys> {
     expand_label(&client, li, &mut k.iv)?;
     expand_label(&client, lh, &mut k.hp)?;
     Some(k)
+}
+
+fn candidate_keys(version: u32, dcid: &[u8]) -> Vec<Keys> {
+    let Some((salts, v2)) = version_params(version) else { return Vec::new() };
+    salts.iter().filter_map(|salt| keys_from_salt(salt, v2, dcid)).collect()
+}
+
+/// Decrypts an Initial with the first candidate key that works.
+fn decrypt_any(pkt: &[u8], p: &LongPacket<'_>) -> Option<(Keys, Vec<u8>)> {
+    candidate_keys(p.version, p.dcid).into_iter().find_map(|k| {
+        let plain = decrypt(pkt, p.pn_offset, &k)?;
+        Some((k, plain))
+    })
 }
 
 /// One long-header packet at the start of a datagram.
@@ -214,23 +245,34 @@ fn crypto_frames(payload: &[u8]) -> Vec<(u64, &[u8])> {
 /// Client-side state of a QUIC flow.
 #[derive(Debug)]
 pub(crate) struct QuicState {
+    /// Version of the Initial packets being collected.
     version: u32,
     keys: Keys,
     /// CRYPTO stream bytes from offset 0, with holes (`have` marks the bytes received).
     crypto: Vec<u8>,
     have: Vec<bool>,
+    /// A ClientHello was parsed from `version`'s packets.
+    hello_done: bool,
+    /// Datagrams seen after a hello of a reserved version, waiting for the real one.
+    after_reserved_hello: u32,
 }
 
+/// Datagrams waited for after a reserved-version hello for the negotiated one.
+const MAX_AFTER_RESERVED: u32 = 8;
+
 impl QuicState {
+    fn new(version: u32, keys: Keys) -> Self {
+        QuicState { version, keys, crypto: Vec::new(), have: Vec::new(), hello_done: false, after_reserved_hello: 0 }
+    }
+
     /// Content probe: the datagram starts with an Initial packet of a known version that decrypts.
     pub(crate) fn probe(d: &[u8]) -> Option<QuicState> {
         let p = parse_long(d)?;
         if !p.initial {
             return None;
         }
-        let keys = client_initial_keys(p.version, p.dcid)?;
-        decrypt(d.get(..p.len)?, p.pn_offset, &keys)?;
-        Some(QuicState { version: p.version, keys, crypto: Vec::new(), have: Vec::new() })
+        let (keys, _) = decrypt_any(d.get(..p.len)?, &p)?;
+        Some(QuicState::new(p.version, keys))
     }
 
     fn add_crypto(&mut self, off: u64, data: &[u8]) -> Option<()> {
@@ -250,21 +292,31 @@ impl QuicState {
 
     /// One client datagram. True when the client direction is finished.
     pub(crate) fn on_datagram(&mut self, meta: &mut AppMeta, mut d: &[u8]) -> bool {
-        let q = meta.quic.get_or_insert_with(QuicMeta::default);
-        q.version = self.version;
+        if self.hello_done {
+            self.after_reserved_hello += 1;
+        }
         while let Some(p) = parse_long(d) {
             let (pkt, rest) = d.split_at(p.len.min(d.len()));
             d = rest;
-            if !p.initial || p.version != self.version {
+            if !p.initial {
+                continue;
+            }
+            if p.version != self.version {
+                // After version negotiation: the negotiated version's handshake replaces
+                // the one sent with a reserved version.
+                if !is_reserved(self.version) || is_reserved(p.version) {
+                    continue;
+                }
+                let Some((keys, _)) = decrypt_any(pkt, &p) else { continue };
+                *self = QuicState::new(p.version, keys);
+            }
+            if self.hello_done {
                 continue;
             }
             let plain = match decrypt(pkt, p.pn_offset, &self.keys) {
                 Some(x) => x,
                 // After a Retry the client derives keys from the new DCID.
-                None => match client_initial_keys(p.version, p.dcid).and_then(|k| {
-                    let x = decrypt(pkt, p.pn_offset, &k)?;
-                    Some((k, x))
-                }) {
+                None => match decrypt_any(pkt, &p) {
                     Some((k, x)) => {
                         self.keys = k;
                         x
@@ -278,10 +330,14 @@ impl QuicState {
                 }
             }
         }
-        self.try_hello(meta)
+        meta.quic.get_or_insert_with(QuicMeta::default).version = self.version;
+        if !self.hello_done && self.try_hello(meta) {
+            self.hello_done = true;
+        }
+        self.hello_done && (!is_reserved(self.version) || self.after_reserved_hello >= MAX_AFTER_RESERVED)
     }
 
-    /// Parses the ClientHello once its bytes are all there. True when finished.
+    /// Parses the ClientHello once its bytes are all there. True when no more is to be learned.
     fn try_hello(&mut self, meta: &mut AppMeta) -> bool {
         let prefix = self.have.iter().take_while(|&&h| h).count();
         let b = self.crypto.get(..prefix).unwrap_or(&[]);
@@ -411,6 +467,26 @@ mod tests {
         f.extend_from_slice(&(0x4000u16 | data.len() as u16).to_be_bytes());
         f.extend_from_slice(data);
         f
+    }
+
+    #[test]
+    fn reserved_version_hello_is_replaced_by_the_negotiated_one() {
+        let rfc = unhex(RFC9001_A2);
+        let plain = client_initial_keys(VERSION_1, &DCID).and_then(|k| decrypt(&rfc, 18, &k)).unwrap_or_default();
+        assert!(!plain.is_empty());
+        let d1 = protect(0x1a2a_3a4a, &DCID, 0, &plain);
+        let mut p = AppParser::new(17, 40000, 443);
+        p.on_datagram(true, &d1);
+        assert_eq!(p.meta().method, Some(DetectMethod::Content));
+        let q = p.meta().quic.clone().unwrap_or_default();
+        assert_eq!((q.version, q.sni.as_deref()), (0x1a2a_3a4a, Some("example.com")));
+        assert!(!p.done());
+        let mut hello = crypto_frame(0, &crate::app::tls::tests::client_hello_msg());
+        hello.resize(hello.len() + 40, 0);
+        p.on_datagram(true, &protect(VERSION_1, &[9, 9, 9, 9], 0, &hello));
+        let q = p.meta().quic.clone().unwrap_or_default();
+        assert_eq!((q.version, q.sni.as_deref()), (VERSION_1, Some("www.example.org")));
+        assert!(p.done());
     }
 
     #[test]

@@ -327,13 +327,18 @@ impl TlsState {
             let (Some(ctype), Some(major), Some(_minor), Some(len)) = (r.u8(), r.u8(), r.u8(), r.u16()) else {
                 break;
             };
-            if major != 3 || ctype != 22 {
-                // Not (or no longer) a handshake record: nothing more to learn here.
+            // Alerts and ChangeCipherSpec may come before a hello (a warning
+            // alert before the ServerHello, a middlebox-compatibility CCS); anything
+            // else is not (or no longer) the handshake: nothing more to learn here.
+            if major != 3 || !matches!(ctype, 20..=22) {
                 finished = true;
                 break;
             }
             let Some(frag) = r.take(usize::from(len)) else { break };
             consumed += 5 + usize::from(len);
+            if ctype != 22 {
+                continue;
+            }
             hs.extend_from_slice(frag);
             match handshake(meta, hs) {
                 Hs::Done => {
@@ -533,6 +538,22 @@ pub(crate) mod tests {
         assert_eq!(t.server_cipher, Some(0x1301));
         assert_eq!(t.ja3s.as_deref(), Some("771,4865,43-51"));
         assert!(p.done());
+    }
+
+    #[test]
+    fn alert_and_ccs_before_server_hello_are_skipped() {
+        let mut p = AppParser::new(6, 50000, 443);
+        p.on_stream(true, &record(&client_hello_msg()));
+        let mut srv = vec![21, 3, 3, 0, 2, 1, 112, 20, 3, 3, 0, 1, 1];
+        srv.extend(record(&server_hello_msg()));
+        p.on_stream(false, &srv);
+        assert_eq!(p.meta().tls.as_ref().and_then(|t| t.server_cipher), Some(0x1301));
+        // Application data first: the direction ends with nothing learned.
+        let mut p = AppParser::new(6, 50000, 443);
+        p.on_stream(true, &record(&client_hello_msg()));
+        p.on_stream(false, &[23, 3, 3, 0, 1, 0]);
+        assert!(p.done());
+        assert_eq!(p.meta().tls.as_ref().and_then(|t| t.server_cipher), None);
     }
 
     #[test]
