@@ -8,6 +8,7 @@
 
 mod config;
 mod features_cmd;
+mod flows_cmd;
 mod output;
 mod run;
 mod summary;
@@ -36,6 +37,9 @@ enum Command {
     CheckConfig(run::CheckArgs),
     /// Export the engine's feature rows as CSV (for training).
     Features(features_cmd::FeaturesArgs),
+    /// Write one JSON record per flow when it ends: counters per direction,
+    /// reassembly, tunnels, application protocol and metadata (no model).
+    Flows(flows_cmd::FlowsArgs),
     /// Inspect models.
     Model {
         #[command(subcommand)]
@@ -258,6 +262,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::CheckConfig(a) => run::check_config(a),
         Command::Features(a) => features_cmd::run(a),
+        Command::Flows(a) => flows_cmd::run(a),
         Command::Model { command: ModelCommand::Info { path, onnx_runtime } } => {
             model_info(&path, onnx_runtime.as_deref())
         }

@@ -116,9 +116,20 @@ pub struct Defragmenter {
     stats: DefragStats,
 }
 
+impl Default for Defragmenter {
+    fn default() -> Self {
+        Self::new(DefragConfig::default())
+    }
+}
+
 impl Defragmenter {
     pub fn new(cfg: DefragConfig) -> Self {
         Self { cfg, table: FxHashMap::default(), order: VecDeque::new(), bytes: 0, stats: DefragStats::default() }
+    }
+
+    /// A completed datagram did not decode (counted as invalid).
+    pub fn count_undecodable(&mut self) {
+        self.stats.invalid += 1;
     }
 
     pub fn stats(&self) -> DefragStats {

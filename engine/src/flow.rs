@@ -11,8 +11,9 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use std::hash::BuildHasher;
 
-use crate::decode::{tcp_flags, PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::decode::{tcp_flags, PacketInfo, Tunnels, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::features::{has_flag, is_syn, FlowFacts, FlowStats};
+use crate::inspect::Inspection;
 use crate::source::Micros;
 
 /// Direction-independent flow key: the two endpoints in canonical order.
@@ -138,7 +139,7 @@ mod state {
 }
 
 /// One tracked flow.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Flow {
     pub id: u64,
     pub key: FlowKey,
@@ -150,7 +151,13 @@ pub struct Flow {
     pub early_sent: bool,
     /// Frame bytes on the wire, both directions (as tshark counts them).
     pub wire_bytes: u64,
+    /// Frame bytes from the initiator, and from the responder.
+    pub wire_bytes_dir: [u64; 2],
     pub stats: FlowStats,
+    /// The tunnel layers of the flow's first packet (boxed: most flows have none).
+    pub tunnels: Option<Box<Tunnels>>,
+    /// Payload state: reassembly and application parsing, from the first payload byte.
+    pub inspect: Option<Box<Inspection>>,
 }
 
 impl Flow {
@@ -168,7 +175,10 @@ impl Flow {
             tcp_state: 0,
             early_sent: false,
             wire_bytes: 0,
+            wire_bytes_dir: [0; 2],
             stats: FlowStats::new(p.ts),
+            tunnels: (p.tunnels.depth > 0).then(|| Box::new(p.tunnels)),
+            inspect: None,
         }
     }
 
@@ -201,6 +211,7 @@ impl Flow {
     fn update(&mut self, p: &PacketInfo, src_is_lo: bool) {
         let forward = src_is_lo == self.initiator_is_lo;
         self.wire_bytes += u64::from(p.wire_len);
+        self.wire_bytes_dir[usize::from(!forward)] += u64::from(p.wire_len);
         if let Some(t) = &p.tcp {
             let f = t.flags;
             let syn = f & tcp_flags::SYN != 0;
@@ -242,6 +253,11 @@ impl Flow {
 
     fn is_closing(&self) -> bool {
         self.tcp_state & (state::FIN_FWD | state::FIN_BWD | state::RST_FWD | state::RST_BWD) != 0
+    }
+
+    /// The SYN and the SYN-ACK were both seen.
+    pub fn handshake_seen(&self) -> bool {
+        self.tcp_state & (state::SYN | state::SYN_ACK) == (state::SYN | state::SYN_ACK)
     }
 
     /// A connection attempt that never completed: the responder never
@@ -298,6 +314,8 @@ impl Flow {
 pub struct Update<'a> {
     pub flow: &'a mut Flow,
     pub created: bool,
+    /// The packet came from the flow's initiator.
+    pub forward: bool,
 }
 
 /// The bounded flow table.
@@ -432,7 +450,8 @@ impl FlowTable {
         if created || (!was_closed && flow.is_closed()) {
             timers.push(Reverse((flow.deadline(&cfg), flow.id, slot)));
         }
-        Update { flow, created }
+        let forward = src_is_lo == flow.initiator_is_lo;
+        Update { flow, created, forward }
     }
 
     /// Ends the least recently seen 1/64 of the flows (at least one).

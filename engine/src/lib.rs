@@ -77,6 +77,7 @@ pub mod error;
 pub mod features;
 pub mod flow;
 pub mod infer;
+pub mod inspect;
 pub mod pipeline;
 pub mod reassembly;
 pub mod sink;

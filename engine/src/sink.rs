@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use serde::ser::{SerializeMap, SerializeStruct};
 
+use crate::app::{AppMeta, AppProto};
+use crate::decode::Tunnels;
 use crate::error::SinkError;
+use crate::inspect::PayloadSummary;
 use crate::source::Micros;
 
 /// What a sink wants after an item.
@@ -41,8 +44,42 @@ impl Trigger {
     }
 }
 
+/// What a flow carried beyond its counters.
+#[derive(Clone, Debug, Default)]
+pub struct FlowDetail {
+    /// Packets and frame bytes from the initiator, then from the responder.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    /// Reassembled payload, gaps and reassembly state per direction.
+    pub payload: PayloadSummary,
+    /// Tunnel layers the flow's packets came through.
+    pub tunnels: Option<Tunnels>,
+    /// Application protocol and metadata (end rows; early rows carry what was known then).
+    pub app: Option<AppMeta>,
+    /// Reassembled bytes, when `InspectConfig::keep_stream_bytes` asks for them.
+    pub streams: Option<Box<[Vec<u8>; 2]>>,
+}
+
+impl FlowDetail {
+    /// The tunnel layers as JSON: kinds outermost first, id, outer endpoints.
+    pub fn tunnels_json(&self) -> Option<serde_json::Value> {
+        let t = self.tunnels.as_ref()?;
+        let mut v = serde_json::json!({
+            "layers": t.layers().iter().map(|k| k.name()).collect::<Vec<_>>(),
+        });
+        if let Some(id) = t.id {
+            v["id"] = id.into();
+        }
+        if let Some(o) = t.outer {
+            v["outer_src_ip"] = crate::decode::to_ip(&o.src, o.is_ipv6).to_string().into();
+            v["outer_dst_ip"] = crate::decode::to_ip(&o.dst, o.is_ipv6).to_string().into();
+        }
+        Some(v)
+    }
+}
+
 /// The facts of a flow at the moment of a verdict.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct FlowRecord {
     /// Capture time of the packet that triggered the row.
     pub ts: Micros,
@@ -60,10 +97,11 @@ pub struct FlowRecord {
     pub trigger: Trigger,
     /// Why the flow ended (`None` for early rows).
     pub end_reason: Option<&'static str>,
+    pub detail: Arc<FlowDetail>,
 }
 
 /// A model's verdict on a flow.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Verdict {
     pub flow: FlowRecord,
     pub label: Arc<str>,
@@ -100,7 +138,7 @@ impl serde::Serialize for Scores<'_> {
 impl serde::Serialize for Verdict {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let f = &self.flow;
-        let mut st = s.serialize_struct("Verdict", 17)?;
+        let mut st = s.serialize_struct("Verdict", 19)?;
         st.serialize_field("ts", &rfc3339_micros(f.ts))?;
         st.serialize_field("flow_id", &f.flow_id)?;
         st.serialize_field("flow_start", &rfc3339_micros(f.flow_start))?;
@@ -118,6 +156,12 @@ impl serde::Serialize for Verdict {
         st.serialize_field("trigger", f.trigger.name())?;
         if let Some(r) = f.end_reason {
             st.serialize_field("end_reason", r)?;
+        }
+        if let Some(app) = f.detail.app.as_ref().filter(|a| a.proto != AppProto::Unknown) {
+            st.serialize_field("app", app)?;
+        }
+        if let Some(t) = f.detail.tunnels_json() {
+            st.serialize_field("tunnel", &t)?;
         }
         st.end()
     }

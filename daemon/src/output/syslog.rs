@@ -513,6 +513,7 @@ pub(crate) mod tests {
                 bytes: 3400,
                 trigger: Trigger::Early,
                 end_reason: None,
+                detail: Default::default(),
             },
             label: label.into(),
             score: 0.97,

@@ -17,23 +17,32 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rustc_hash::FxHasher;
 
-use crate::decode::{decode, DropReason, PacketInfo};
+use crate::decode::{decode_frame, decode_ip, Decoded, DropReason, PacketInfo, PROTO_TCP, PROTO_UDP};
+use crate::defrag::{DefragConfig, DefragOutcome, DefragStats, Defragmenter};
 use crate::error::{Error, Result};
 use crate::features::{HostContext, HostContextConfig};
 use crate::flow::{EndReason, FlowConfig, FlowKey};
 use crate::infer::{Classifier, ModelInfo, OnnxClassifier};
+use crate::inspect::InspectConfig;
 use crate::sink::{FeatureSink, VerdictSink};
 use crate::source::{Micros, PacketSource, PartialRead, RawPacket};
 use merge::{Merger, MergerConfig};
 use shard::{Event, Shard, ShardStats};
 
-/// Counters of one run. `packets == decoded + sum(drops)` always.
+/// Counters of one run. `packets == decoded + fragments + sum(drops)`
+/// always; what became of the fragments is in `defrag`.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub packets: u64,
     pub bytes: u64,
     pub decoded: u64,
     pub drops: [u64; DropReason::ALL.len()],
+    /// IP fragments handed to the defragmenter.
+    pub fragments: u64,
+    pub defrag: DefragStats,
+    pub reassembly: ReassemblyStats,
+    /// Flows whose application protocol was recognised by content.
+    pub app_flows: BTreeMap<&'static str, u64>,
     pub flows_created: u64,
     pub flows_ended: [u64; EndReason::ALL.len()],
     pub flows_peak: u64,
@@ -58,6 +67,18 @@ pub struct Stats {
     pub inference_batch_us: Percentiles,
     /// CPU seconds (user + system) per stage, where the OS reports them.
     pub cpu_seconds: BTreeMap<String, f64>,
+}
+
+/// What TCP reassembly skipped or gave up, over all workers.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ReassemblyStats {
+    /// Connections whose reassembly stopped at a memory cap (statistics kept).
+    pub abandoned: u64,
+    /// Gaps skipped (bytes the capture never saw), and their bytes.
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    /// Peak of out-of-order bytes held, summed over workers.
+    pub peak_buffered: u64,
 }
 
 /// p50/p99/p99.9 and max of a histogram, in microseconds.
@@ -121,6 +142,10 @@ impl Stats {
             "decoded": self.decoded,
             "dropped": self.dropped(),
             "drops": drops,
+            "fragments": self.fragments,
+            "defrag": self.defrag,
+            "reassembly": self.reassembly,
+            "app_flows": self.app_flows,
             "flows": self.flows_created,
             "flows_ended": ends,
             "flows_peak": self.flows_peak,
@@ -206,6 +231,8 @@ pub struct EngineBuilder {
     batch_wall_deadline: std::time::Duration,
     flow: FlowConfig,
     host: HostContextConfig,
+    inspect: InspectConfig,
+    defrag: DefragConfig,
     workers: usize,
     live: bool,
 }
@@ -224,6 +251,8 @@ impl Default for EngineBuilder {
             batch_wall_deadline: std::time::Duration::from_micros(300),
             flow: FlowConfig::default(),
             host: HostContextConfig::default(),
+            inspect: InspectConfig::default(),
+            defrag: DefragConfig::default(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             live: false,
         }
@@ -296,6 +325,18 @@ impl EngineBuilder {
         self
     }
 
+    /// Payload stage: TCP reassembly and application parsing, and their caps.
+    pub fn inspect(mut self, cfg: InspectConfig) -> Self {
+        self.inspect = cfg;
+        self
+    }
+
+    /// IP defragmentation caps and timeout.
+    pub fn defrag(mut self, cfg: DefragConfig) -> Self {
+        self.defrag = cfg;
+        self
+    }
+
     /// Worker threads for [`Engine::run`] (default: the machine's cores).
     /// Each owns a shard of the flow table; `0` runs everything on the
     /// calling thread. Results are the same for every value.
@@ -352,13 +393,18 @@ impl EngineBuilder {
         let model_swap = crossbeam_channel::bounded(2);
         merger.counters = Some(counters.clone());
         merger.model_swap = Some(model_swap.1.clone());
+        let mut inspect = self.inspect;
+        // The whole-engine cap is shared out among the shards that will use it.
+        let shards = self.workers.max(1);
+        inspect.reassembly.max_buffered_total = (inspect.reassembly.max_buffered_total / shards).max(1);
         Ok(Engine {
             flow_cfg: self.flow,
+            inspect_cfg: inspect,
             early_packets: self.early_packets,
             workers: self.workers,
-            inline: Shard::new(self.flow, self.early_packets),
+            inline: Shard::new(self.flow, self.early_packets, self.inspect),
             merger,
-            capture: CaptureState::default(),
+            capture: CaptureState { defrag: Defragmenter::new(self.defrag), ..CaptureState::default() },
             shard_stats: Vec::new(),
             queue_full: 0,
             queue_dropped: 0,
@@ -391,6 +437,10 @@ struct CaptureState {
     bytes: u64,
     decoded: u64,
     drops: [u64; DropReason::ALL.len()],
+    fragments: u64,
+    defrag: Defragmenter,
+    /// The last datagram the defragmenter completed.
+    defrag_buf: Vec<u8>,
     first_ts: Option<Micros>,
     last_ts: Option<Micros>,
     /// Highest capture timestamp seen: engine time never runs backwards.
@@ -414,6 +464,7 @@ impl CaptureState {
             None
         } else if self.clock >= self.next_sweep {
             self.next_sweep = boundary + SWEEP_INTERVAL;
+            self.defrag.expire(boundary);
             Some(boundary)
         } else {
             None
@@ -430,17 +481,35 @@ impl CaptureState {
         if self.clock >= self.next_sweep {
             let boundary = self.clock - self.clock % SWEEP_INTERVAL;
             self.next_sweep = boundary + SWEEP_INTERVAL;
+            self.defrag.expire(boundary);
             Some(boundary)
         } else {
             None
         }
     }
 
-    fn decode(&mut self, pkt: &RawPacket<'_>) -> Option<PacketInfo> {
-        match decode(pkt) {
-            Ok(info) => {
+    /// Decodes a frame. Returns the packet and whether its bytes are in
+    /// `defrag_buf` (a datagram just completed) rather than in the frame.
+    fn decode(&mut self, pkt: &RawPacket<'_>) -> Option<(PacketInfo, bool)> {
+        match decode_frame(pkt) {
+            Ok(Decoded::Packet(info)) => {
                 self.decoded += 1;
-                Some(info)
+                Some((info, false))
+            }
+            Ok(Decoded::Fragment(f)) => {
+                self.fragments += 1;
+                let DefragOutcome::Complete { wire_len, tunnels } = self.defrag.push(&f, &mut self.defrag_buf) else {
+                    return None;
+                };
+                match decode_ip(&self.defrag_buf, 0, f.ts, wire_len, 0, tunnels) {
+                    Ok(Decoded::Packet(info)) => Some((info, true)),
+                    // Fragments inside a reassembled datagram, or a datagram
+                    // that does not decode: counted by the defragmenter.
+                    _ => {
+                        self.defrag.count_undecodable();
+                        None
+                    }
+                }
             }
             Err(reason) => {
                 self.drops[reason.index()] += 1;
@@ -460,6 +529,9 @@ enum Item {
 /// A batch of items for one worker; recycled, never reallocated.
 struct Chunk {
     items: Vec<Item>,
+    /// Payload bytes of the chunk's packets (each packet's `payload_off`
+    /// points here), so workers can reassemble without the frames.
+    payload: Vec<u8>,
     /// Engine clock after the last item.
     clock: Micros,
     /// When the chunk's first item entered the engine.
@@ -470,7 +542,7 @@ struct Chunk {
 
 impl Chunk {
     fn new() -> Self {
-        Chunk { items: Vec::with_capacity(CHUNK), clock: 0, arrival: None, eof: false }
+        Chunk { items: Vec::with_capacity(CHUNK), payload: Vec::new(), clock: 0, arrival: None, eof: false }
     }
 }
 
@@ -484,6 +556,7 @@ struct EventBatch {
 /// The inspection engine. See the crate documentation for an example.
 pub struct Engine {
     flow_cfg: FlowConfig,
+    inspect_cfg: InspectConfig,
     early_packets: usize,
     workers: usize,
     /// The shard used on the calling thread (`process`, or 0 workers).
@@ -573,8 +646,9 @@ impl Engine {
         if let Some(t) = self.capture.arrive(pkt) {
             self.inline.sweep(t, None);
         }
-        if let Some(info) = self.capture.decode(pkt) {
-            self.inline.packet(&info, self.capture.clock, None);
+        if let Some((info, in_defrag)) = self.capture.decode(pkt) {
+            let bytes = if in_defrag { &self.capture.defrag_buf[..] } else { pkt.data };
+            self.inline.packet(&info, info.payload(bytes), self.capture.clock, None);
         }
         // Events at the current clock may still be joined by others at the
         // same time: the watermark is the clock, exclusive.
@@ -603,6 +677,7 @@ impl Engine {
     pub fn finish(&mut self) -> Result<Stats> {
         if !self.finished {
             self.finished = true;
+            self.capture.defrag.drain();
             if self.used_workers == 0 {
                 self.inline.drain(self.capture.clock);
                 self.merger.push(0, &mut self.inline.events, Micros::MAX);
@@ -636,6 +711,8 @@ impl Engine {
             bytes: c.bytes,
             decoded: c.decoded,
             drops: c.drops,
+            fragments: c.fragments,
+            defrag: c.defrag.stats(),
             feature_rows: m.feature_rows,
             verdicts_early: m.verdicts_early,
             verdicts_end: m.verdicts_end,
@@ -659,6 +736,15 @@ impl Engine {
         for sh in shards {
             s.flows_created += sh.flows_created;
             s.flows_peak += sh.flows_peak;
+            s.reassembly.abandoned += sh.reassembly_abandoned;
+            s.reassembly.gaps += sh.reassembly_gaps;
+            s.reassembly.gap_bytes += sh.reassembly_gap_bytes;
+            s.reassembly.peak_buffered += sh.reassembly_peak_buffered;
+            for (p, n) in crate::app::AppProto::ALL.iter().zip(sh.app_flows.iter()) {
+                if *n > 0 {
+                    *s.app_flows.entry(p.name()).or_default() += n;
+                }
+            }
             for (a, b) in s.flows_ended.iter_mut().zip(sh.flows_ended.iter()) {
                 *a += b;
             }
@@ -717,8 +803,9 @@ impl Engine {
                 txs.push(tx);
                 let (event_tx, free_tx, spare_events_rx) = (event_tx.clone(), free_tx.clone(), spare_events_rx.clone());
                 let (cfg, early, counters) = (self.flow_cfg, self.early_packets, self.counters.clone());
+                let inspect = self.inspect_cfg;
                 workers.push(scope.spawn(move || {
-                    worker(w, Shard::new(cfg, early), rx, event_tx, free_tx, spare_events_rx, &counters)
+                    worker(w, Shard::new(cfg, early, inspect), rx, event_tx, free_tx, spare_events_rx, &counters)
                 }));
             }
             drop(event_tx);
@@ -736,6 +823,7 @@ impl Engine {
                 (merger, cpu)
             });
             let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
+            let inspect = self.inspect_cfg.enabled;
             let mut since_broadcast = 0u64;
             let mut dispatch = Dispatch { txs, free_rx: &free_rx, drop_when_full: self.live, dropped: 0 };
             let result = (|| -> Result<()> {
@@ -771,11 +859,20 @@ impl Engine {
                         }
                         since_broadcast = 0;
                     }
-                    if let Some(info) = self.capture.decode(&pkt) {
+                    if let Some((mut info, in_defrag)) = self.capture.decode(&pkt) {
                         let w = worker_of(&info, n);
                         let c = &mut pending[w];
                         if c.items.is_empty() {
                             c.arrival = Some(Instant::now());
+                        }
+                        if inspect && matches!(info.proto, PROTO_TCP | PROTO_UDP) && info.payload_cap > 0 {
+                            let bytes = if in_defrag { &self.capture.defrag_buf[..] } else { pkt.data };
+                            let payload = info.payload(bytes);
+                            info.payload_off = c.payload.len() as u32;
+                            info.payload_cap = payload.len() as u32;
+                            c.payload.extend_from_slice(payload);
+                        } else {
+                            info.payload_cap = 0;
                         }
                         c.items.push(Item::Packet(info, clock));
                         c.clock = clock;
@@ -850,6 +947,7 @@ impl Dispatch<'_> {
         let fresh = self.free_rx.try_recv().unwrap_or_else(|_| Chunk::new());
         let mut out = std::mem::replace(chunk, fresh);
         chunk.items.clear();
+        chunk.payload.clear();
         chunk.eof = false;
         chunk.arrival = None;
         chunk.clock = out.clock;
@@ -892,7 +990,7 @@ fn worker(
     while let Ok(mut chunk) = rx.recv() {
         for item in chunk.items.iter() {
             match item {
-                Item::Packet(info, clock) => shard.packet(info, *clock, chunk.arrival),
+                Item::Packet(info, clock) => shard.packet(info, info.payload(&chunk.payload), *clock, chunk.arrival),
                 Item::Sweep(t) => shard.sweep(*t, chunk.arrival),
             }
         }
@@ -910,6 +1008,7 @@ fn worker(
             break;
         }
         chunk.items.clear();
+        chunk.payload.clear();
         let _ = free.try_send(chunk);
     }
     (shard.stats.clone(), thread_cpu_seconds())

@@ -6,10 +6,14 @@
 
 use std::time::Instant;
 
-use crate::decode::{proto_name, to_ip, PacketInfo};
+use std::sync::Arc;
+
+use crate::decode::{proto_name, to_ip, PacketInfo, PROTO_TCP, PROTO_UDP};
 use crate::features::{self, HostFeatures, NUM_FEATURES};
 use crate::flow::{EndReason, Flow, FlowConfig, FlowTable};
-use crate::sink::{FlowRecord, Trigger};
+use crate::inspect::{InspectConfig, Inspection};
+use crate::reassembly::Budget;
+use crate::sink::{FlowDetail, FlowRecord, Trigger};
 use crate::source::Micros;
 
 /// Order of events that share a timestamp: ends, then starts, then early rows.
@@ -60,13 +64,53 @@ pub(crate) struct ShardStats {
     pub flows_created: u64,
     pub flows_ended: [u64; EndReason::ALL.len()],
     pub flows_peak: u64,
+    /// TCP connections whose reassembly stopped at a memory cap.
+    pub reassembly_abandoned: u64,
+    /// Gaps skipped in reassembled streams, and their bytes.
+    pub reassembly_gaps: u64,
+    pub reassembly_gap_bytes: u64,
+    /// Peak of out-of-order bytes held.
+    pub reassembly_peak_buffered: u64,
+    /// Flows whose application protocol was recognised by content, by protocol.
+    pub app_flows: [u64; crate::app::AppProto::ALL.len()],
+}
+
+/// The payload stage's settings and memory of one shard.
+pub(crate) struct Payloads {
+    cfg: InspectConfig,
+    budget: Budget,
 }
 
 pub(crate) struct Shard {
     flows: FlowTable,
     early_packets: usize,
+    payloads: Payloads,
     pub events: Vec<Event>,
     pub stats: ShardStats,
+}
+
+fn detail(flow: &Flow, with_streams: bool) -> FlowDetail {
+    let (f, b) = (&flow.stats.fwd, &flow.stats.bwd);
+    let mut d = FlowDetail {
+        packets: [u64::from(f.packets), u64::from(b.packets)],
+        bytes: flow.wire_bytes_dir,
+        tunnels: flow.tunnels.as_deref().copied(),
+        ..FlowDetail::default()
+    };
+    if let Some(i) = flow.inspect.as_deref() {
+        d.payload = i.summary(flow.key.proto, flow.handshake_seen());
+        d.app = Some(i.meta().clone());
+        if with_streams {
+            d.streams = i.kept_streams().map(|k| Box::new(k.clone()));
+        }
+    } else if flow.key.proto == PROTO_TCP {
+        d.payload.reassembly = Some(if flow.handshake_seen() {
+            crate::inspect::ReassemblyState::Complete
+        } else {
+            crate::inspect::ReassemblyState::Midstream
+        });
+    }
+    d
 }
 
 fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>) -> FlowRecord {
@@ -85,6 +129,7 @@ fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>) -> Fl
         bytes: flow.wire_bytes,
         trigger,
         end_reason,
+        detail: Arc::new(detail(flow, trigger == Trigger::End)),
     }
 }
 
@@ -112,18 +157,31 @@ fn row_event(
 }
 
 impl Shard {
-    pub fn new(cfg: FlowConfig, early_packets: usize) -> Self {
-        Self { flows: FlowTable::new(cfg), early_packets, events: Vec::new(), stats: ShardStats::default() }
+    pub fn new(cfg: FlowConfig, early_packets: usize, inspect: InspectConfig) -> Self {
+        let payloads = Payloads { cfg: inspect, budget: Budget::new(inspect.reassembly) };
+        Self { flows: FlowTable::new(cfg), early_packets, payloads, events: Vec::new(), stats: ShardStats::default() }
     }
 
     fn ended(
         events: &mut Vec<Event>,
         stats: &mut ShardStats,
-        flow: Flow,
+        payloads: &mut Payloads,
+        mut flow: Flow,
         reason: EndReason,
         time: Micros,
         arrival: Option<Instant>,
     ) {
+        let handshake_seen = flow.handshake_seen();
+        if let Some(i) = flow.inspect.as_deref_mut() {
+            i.finish(&mut payloads.budget, payloads.cfg.keep_stream_bytes);
+            let s = i.summary(flow.key.proto, handshake_seen);
+            stats.reassembly_gaps += u64::from(s.gaps[0] + s.gaps[1]);
+            stats.reassembly_gap_bytes += s.gap_bytes[0] + s.gap_bytes[1];
+            let proto = i.meta().proto;
+            if i.meta().method == Some(crate::app::DetectMethod::Content) {
+                stats.app_flows[proto.index()] += 1;
+            }
+        }
         let stamp = reason != EndReason::EndOfInput;
         if let Some(i) = EndReason::ALL.iter().position(|r| *r == reason) {
             stats.flows_ended[i] += 1;
@@ -132,11 +190,26 @@ impl Shard {
         events.push(Event { time, class: EventClass::End, flow_id: flow.id, body });
     }
 
-    /// Adds one decoded packet; `clock` is the engine clock at this packet.
-    pub fn packet(&mut self, info: &PacketInfo, clock: Micros, arrival: Option<Instant>) {
-        let (events, stats) = (&mut self.events, &mut self.stats);
-        let update = self.flows.update(info, &mut |f, r| Self::ended(events, stats, f, r, clock, arrival));
+    /// Adds one decoded packet; `clock` is the engine clock at this packet,
+    /// `payload` its captured transport payload.
+    pub fn packet(&mut self, info: &PacketInfo, payload: &[u8], clock: Micros, arrival: Option<Instant>) {
+        let (events, stats, payloads) = (&mut self.events, &mut self.stats, &mut self.payloads);
+        let update = self.flows.update(info, &mut |f, r| Self::ended(events, stats, payloads, f, r, clock, arrival));
         let flow = update.flow;
+        if payloads.cfg.enabled && matches!(info.proto, PROTO_TCP | PROTO_UDP) {
+            if flow.inspect.is_none() && !payload.is_empty() {
+                let ((_, iport), (_, rport)) = flow.endpoints();
+                flow.inspect =
+                    Some(Box::new(Inspection::new(info.proto, iport, rport, payloads.cfg.keep_stream_bytes)));
+            }
+            if let Some(i) = flow.inspect.as_deref_mut() {
+                let keep = payloads.cfg.keep_stream_bytes;
+                if i.packet(update.forward, info, payload, &mut payloads.budget, keep) {
+                    stats.reassembly_abandoned += 1;
+                }
+                stats.reassembly_peak_buffered = stats.reassembly_peak_buffered.max(payloads.budget.peak as u64);
+            }
+        }
         if update.created {
             stats.flows_created += 1;
             let ((initiator, _), (responder, responder_port)) = flow.endpoints();
@@ -157,13 +230,13 @@ impl Shard {
 
     /// Ends the flows whose timeouts passed by `now` (a sweep boundary).
     pub fn sweep(&mut self, now: Micros, arrival: Option<Instant>) {
-        let (events, stats) = (&mut self.events, &mut self.stats);
-        self.flows.expire(now, &mut |f, r| Self::ended(events, stats, f, r, now, arrival));
+        let (events, stats, payloads) = (&mut self.events, &mut self.stats, &mut self.payloads);
+        self.flows.expire(now, &mut |f, r| Self::ended(events, stats, payloads, f, r, now, arrival));
     }
 
     /// Ends every flow (end of input) at engine clock `clock`.
     pub fn drain(&mut self, clock: Micros) {
-        let (events, stats) = (&mut self.events, &mut self.stats);
-        self.flows.drain(&mut |f, r| Self::ended(events, stats, f, r, clock, None));
+        let (events, stats, payloads) = (&mut self.events, &mut self.stats, &mut self.payloads);
+        self.flows.drain(&mut |f, r| Self::ended(events, stats, payloads, f, r, clock, None));
     }
 }
