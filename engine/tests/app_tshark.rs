@@ -3,7 +3,8 @@
 //!
 //! For every capture of `$TIDEWATCH_SHARED_PCAPS/public/protocols` (default
 //! `../shared/pcaps` beside the repository) whose name speaks of TLS, QUIC,
-//! SSH, HTTP or DNS (all of them with `TIDEWATCH_APP_TSHARK_ALL=1`), packets
+//! SSH, HTTP or DNS (with `TIDEWATCH_APP_TSHARK_ALL=1`: every capture of
+//! `protocols/`, `attacks/` and `edge/`), packets
 //! are decoded with tidewatch's own decoder, grouped into flows and fed in
 //! order to one `AppParser` per flow (a small in-order TCP follower: gaps are
 //! reported, retransmissions skipped). The first value per flow of each field
@@ -183,6 +184,14 @@ fn app_parsers_agree_with_tshark_and_ndpi() {
     let all = std::env::var_os("TIDEWATCH_APP_TSHARK_ALL").is_some();
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(&dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    if all {
+        // Every capture of the corpus: attacks and parser-stress captures too.
+        for sub in ["attacks", "edge"] {
+            if let Ok(rd) = std::fs::read_dir(pcaps_dir().join("public").join(sub)) {
+                files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        }
+    }
     files.retain(|p| {
         let n = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
         let capture = n.ends_with(".pcap") || n.ends_with(".pcapng") || n.ends_with(".cap");

@@ -238,6 +238,14 @@ mod tests {
     }
 
     #[test]
+    fn netbios_name_service_is_not_dns() {
+        let mut p = AppParser::new(17, 137, 137);
+        p.on_datagram(true, &query());
+        assert_eq!(p.meta().proto, AppProto::Unknown);
+        assert!(p.meta().dns.is_none());
+    }
+
+    #[test]
     fn names_are_escaped() {
         let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         q.extend_from_slice(b"\x03a.b\x02\x00z\x00\x00\x10\x00\x01");
