@@ -1,12 +1,36 @@
-//! Corpus sweep: `tidewatchd replay` on every capture of the public corpus
-//! (`../shared/pcaps/public`, over a thousand files, many malformed on
-//! purpose): exit 0, or 2 with a one-line reason for a file libpcap cannot
-//! open; never a panic; the accounting identity holds; every verdict line
-//! carries every field.
+//! Corpus sweep: `tidewatchd replay` and `tidewatchd flows` on every
+//! capture of the public corpus (`../shared/pcaps/public`, over a thousand
+//! files, many malformed on purpose): exit 0, or 2 with a one-line reason
+//! for a file libpcap cannot open; never a panic; the accounting identity
+//! holds (packets = decoded + fragments + drops by reason, and no datagram
+//! left pending); every verdict line carries every field; every flow gets
+//! exactly one flow record.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 use common::VERDICT_FIELDS;
+
+/// Fields every `tidewatchd flows` record has (the issue names them; scripts parse them).
+const FLOW_FIELDS: &[&str] = &[
+    "flow_id",
+    "first_ts",
+    "last_ts",
+    "proto",
+    "src_ip",
+    "src_port",
+    "dst_ip",
+    "dst_port",
+    "fwd_packets",
+    "bwd_packets",
+    "fwd_bytes",
+    "bwd_bytes",
+    "fwd_payload_bytes",
+    "bwd_payload_bytes",
+    "fwd_gaps",
+    "bwd_gaps",
+    "app_proto",
+    "app",
+];
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,10 +52,19 @@ fn shared() -> Option<PathBuf> {
     }
 }
 
-/// Checks one file; returns Err(description) on any violation, Ok(exit code) otherwise.
+/// Checks one file with both commands; returns Err(description) on any violation, Ok(exit code) otherwise.
 fn sweep_one(file: &Path) -> Result<i32, String> {
+    let code = sweep_command(file, "replay")?;
+    let flows_code = sweep_command(file, "flows")?;
+    if code != flows_code {
+        return Err(format!("replay exits {code} but flows exits {flows_code}"));
+    }
+    Ok(code)
+}
+
+fn sweep_command(file: &Path, command: &str) -> Result<i32, String> {
     let o = Command::new(env!("CARGO_BIN_EXE_tidewatchd"))
-        .arg("replay")
+        .arg(command)
         .arg(file)
         .args(["--stats", "json"])
         .output()
@@ -54,23 +87,28 @@ fn sweep_one(file: &Path) -> Result<i32, String> {
     let stats: serde_json::Value =
         err.lines().last().and_then(|l| serde_json::from_str(l).ok()).ok_or_else(|| format!("no stats JSON: {err}"))?;
     let n = |k: &str| stats[k].as_u64().unwrap_or(u64::MAX);
-    if n("packets") != n("decoded") + n("dropped") {
+    if n("packets") != n("decoded") + n("fragments") + n("dropped") {
         return Err(format!("accounting: {stats}"));
+    }
+    if stats["defrag"]["fragments"].as_u64() != Some(n("fragments")) || stats["defrag"]["pending"].as_u64() != Some(0) {
+        return Err(format!("defrag accounting: {stats}"));
     }
     let drops: u64 = stats["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     if drops != n("dropped") {
         return Err(format!("drops by reason do not add up: {stats}"));
     }
+    let (fields, expected): (&[&str], u64) =
+        if command == "flows" { (FLOW_FIELDS, n("flows")) } else { (VERDICT_FIELDS, n("verdicts")) };
     let mut lines = 0u64;
     for l in String::from_utf8_lossy(&o.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("bad JSON {e}: {l}"))?;
-        if let Some(f) = VERDICT_FIELDS.iter().find(|f| v.get(**f).is_none()) {
-            return Err(format!("verdict lacks {f}: {l}"));
+        if let Some(f) = fields.iter().find(|f| v.get(**f).is_none()) {
+            return Err(format!("{command} record lacks {f}: {l}"));
         }
         lines += 1;
     }
-    if lines != n("verdicts") {
-        return Err(format!("{lines} verdict lines but stats say {}", n("verdicts")));
+    if lines != expected {
+        return Err(format!("{lines} {command} lines but stats say {expected}"));
     }
     Ok(0)
 }
