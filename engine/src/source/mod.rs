@@ -122,6 +122,16 @@ impl PcapFileSource {
     pub fn open_looped<P: AsRef<Path>>(paths: &[P], loops: usize, gap: Micros) -> Result<Self> {
         let (mut first, mut last) = (Micros::MAX, 0);
         if loops > 1 {
+            // A pipe can be read once only.
+            for p in paths {
+                let p = p.as_ref();
+                if !std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
+                    return Err(Error::CaptureOpen {
+                        path: p.to_path_buf(),
+                        reason: "not a regular file, so it cannot be replayed more than once (drop --loop)".into(),
+                    });
+                }
+            }
             // One pass to learn the span; benchmarks time the run, not this.
             let mut scan = Self::open(paths)?;
             while let Some(p) = scan.next_packet()? {
@@ -142,12 +152,24 @@ impl PcapFileSource {
     fn chain(files: &[(PathBuf, Micros)]) -> Result<Self> {
         let mut chain: Option<Box<PcapFileSource>> = None;
         for (path, ts_offset) in files.iter().rev() {
-            drop(open_capture(path)?);
+            let cap = open_capture(path)?;
+            // A regular file is opened again when its turn comes (so that a
+            // long list of files does not hold a descriptor each). A pipe or
+            // device cannot be opened twice without losing what the first
+            // open read: keep that capture open.
+            let reopenable = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+            let (cap, link_type) = if reopenable {
+                drop(cap);
+                (None, LinkType(-1))
+            } else {
+                let link_type = LinkType(cap.get_datalink().0);
+                (Some(cap), link_type)
+            };
             let head = FileReader {
                 path: path.clone(),
                 ts_offset: *ts_offset,
-                cap: None,
-                link_type: LinkType(-1),
+                cap,
+                link_type,
                 packets: 0,
                 finished: false,
                 partial: None,
@@ -178,11 +200,18 @@ fn open_capture(path: &Path) -> Result<pcap::Capture<pcap::Offline>> {
     pcap::Capture::from_file(path).map_err(|e| fail(e.to_string()))
 }
 
-/// Timestamps before 1970 (a corrupt header) are clamped to the epoch.
+/// The latest capture time a file may give: 9999-12-31T23:59:59.999999Z.
+/// Later (corrupt) timestamps are clamped to it, far enough below
+/// `u64::MAX` that engine time plus a timeout never saturates and every
+/// event still sorts before the end-of-input watermark.
+pub const MAX_TIMESTAMP: Micros = 253_402_300_799_999_999;
+
+/// Timestamps before 1970 (a corrupt header) are clamped to the epoch,
+/// timestamps after year 9999 to [`MAX_TIMESTAMP`].
 fn timeval_micros(secs: i64, usecs: i64) -> Micros {
     let secs = u64::try_from(secs).unwrap_or(0);
     let usecs = u64::try_from(usecs).unwrap_or(0).min(999_999);
-    secs.saturating_mul(1_000_000).saturating_add(usecs)
+    secs.saturating_mul(1_000_000).saturating_add(usecs).min(MAX_TIMESTAMP)
 }
 
 impl PacketSource for PcapFileSource {
@@ -210,7 +239,7 @@ impl PacketSource for PcapFileSource {
                         #[allow(clippy::unnecessary_cast)] // time_t is not i64 everywhere
                         let ts = timeval_micros(p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64);
                         return Ok(Some(RawPacket {
-                            ts: ts.saturating_add(self.head.ts_offset),
+                            ts: ts.saturating_add(self.head.ts_offset).min(MAX_TIMESTAMP),
                             wire_len: p.header.len,
                             link_type: self.head.link_type,
                             data: p.data,

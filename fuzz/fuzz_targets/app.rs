@@ -1,0 +1,5 @@
+//! See `tidewatch_fuzz::harness::app`.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| tidewatch_fuzz::app(data));
