@@ -28,6 +28,31 @@ pub(crate) struct Message {
     pub qtype: u16,
 }
 
+/// Appends one label: printable ASCII as is, '.' and '\\' escaped, UTF-8 text kept
+/// (as tshark shows it), any other byte as `\DDD`.
+fn push_label(name: &mut String, label: &[u8]) {
+    let push_byte = |name: &mut String, c: u8| match c {
+        b'.' | b'\\' => {
+            name.push('\\');
+            name.push(char::from(c));
+        }
+        0x21..=0x7e => name.push(char::from(c)),
+        _ => name.push_str(&format!("\\{c:03}")),
+    };
+    match std::str::from_utf8(label) {
+        Ok(text) => {
+            for ch in text.chars() {
+                match u8::try_from(ch) {
+                    Ok(c) if c.is_ascii() => push_byte(name, c),
+                    _ if ch.is_control() => ch.encode_utf8(&mut [0; 4]).bytes().for_each(|c| push_byte(name, c)),
+                    _ => name.push(ch),
+                }
+            }
+        }
+        Err(_) => label.iter().for_each(|&c| push_byte(name, c)),
+    }
+}
+
 /// Reads a (possibly compressed) name starting at `at`; returns it and the offset after it.
 fn read_name(msg: &[u8], at: usize) -> Option<(String, usize)> {
     let mut name = String::new();
@@ -50,16 +75,7 @@ fn read_name(msg: &[u8], at: usize) -> Option<(String, usize)> {
                 if !name.is_empty() {
                     name.push('.');
                 }
-                for &c in label {
-                    match c {
-                        b'.' | b'\\' => {
-                            name.push('\\');
-                            name.push(char::from(c));
-                        }
-                        0x21..=0x7e => name.push(char::from(c)),
-                        _ => name.push_str(&format!("\\{c:03}")),
-                    }
-                }
+                push_label(&mut name, label);
                 pos += 1 + usize::from(len);
             }
             0xc0 => {
@@ -84,17 +100,24 @@ pub(crate) fn parse(msg: &[u8]) -> Option<Message> {
     let flags = r.u16()?;
     let (qd, an, ns, ar) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
     let opcode = (flags >> 11) & 0xf;
-    if qd != 1 || !matches!(opcode, 0 | 2 | 4 | 5) {
+    // One question in unicast DNS; mDNS queries may ask several.
+    if !(1..=64).contains(&qd) || !matches!(opcode, 0 | 2 | 4 | 5) {
         return None;
     }
-    let (qname, mut pos) = read_name(msg, 12)?;
-    let mut r = Rd::new(msg.get(pos..)?);
-    let qtype = r.u16()?;
-    let qclass = r.u16()? & 0x7fff;
-    if qtype == 0 || !matches!(qclass, 1 | 3 | 4 | 254 | 255) {
-        return None;
+    let mut pos = 12;
+    let mut first = None;
+    for _ in 0..qd {
+        let (name, after) = read_name(msg, pos)?;
+        let mut r = Rd::new(msg.get(after..)?);
+        let qtype = r.u16()?;
+        let qclass = r.u16()? & 0x7fff;
+        if qtype == 0 || !matches!(qclass, 1 | 3 | 4 | 254 | 255) {
+            return None;
+        }
+        pos = after + 4;
+        first.get_or_insert((name, qtype));
     }
-    pos += 4;
+    let (qname, qtype) = first?;
     for _ in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
         let (_, after) = read_name(msg, pos)?;
         let mut r = Rd::new(msg.get(after..)?);
@@ -250,5 +273,21 @@ mod tests {
         let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         q.extend_from_slice(b"\x03a.b\x02\x00z\x00\x00\x10\x00\x01");
         assert_eq!(parse(&q).map(|m| m.qname), Some("a\\.b.\\000z".to_string()));
+        // UTF-8 labels are kept as text, other high bytes escaped.
+        let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 6];
+        q.extend_from_slice("小佛".as_bytes());
+        q.extend_from_slice(&[1, 0xe9, 0, 0, 1, 0, 1]);
+        assert_eq!(parse(&q).map(|m| m.qname), Some("小佛.\\233".to_string()));
+    }
+
+    #[test]
+    fn mdns_with_several_questions_takes_the_first() {
+        let mut q = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x05_http\x04_tcp\x05local\x00\x00\x0c\x80\x01");
+        q.extend_from_slice(b"\x04_ipp\xc0\x12\x00\x0c\x80\x01");
+        let m = parse(&q);
+        assert_eq!(m.as_ref().map(|m| (m.qname.as_str(), m.qtype)), Some(("_http._tcp.local", 12)));
+        q.push(0);
+        assert!(parse(&q).is_none());
     }
 }
