@@ -12,7 +12,7 @@ use rustc_hash::FxBuildHasher;
 use std::hash::BuildHasher;
 
 use crate::decode::{tcp_flags, PacketInfo, Tunnels, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-use crate::features::{has_flag, is_syn, FlowFacts, FlowStats};
+use crate::features::{has_flag, is_syn, AppFeatures, FlowFacts, FlowStats};
 use crate::inspect::Inspection;
 use crate::source::Micros;
 
@@ -276,6 +276,7 @@ impl Flow {
             responder_port,
             handshake_complete: self.tcp_state & state::ESTABLISHED != 0,
             responder_reset: self.tcp_state & state::RST_BWD != 0,
+            app: self.inspect.as_deref().map(|i| AppFeatures::of(i.meta())).unwrap_or_default(),
         }
     }
 

@@ -51,7 +51,8 @@ fn model_for_another_schema_is_refused_with_both_versions() {
     let err = OnnxClassifier::load(&path, None).err().expect("must be refused");
     assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("tidewatch-flow v9") && msg.contains("tidewatch-flow v1"), "{msg}");
+    let engine_schema = format!("tidewatch-flow v{}", tidewatch::features::SCHEMA_VERSION);
+    assert!(msg.contains("tidewatch-flow v9") && msg.contains(&engine_schema), "{msg}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 pub mod host;
 
+use crate::app::{AppMeta, AppProto, DetectMethod};
 use crate::decode::{tcp_flags, PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::source::Micros;
 pub use host::{HostContext, HostContextConfig, HostFeatures};
@@ -15,7 +16,7 @@ pub use host::{HostContext, HostContextConfig, HostFeatures};
 /// Name of the feature schema this engine computes.
 pub const SCHEMA_NAME: &str = "tidewatch-flow";
 /// Version of the feature schema; bump on any change to names or meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Number of leading packets described one by one (sizes, directions, gaps).
 pub const EARLY_PACKETS: usize = 8;
 
@@ -93,10 +94,20 @@ pub const FEATURE_NAMES: &[&str] = &[
     "pair_distinct_dst_ports",
     "dst_new_flows_rate",
     "dst_distinct_src_hosts",
+    "app_http",
+    "app_tls",
+    "app_dns",
+    "app_ssh",
+    "app_quic",
+    "tls_sni_present",
+    "http_status_class",
+    "dns_qname_len",
+    "dns_qname_entropy",
+    "dns_rcode",
 ];
 
 /// Number of values in a feature row.
-pub const NUM_FEATURES: usize = 72;
+pub const NUM_FEATURES: usize = 82;
 
 const _: () = assert!(FEATURE_NAMES.len() == NUM_FEATURES);
 
@@ -250,6 +261,51 @@ pub struct FlowFacts {
     pub responder_port: u16,
     pub handshake_complete: bool,
     pub responder_reset: bool,
+    pub app: AppFeatures,
+}
+
+/// What the application parsers contribute to a row (schema v2). Only
+/// protocols recognised by content count: a port guess is not evidence.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AppFeatures {
+    pub proto: Option<AppProto>,
+    pub tls_sni: bool,
+    /// HTTP status / 100 (2 for 200..299), 0 before a response.
+    pub http_status_class: f32,
+    /// The first DNS query name: length and Shannon entropy (bits per
+    /// character); long, random names are how data leaves in DNS.
+    pub dns_qname_len: f32,
+    pub dns_qname_entropy: f32,
+    pub dns_rcode: f32,
+}
+
+impl AppFeatures {
+    pub fn of(meta: &AppMeta) -> Self {
+        let mut f = AppFeatures::default();
+        if meta.method == Some(DetectMethod::Content) {
+            f.proto = Some(meta.proto);
+        }
+        f.tls_sni = meta.tls.as_ref().is_some_and(|t| t.sni.is_some());
+        f.http_status_class = meta.http.as_ref().and_then(|h| h.status).map_or(0.0, |s| f32::from(s / 100));
+        if let Some(d) = &meta.dns {
+            f.dns_qname_len = d.query.len() as f32;
+            f.dns_qname_entropy = entropy(d.query.as_bytes());
+            f.dns_rcode = d.rcode.map_or(0.0, f32::from);
+        }
+        f
+    }
+}
+
+/// Shannon entropy of a byte string, in bits per byte.
+fn entropy(s: &[u8]) -> f32 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    s.iter().for_each(|b| counts[usize::from(*b)] += 1);
+    let n = s.len() as f64;
+    let h: f64 = counts.iter().filter(|c| **c > 0).map(|&c| -(f64::from(c) / n) * (f64::from(c) / n).log2()).sum();
+    h as f32
 }
 
 /// Writes one feature row, in [`FEATURE_NAMES`] order, into `row`.
@@ -294,6 +350,15 @@ pub fn write_row(s: &FlowStats, facts: &FlowFacts, host: &HostFeatures, row: &mu
         v[48 + i] = if s.early_backward & (1 << i) != 0 { -size } else { size };
         v[56 + i] = f64::from(s.early_gaps[i]) / 1e6;
     }
+    let a = &facts.app;
+    for (i, p) in [AppProto::Http, AppProto::Tls, AppProto::Dns, AppProto::Ssh, AppProto::Quic].iter().enumerate() {
+        v[72 + i] = b(a.proto == Some(*p));
+    }
+    v[77] = b(a.tls_sni);
+    v[78] = f64::from(a.http_status_class);
+    v[79] = f64::from(a.dns_qname_len);
+    v[80] = f64::from(a.dns_qname_entropy);
+    v[81] = f64::from(a.dns_rcode);
     for (o, x) in row.iter_mut().zip(v.iter()) {
         *o = *x as f32;
     }

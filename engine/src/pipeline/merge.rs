@@ -268,10 +268,16 @@ impl Merger {
             return;
         }
         let n_labels = self.labels.len();
-        self.probabilities.resize(rows * n_labels, 0.0);
+        // Zero rows pad the batch to a multiple of 16: ONNX Runtime's
+        // vectorised element-wise kernels treat the last few values of a
+        // tensor in a scalar tail with other rounding, and which row lands
+        // there must not depend on how rows happened to be batched.
+        let padded = rows.div_ceil(16) * 16;
+        self.rows.resize(padded * NUM_FEATURES, 0.0);
+        self.probabilities.resize(padded * n_labels, 0.0);
         // Wall time for the statistics only: no decision depends on it.
         let started = Instant::now();
-        let outcome = classifier.classify(&self.rows, rows, &mut self.probabilities);
+        let outcome = classifier.classify(&self.rows, padded, &mut self.probabilities);
         let took = started.elapsed().as_micros() as u64;
         self.inference_micros += took;
         record_micros(&mut self.timings.batch_inference, took);
