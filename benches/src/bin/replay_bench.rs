@@ -1,9 +1,11 @@
 //! End-to-end replay benchmark: on one capture, in one run, measures
 //!   (a) the floor: a bare libpcap read loop over the file,
 //!   (b) read + decode,
-//!   (c) the full Tidewatch pipeline (features, host context, inference,
-//!       JSON verdicts to /dev/null) on one thread, with 1 worker and with
-//!       all cores,
+//!   (c) the full Tidewatch pipeline (defrag, TCP reassembly, app parsers,
+//!       features, host context, inference, JSON verdicts to /dev/null) on
+//!       one thread, with 1 worker and with all cores,
+//!   (d) the same with payload inspection off (flow statistics only), so
+//!       the cost of reassembly and parsing is the difference,
 //! and prints each as packets/s and as a ratio to (a), median of --runs.
 //!
 //! cargo run --release -p tidewatch-benches --bin replay_bench -- FILE [--runs 5] [--json OUT]
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tidewatch::decode::decode;
+use tidewatch::inspect::InspectConfig;
 use tidewatch::{Engine, JsonLinesSink, PacketSource, PcapFileSource};
 use tidewatch_benches::median;
 
@@ -41,10 +44,16 @@ fn read_decode(file: &PathBuf) -> Result<(u64, f64), String> {
     Ok((n, start.elapsed().as_secs_f64()))
 }
 
-fn pipeline(file: &PathBuf, model: &PathBuf, workers: usize) -> Result<(u64, f64, serde_json::Value), String> {
+fn pipeline(
+    file: &PathBuf,
+    model: &PathBuf,
+    workers: usize,
+    inspect: bool,
+) -> Result<(u64, f64, serde_json::Value), String> {
     let mut engine = Engine::builder()
         .model(model)
         .workers(workers)
+        .inspect(InspectConfig { enabled: inspect, ..InspectConfig::default() })
         .sink(JsonLinesSink::new(std::fs::File::create("/dev/null").map_err(|e| e.to_string())?))
         .build()
         .map_err(|e| e.to_string())?;
@@ -90,10 +99,14 @@ fn main() -> Result<(), String> {
     };
     measure("(a) libpcap read loop (floor)", &mut || floor(&file).map(|(n, s)| (n, s, None)))?;
     measure("(b) read + decode", &mut || read_decode(&file).map(|(n, s)| (n, s, None)))?;
-    measure("(c) full pipeline, 1 thread", &mut || pipeline(&file, &model, 0).map(|(n, s, j)| (n, s, Some(j))))?;
-    measure("(c) full pipeline, 1 worker", &mut || pipeline(&file, &model, 1).map(|(n, s, j)| (n, s, Some(j))))?;
-    let all = format!("(c) full pipeline, {cores} workers (all cores)");
-    measure(&all, &mut || pipeline(&file, &model, cores).map(|(n, s, j)| (n, s, Some(j))))?;
+    let mut stage = |name: &str, workers: usize, inspect: bool| {
+        measure(name, &mut || pipeline(&file, &model, workers, inspect).map(|(n, s, j)| (n, s, Some(j))))
+    };
+    stage("(c) full pipeline, 1 thread", 0, true)?;
+    stage("(c) full pipeline, 1 worker", 1, true)?;
+    stage(&format!("(c) full pipeline, {cores} workers (all cores)"), cores, true)?;
+    stage("(d) no payload inspection, 1 thread", 0, false)?;
+    stage(&format!("(d) no payload inspection, {cores} workers"), cores, false)?;
     let floor_pps = rows[0].1 as f64 / rows[0].2;
     println!("file: {} ({} packets), median of {runs} runs", file.display(), rows[0].1);
     println!("{:<44} {:>12} {:>14} {:>10}", "stage", "seconds", "packets/s", "÷ floor");
@@ -108,14 +121,18 @@ fn main() -> Result<(), String> {
             j["cpu_seconds"] = s["cpu_seconds"].clone();
             j["flows"] = s["flows"].clone();
             j["verdicts"] = s["verdicts"].clone();
+            j["reassembly"] = s["reassembly"].clone();
+            j["app_flows"] = s["app_flows"].clone();
         }
         out.push(j);
     }
     for (name, _, secs, stats) in &rows {
         if let Some(s) = stats {
             let inf = s["inference_us"].as_f64().unwrap_or(0.0) / 1e6;
+            let reassembled = s["reassembly"]["bytes"].as_f64().unwrap_or(0.0);
             println!(
-                "{name}: inference {:.1}% of wall time, latency p50/p99/p99.9 = {}/{}/{} µs, CPU {}",
+                "{name}: reassembled {:.2} Gbit/s of TCP payload, inference {:.1}% of wall time, latency p50/p99/p99.9 = {}/{}/{} µs, CPU {}",
+                reassembled * 8.0 / secs / 1e9,
                 100.0 * inf / secs,
                 s["latency_us"]["p50"],
                 s["latency_us"]["p99"],

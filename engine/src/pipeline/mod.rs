@@ -72,6 +72,8 @@ pub struct Stats {
 /// What TCP reassembly skipped or gave up, over all workers.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct ReassemblyStats {
+    /// TCP payload bytes delivered in order to the parsers.
+    pub bytes: u64,
     /// Connections whose reassembly stopped at a memory cap (statistics kept).
     pub abandoned: u64,
     /// Gaps skipped (bytes the capture never saw), and their bytes.
@@ -737,6 +739,7 @@ impl Engine {
             s.flows_created += sh.flows_created;
             s.flows_peak += sh.flows_peak;
             s.reassembly.abandoned += sh.reassembly_abandoned;
+            s.reassembly.bytes += sh.reassembled_bytes;
             s.reassembly.gaps += sh.reassembly_gaps;
             s.reassembly.gap_bytes += sh.reassembly_gap_bytes;
             s.reassembly.peak_buffered += sh.reassembly_peak_buffered;

@@ -69,6 +69,8 @@ pub(crate) struct ShardStats {
     /// Gaps skipped in reassembled streams, and their bytes.
     pub reassembly_gaps: u64,
     pub reassembly_gap_bytes: u64,
+    /// TCP payload bytes delivered in order.
+    pub reassembled_bytes: u64,
     /// Peak of out-of-order bytes held.
     pub reassembly_peak_buffered: u64,
     /// Flows whose application protocol was recognised by content, by protocol.
@@ -177,6 +179,9 @@ impl Shard {
             let s = i.summary(flow.key.proto, handshake_seen);
             stats.reassembly_gaps += u64::from(s.gaps[0] + s.gaps[1]);
             stats.reassembly_gap_bytes += s.gap_bytes[0] + s.gap_bytes[1];
+            if flow.key.proto == PROTO_TCP {
+                stats.reassembled_bytes += s.payload_bytes[0] + s.payload_bytes[1];
+            }
             let proto = i.meta().proto;
             if i.meta().method == Some(crate::app::DetectMethod::Content) {
                 stats.app_flows[proto.index()] += 1;
