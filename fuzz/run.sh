@@ -49,7 +49,7 @@ for t in "${targets[@]}"; do
     if [[ -n ${FUZZ_KEEP_GOING:-} ]]; then
         opts+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
     else
-        opts+=(-workers=1 -jobs=1)
+        : # one process (no -jobs/-workers: its output would go to fuzz-N.log)
     fi
     log="artifacts/$t.log"
     echo "fuzz: $t for ${seconds} s (log: fuzz/$log)"

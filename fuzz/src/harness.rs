@@ -483,6 +483,10 @@ pub fn defrag(data: &[u8]) {
         check("defrag_bytes_cap", st.peak_bytes as usize <= cfg.max_bytes, || {
             format!("{} fragment bytes held, cap {}: {st:?}", st.peak_bytes, cfg.max_bytes)
         });
+        // A weaker promise: the cap is passed by one largest datagram at most.
+        check("defrag_bytes_bounded", st.peak_bytes as usize <= cfg.max_bytes + 65_535, || {
+            format!("fragment bytes {} beyond the cap plus one datagram: {st:?}", st.peak_bytes)
+        });
     }
     d.drain();
     let st = d.stats();
