@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHARED_PCAPS ?= $(abspath ../shared/pcaps)
 
-.PHONY: demo test setup setup-test build model pcaps bench bench-micro clean
+.PHONY: demo test setup setup-test build model pcaps bench bench-micro clean fuzz-smoke floods
 
 demo: setup
 	$(CARGO) build --release -p tidewatchd
@@ -15,6 +15,7 @@ test: setup-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	TIDEWATCH_SHARED_PCAPS=$(SHARED_PCAPS) $(CARGO) test --workspace --release
+	$(MAKE) fuzz-smoke
 
 setup:
 	@bash scripts/setup.sh
@@ -50,3 +51,15 @@ lab-pcap:
 	bash pcaps/lab/make-lab.sh --seed $${SEED:-1} --out build/lab
 model-lab: setup
 	bash models/train/build-lab.sh
+
+# A bounded fuzz run of every target (fuzz/run.sh; nightly + cargo-fuzz,
+# SKIPPED without them): FUZZ_SMOKE_SECONDS each. Hours: see fuzz/README.md.
+FUZZ_SMOKE_SECONDS ?= 10
+fuzz-smoke:
+	TIDEWATCH_SHARED_PCAPS=$(SHARED_PCAPS) bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+# Hostile traffic (SYN, fragment and out-of-order floods, a 3 GB connection):
+# pkt/s, peak RSS and counters per cap (benches/floods.sh); minutes, GBs in build/floods/.
+floods: setup
+	bash benches/floods.sh
+
