@@ -32,8 +32,11 @@ stamp() { echo "build-lab: $* ($(( $(date +%s) - t0 )) s)" >&2; }
 
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 "$VENV/bin/pip" install --quiet -r models/train/requirements.txt
-cargo build --release -p tidewatchd
-TW=./target/release/tidewatchd
+# TW=path/to/tidewatchd uses that binary as is (e.g. one built from another checkout).
+if [ -z "${TW:-}" ]; then
+    cargo build --release -p tidewatchd
+    TW=./target/release/tidewatchd
+fi
 [ -f .ort/libonnxruntime.so.1.31.1 ] || bash scripts/setup.sh
 
 for s in $TRAIN_SEEDS $TEST_SEEDS; do

@@ -329,6 +329,22 @@ def write_card(args, m, tm):
     for name, ev in m["lab_test"].items():
         L.append(md_eval(ev, name))
         L.append("")
+    if m.get("per_variant"):
+        L.append("### Per tool variant")
+        L.append("")
+        L.append("What the test seeds' flows of each tool variant are called (label/variant from the lab's action log):")
+        L.append("")
+        names = list(m["per_variant"])
+        L.append("| variant | " + " | ".join(names) + " |")
+        L.append("|---|" + "---|" * len(names))
+        keys = sorted(set().union(*[set(v) for v in m["per_variant"].values()]))
+        for k in keys:
+            cells = []
+            for n in names:
+                d = m["per_variant"][n].get(k, {})
+                cells.append(", ".join(f"{lab} {c:,}" for lab, c in sorted(d.items(), key=lambda x: -x[1])) or "–")
+            L.append(f"| `{k}` | " + " | ".join(cells) + " |")
+        L.append("")
     if "holdout" in m:
         ho = m["holdout"]
         L.append("## Hold-out tool")

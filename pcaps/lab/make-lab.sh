@@ -23,7 +23,7 @@ need=()
 for pair in nmap:nmap hping3:hping3 hydra:hydra slowhttptest:slowhttptest nginx:nginx-light \
             sshd:openssh-server ssh:openssh-client dnsmasq:dnsmasq-base vsftpd:vsftpd curl:curl \
             wget:wget openssl:openssl tcpdump:tcpdump dig:bind9-dnsutils ab:apache2-utils \
-            ethtool:ethtool ip:iproute2; do
+            ethtool:ethtool ip:iproute2 nft:nftables iodine:iodine nc:netcat-openbsd; do
     bin=${pair%%:*}; pkg=${pair#*:}
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("$pkg")
 done
