@@ -417,10 +417,13 @@ fn decapsulate<'a>(data: &'a [u8], ts: Micros, wire_len: u32, outer: &PacketInfo
         47 => {
             let off = start;
             let flags = be16(data, off)?;
-            if flags & 0x0007 != 0 {
-                return None; // GRE version 1 (PPTP) carries PPP, not a flow we follow.
-            }
             let proto = be16(data, off + 2)?;
+            if flags & 0x0007 == 1 {
+                return pptp(data, off, flags, proto, t).and_then(|(net, t)| inner(net, t));
+            }
+            if flags & 0x0007 != 0 {
+                return None;
+            }
             let mut at = off + 4;
             if flags & 0x8000 != 0 {
                 at += 4; // checksum + reserved
@@ -439,7 +442,12 @@ fn decapsulate<'a>(data: &'a [u8], ts: Micros, wire_len: u32, outer: &PacketInfo
                     t.push(TunnelKind::Gre, key).then_some(())?;
                     t.push(TunnelKind::Erspan, None).then_some(())?;
                     let erspan_len = if proto == ETH_ERSPAN2 {
-                        8
+                        // Type II has a sequence number and an 8-byte header; type I neither.
+                        if flags & 0x1000 != 0 {
+                            8
+                        } else {
+                            0
+                        }
                     } else {
                         // Type III: 12 bytes, plus an 8-byte subheader when O is set.
                         12 + if data.get(at + 11)? & 0x01 != 0 { 8 } else { 0 }
@@ -514,6 +522,36 @@ fn decapsulate<'a>(data: &'a [u8], ts: Micros, wire_len: u32, outer: &PacketInfo
                 }
                 _ => None,
             }
+        }
+        _ => None,
+    }
+}
+
+/// Enhanced GRE (version 1, PPTP): a call id as key, optional sequence
+/// and acknowledgment numbers, then a PPP frame.
+fn pptp(data: &[u8], off: usize, flags: u16, proto: u16, mut t: Tunnels) -> Option<(Net, Tunnels)> {
+    const PPP: u16 = 0x880b;
+    if proto != PPP || flags & 0x2000 == 0 {
+        return None;
+    }
+    let call_id = be16(data, off + 6)?;
+    let mut at = off + 8;
+    if flags & 0x1000 != 0 {
+        at += 4;
+    }
+    if flags & 0x0080 != 0 {
+        at += 4;
+    }
+    // PPP: address and control (ff 03) may be omitted; the protocol field
+    // may be compressed to one byte.
+    if data.get(at..at + 2)? == [0xff, 0x03] {
+        at += 2;
+    }
+    let (ppp_proto, len) = if data.get(at)? & 1 == 1 { (u16::from(data[at]), 1) } else { (be16(data, at)?, 2) };
+    match ppp_proto {
+        0x21 | 0x57 => {
+            t.push(TunnelKind::Gre, Some(u32::from(call_id))).then_some(())?;
+            Some((Net::Ip(at + len), t))
         }
         _ => None,
     }
@@ -734,5 +772,76 @@ pub fn to_ip(addr: &[u8; 16], is_ipv6: bool) -> std::net::IpAddr {
         std::net::IpAddr::V6(std::net::Ipv6Addr::from(*addr))
     } else {
         std::net::IpAddr::V4(std::net::Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4/UDP packet 10.0.0.1:1000 → 10.0.0.2:53 with a 4-byte payload.
+    fn ipv4_udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        let b = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1000, dport);
+        b.write(&mut v, payload).unwrap_or_else(|_| unreachable!("writing to a Vec"));
+        v
+    }
+
+    fn ethernet(ether_type: u16, rest: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; 12];
+        v.extend_from_slice(&ether_type.to_be_bytes());
+        v.extend_from_slice(rest);
+        v
+    }
+
+    fn decode_eth(frame: &[u8]) -> Result<PacketInfo, DropReason> {
+        decode(&RawPacket { ts: 1, wire_len: frame.len() as u32, data: frame, link_type: LinkType::ETHERNET })
+    }
+
+    #[test]
+    fn mpls_and_pppoe_lead_to_the_ip_packet() {
+        let inner = ipv4_udp(53, b"abcd");
+        // Two labels, the second with bottom-of-stack set.
+        let mut mpls = vec![0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40];
+        mpls.extend_from_slice(&inner);
+        let p = decode_eth(&ethernet(ETH_MPLS, &mpls)).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!(
+            (p.src_port, p.dst_port, p.tunnels.layers(), p.tunnels.id),
+            (1000, 53, &[TunnelKind::Mpls][..], Some(32))
+        );
+        let mut pppoe = vec![0x11, 0x00, 0x12, 0x34, 0x00, 0x00, 0x00, 0x21];
+        pppoe.extend_from_slice(&inner);
+        let p = decode_eth(&ethernet(ETH_PPPOE_SESSION, &pppoe)).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!((p.dst_port, p.tunnels.layers()), (53, &[TunnelKind::Pppoe][..]));
+        assert_eq!(p.payload(&ethernet(ETH_PPPOE_SESSION, &pppoe)), b"abcd");
+    }
+
+    #[test]
+    fn a_tunnel_port_without_a_tunnel_is_the_outer_flow() {
+        // UDP to 4789 whose payload is no VXLAN (I flag clear): a plain UDP flow.
+        let frame = ethernet(ETH_IPV4, &ipv4_udp(PORT_VXLAN, &[0u8; 24]));
+        let p = decode_eth(&frame).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!((p.dst_port, p.tunnels.depth, p.payload_cap), (PORT_VXLAN, 0, 24));
+        // VXLAN (VNI 7) around an Ethernet frame around the inner packet.
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
+        vxlan.extend_from_slice(&ethernet(ETH_IPV4, &ipv4_udp(53, b"abcd")));
+        let frame = ethernet(ETH_IPV4, &ipv4_udp(PORT_VXLAN, &vxlan));
+        let p = decode_eth(&frame).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!((p.dst_port, p.tunnels.layers(), p.tunnels.id), (53, &[TunnelKind::Vxlan][..], Some(7)));
+        assert_eq!(p.payload(&frame), b"abcd");
+    }
+
+    #[test]
+    fn nesting_stops_at_the_layer_limit() {
+        // Five IP-in-IP layers: the innermost four are followed, the fifth stays a packet.
+        let mut pkt = ipv4_udp(53, b"abcd");
+        for _ in 0..5 {
+            let mut v = Vec::new();
+            let b = etherparse::PacketBuilder::ipv4([10, 9, 9, 1], [10, 9, 9, 2], 64);
+            b.write(&mut v, etherparse::IpNumber(4), &pkt).unwrap_or_else(|_| unreachable!("writing to a Vec"));
+            pkt = v;
+        }
+        let p = decode_eth(&ethernet(ETH_IPV4, &pkt)).unwrap_or_else(|e| unreachable!("{e:?}"));
+        assert_eq!((p.tunnels.depth as usize, p.proto), (MAX_TUNNEL_LAYERS, 4));
     }
 }
