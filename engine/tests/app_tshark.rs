@@ -347,7 +347,8 @@ fn app_parsers_agree_with_tshark_and_ndpi() {
             }
         }
     }
-    eprintln!("\napp_tshark: {} captures from {}", files.len(), dir.display());
+    let root = if all { pcaps_dir().join("public") } else { dir.clone() };
+    eprintln!("\napp_tshark: {} captures from {}", files.len(), root.display());
     eprintln!("{:<14}{:>8}{:>10}{:>12}{:>10}", "field", "agree", "disagree", "peer_only", "ours_only");
     let extra = [("ja4 (nDPI)", &ja4), ("ja4_core", &ja4_core_t)];
     for (name, t) in tally.iter().map(|(n, t)| (*n, t)).chain(extra) {
