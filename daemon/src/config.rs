@@ -74,6 +74,14 @@ pub struct FlowsConfig {
     pub other_idle_timeout: f64,
     pub active_timeout: f64,
     pub max_flows: usize,
+    /// Out-of-order TCP bytes held in the whole engine, and per connection.
+    pub max_reassembly_bytes: usize,
+    pub max_reassembly_bytes_per_flow: usize,
+    /// IP defragmentation: fragment bytes and incomplete datagrams held.
+    pub max_fragment_bytes: usize,
+    pub max_fragment_datagrams: usize,
+    /// TCP reassembly and application parsing (off: flow statistics only).
+    pub payload_inspection: bool,
 }
 
 impl Default for FlowsConfig {
@@ -84,6 +92,11 @@ impl Default for FlowsConfig {
             other_idle_timeout: 60.0,
             active_timeout: 1800.0,
             max_flows: 1 << 20,
+            max_reassembly_bytes: 256 << 20,
+            max_reassembly_bytes_per_flow: 1 << 20,
+            max_fragment_bytes: 32 << 20,
+            max_fragment_datagrams: 16_384,
+            payload_inspection: true,
         }
     }
 }
@@ -179,6 +192,9 @@ impl Config {
         if self.flows.max_flows == 0 {
             return Err("flows.max_flows must be at least 1".into());
         }
+        if self.flows.max_fragment_datagrams == 0 {
+            return Err("flows.max_fragment_datagrams must be at least 1".into());
+        }
         for o in &self.outputs.outputs {
             crate::output::parse_output(o).map_err(|e| format!("outputs.outputs: {e}"))?;
         }
@@ -206,6 +222,20 @@ impl Config {
             max_flows: self.flows.max_flows,
             ..Default::default()
         }
+    }
+
+    /// The caps of the payload stage and of defragmentation.
+    pub fn caps(&self) -> (tidewatch::inspect::InspectConfig, tidewatch::defrag::DefragConfig) {
+        let f = &self.flows;
+        let mut inspect = tidewatch::inspect::InspectConfig { enabled: f.payload_inspection, ..Default::default() };
+        inspect.reassembly.max_buffered_total = f.max_reassembly_bytes;
+        inspect.reassembly.max_buffered_per_flow = f.max_reassembly_bytes_per_flow;
+        let defrag = tidewatch::defrag::DefragConfig {
+            max_bytes: f.max_fragment_bytes,
+            max_datagrams: f.max_fragment_datagrams,
+            ..Default::default()
+        };
+        (inspect, defrag)
     }
 
     pub fn live_config(&self) -> tidewatch::source::live::LiveConfig {

@@ -161,9 +161,12 @@ pub fn run(args: FeaturesArgs) -> Result<(), Failure> {
     let schema = serde_json::json!({"name": SCHEMA_NAME, "version": SCHEMA_VERSION, "features": FEATURE_NAMES});
     std::fs::write(&schema_path, format!("{schema}\n")).map_err(|e| Failure::runtime(e.to_string()))?;
     let sink = CsvSink { out, labels, line: String::new() };
+    let (inspect, defrag) = args.flows.caps();
     let mut engine = Engine::builder()
         .early_packets(args.early_packets)
         .flow_config(args.flows.config()?)
+        .inspect(inspect)
+        .defrag(defrag)
         .feature_sink(sink)
         .build()?;
     let stats = engine.run(&mut source)?;

@@ -6,7 +6,6 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tidewatch::inspect::InspectConfig;
 use tidewatch::sink::rfc3339_micros;
 use tidewatch::{Engine, FeatureSink, FlowRecord, PcapFileSource, SinkControl, SinkError, Trigger};
 
@@ -118,13 +117,15 @@ pub fn run(args: FlowsArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot create --streams directory {}: {e}", dir.display())))?;
     }
     let mut source = PcapFileSource::open(&args.pcaps)?;
-    let inspect = InspectConfig {
-        keep_stream_bytes: if args.streams.is_some() { args.stream_bytes } else { 0 },
-        ..InspectConfig::default()
-    };
+    let (mut inspect, defrag) = args.flows.caps();
+    inspect.keep_stream_bytes = if args.streams.is_some() { args.stream_bytes } else { 0 };
     let sink = FlowsSink { out: BufWriter::new(out), streams: args.streams.clone(), records: 0 };
-    let mut builder =
-        Engine::builder().early_packets(0).flow_config(args.flows.config()?).inspect(inspect).feature_sink(sink);
+    let mut builder = Engine::builder()
+        .early_packets(0)
+        .flow_config(args.flows.config()?)
+        .inspect(inspect)
+        .defrag(defrag)
+        .feature_sink(sink);
     if let Some(w) = args.workers {
         builder = builder.workers(w);
     }

@@ -114,9 +114,39 @@ pub struct FlowArgs {
     /// Most flows tracked at once; when full the least recently seen are evicted (counted).
     #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     max_flows: usize,
+    /// Out-of-order TCP bytes held in the whole engine; a connection that
+    /// would pass it stops being reassembled (counted, statistics kept).
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    max_reassembly_bytes: usize,
+    /// Out-of-order TCP bytes one connection may hold.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_reassembly_bytes_per_flow: usize,
+    /// Fragment bytes held for IP defragmentation; the oldest datagrams are evicted past it (counted).
+    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    max_fragment_bytes: usize,
+    /// Incomplete fragmented datagrams held at once.
+    #[arg(long, default_value_t = 16_384, value_name = "N")]
+    max_fragment_datagrams: usize,
+    /// No TCP reassembly or application parsing (flow statistics only).
+    #[arg(long)]
+    no_payload_inspection: bool,
 }
 
 impl FlowArgs {
+    /// The caps of the payload stage and of defragmentation.
+    pub fn caps(&self) -> (tidewatch::inspect::InspectConfig, tidewatch::defrag::DefragConfig) {
+        let mut inspect =
+            tidewatch::inspect::InspectConfig { enabled: !self.no_payload_inspection, ..Default::default() };
+        inspect.reassembly.max_buffered_total = self.max_reassembly_bytes;
+        inspect.reassembly.max_buffered_per_flow = self.max_reassembly_bytes_per_flow;
+        let defrag = tidewatch::defrag::DefragConfig {
+            max_bytes: self.max_fragment_bytes,
+            max_datagrams: self.max_fragment_datagrams.max(1),
+            ..Default::default()
+        };
+        (inspect, defrag)
+    }
+
     pub fn config(&self) -> Result<tidewatch::flow::FlowConfig, Failure> {
         let us = |name: &str, s: f64| {
             if s.is_finite() && s > 0.0 && s < 1e9 {
@@ -193,11 +223,14 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let mut source = PcapFileSource::open_looped(&args.pcaps, args.loops, gap)?;
     let outputs = output::open_all(&args.outputs)?;
     let model = args.model.clone().unwrap_or_else(default_model);
+    let (inspect, defrag) = args.flows.caps();
     let mut builder = Engine::builder()
         .model(&model)
         .early_packets(args.early_packets)
         .batch_size(args.batch_size)
-        .flow_config(flow_cfg);
+        .flow_config(flow_cfg)
+        .inspect(inspect)
+        .defrag(defrag);
     if let Some(w) = args.workers {
         builder = builder.workers(w);
     }

@@ -197,7 +197,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .live(true)
         .early_packets(cfg.engine.early_packets)
         .batch_size(cfg.engine.batch_size)
-        .flow_config(cfg.flow_config());
+        .flow_config(cfg.flow_config())
+        .inspect(cfg.caps().0)
+        .defrag(cfg.caps().1);
     if cfg.engine.workers > 0 {
         builder = builder.workers(cfg.engine.workers);
     }

@@ -52,6 +52,29 @@ pub fn render(s: &Stats, wall: f64, model: &str, outputs: &[String]) -> String {
         let _ = write!(o, " ({})", drops.join(", "));
     }
     let _ = writeln!(o);
+    if s.fragments > 0 {
+        let d = &s.defrag;
+        let _ = writeln!(
+            o,
+            "  fragments {} → {} datagrams (discarded: overlap {}, invalid {}, timed out {}, evicted {})",
+            s.fragments, d.datagrams, d.overlaps, d.invalid, d.timed_out, d.evicted
+        );
+    }
+    let r = &s.reassembly;
+    if r.bytes > 0 || r.abandoned > 0 {
+        let _ = writeln!(
+            o,
+            "  reassembled {}B of TCP payload ({} gaps, {}B never captured; {} connections abandoned at a cap)",
+            si(r.bytes as f64),
+            r.gaps,
+            si(r.gap_bytes as f64),
+            r.abandoned
+        );
+    }
+    if !s.app_flows.is_empty() {
+        let apps: Vec<String> = s.app_flows.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(o, "  application protocols (by content): {}", apps.join(", "));
+    }
     let ends: Vec<String> = EndReason::ALL
         .iter()
         .enumerate()
