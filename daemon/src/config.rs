@@ -58,11 +58,21 @@ pub struct EngineConfig {
     pub workers: usize,
     pub early_packets: usize,
     pub batch_size: usize,
+    /// `all`: every flow's end verdict; `changed`: only when its label
+    /// differs from the early verdict's.
+    pub final_verdicts: String,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { model: PathBuf::new(), onnx_runtime: PathBuf::new(), workers: 0, early_packets: 8, batch_size: 256 }
+        Self {
+            model: PathBuf::new(),
+            onnx_runtime: PathBuf::new(),
+            workers: 0,
+            early_packets: 8,
+            batch_size: 256,
+            final_verdicts: "all".into(),
+        }
     }
 }
 
@@ -191,6 +201,9 @@ impl Config {
         }
         if self.flows.max_flows == 0 {
             return Err("flows.max_flows must be at least 1".into());
+        }
+        if !matches!(self.engine.final_verdicts.as_str(), "all" | "changed") {
+            return Err(format!("engine.final_verdicts `{}`: use all or changed", self.engine.final_verdicts));
         }
         if self.flows.max_fragment_datagrams == 0 {
             return Err("flows.max_fragment_datagrams must be at least 1".into());

@@ -75,6 +75,9 @@ struct ReplayArgs {
     /// Emit an early verdict after this many packets of a flow (0: never).
     #[arg(long, default_value_t = 8, value_name = "K")]
     early_packets: usize,
+    /// End verdicts: `all`, or `changed` (only when the label differs from the flow's early verdict).
+    #[arg(long, default_value = "all", value_parser = ["all", "changed"], value_name = "WHICH")]
+    final_verdicts: String,
     /// Rows per inference call.
     #[arg(long, default_value_t = 256, value_name = "N")]
     batch_size: usize,
@@ -227,6 +230,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let mut builder = Engine::builder()
         .model(&model)
         .early_packets(args.early_packets)
+        .final_verdicts_only_if_changed(args.final_verdicts == "changed")
         .batch_size(args.batch_size)
         .flow_config(flow_cfg)
         .inspect(inspect)

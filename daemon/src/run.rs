@@ -196,6 +196,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .model(&running_model)
         .live(true)
         .early_packets(cfg.engine.early_packets)
+        .final_verdicts_only_if_changed(cfg.engine.final_verdicts == "changed")
         .batch_size(cfg.engine.batch_size)
         .flow_config(cfg.flow_config())
         .inspect(cfg.caps().0)

@@ -65,6 +65,13 @@ pub(crate) struct Merger {
     pub feature_rows: u64,
     pub verdicts_early: u64,
     pub verdicts_end: u64,
+    /// End verdicts not delivered because they repeated the early label.
+    pub verdicts_unchanged: u64,
+    /// Deliver an end verdict only when it differs from the early one.
+    final_only_if_changed: bool,
+    /// Early label of each open flow that had one (only with
+    /// `final_only_if_changed`; bounded by the flow tables' capacity).
+    early_labels: rustc_hash::FxHashMap<u64, usize>,
     pub verdicts_by_label: std::collections::BTreeMap<String, u64>,
     pub batches: u64,
     pub inference_micros: u64,
@@ -85,6 +92,7 @@ pub(crate) struct MergerConfig {
     pub batch_size: usize,
     pub batch_deadline: Micros,
     pub batch_wall_deadline: std::time::Duration,
+    pub final_only_if_changed: bool,
 }
 
 impl Merger {
@@ -117,6 +125,9 @@ impl Merger {
             feature_rows: 0,
             verdicts_early: 0,
             verdicts_end: 0,
+            verdicts_unchanged: 0,
+            final_only_if_changed: cfg.final_only_if_changed,
+            early_labels: Default::default(),
             verdicts_by_label: Default::default(),
             batches: 0,
             inference_micros: 0,
@@ -142,6 +153,7 @@ impl Merger {
             batch_size: 1,
             batch_deadline: 0,
             batch_wall_deadline: std::time::Duration::ZERO,
+            final_only_if_changed: false,
         })
     }
 
@@ -295,6 +307,19 @@ impl Merger {
             let Some(label) = self.labels.get(best).cloned() else {
                 continue;
             };
+            if self.final_only_if_changed {
+                match record.trigger {
+                    Trigger::Early => {
+                        self.early_labels.insert(record.flow_id, best);
+                    }
+                    Trigger::End => {
+                        if self.early_labels.remove(&record.flow_id) == Some(best) {
+                            self.verdicts_unchanged += 1;
+                            continue;
+                        }
+                    }
+                }
+            }
             match self.verdicts_by_label.get_mut(&*label) {
                 Some(n) => *n += 1,
                 None => {

@@ -49,6 +49,9 @@ pub struct Stats {
     pub feature_rows: u64,
     pub verdicts_early: u64,
     pub verdicts_end: u64,
+    /// End verdicts left out because they repeated the flow's early label
+    /// (`EngineBuilder::final_verdicts_only_if_changed`).
+    pub verdicts_unchanged: u64,
     pub verdicts_by_label: BTreeMap<String, u64>,
     pub batches: u64,
     pub inference_micros: u64,
@@ -155,6 +158,7 @@ impl Stats {
             "verdicts": self.verdicts(),
             "verdicts_early": self.verdicts_early,
             "verdicts_end": self.verdicts_end,
+            "verdicts_unchanged": self.verdicts_unchanged,
             "verdicts_by_label": self.verdicts_by_label,
             "batches": self.batches,
             "inference_us": self.inference_micros,
@@ -237,6 +241,7 @@ pub struct EngineBuilder {
     defrag: DefragConfig,
     workers: usize,
     live: bool,
+    final_only_if_changed: bool,
 }
 
 impl Default for EngineBuilder {
@@ -257,6 +262,7 @@ impl Default for EngineBuilder {
             defrag: DefragConfig::default(),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             live: false,
+            final_only_if_changed: false,
         }
     }
 }
@@ -333,6 +339,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Deliver a flow's end verdict only when its label differs from the
+    /// early verdict's (or there was none): one alert per decision, not two.
+    /// Left-out verdicts are counted (`verdicts_unchanged`). Default: every
+    /// end verdict is delivered.
+    pub fn final_verdicts_only_if_changed(mut self, yes: bool) -> Self {
+        self.final_only_if_changed = yes;
+        self
+    }
+
     /// IP defragmentation caps and timeout.
     pub fn defrag(mut self, cfg: DefragConfig) -> Self {
         self.defrag = cfg;
@@ -389,6 +404,7 @@ impl EngineBuilder {
             batch_size: self.batch_size,
             batch_deadline: self.batch_deadline,
             batch_wall_deadline: self.batch_wall_deadline,
+            final_only_if_changed: self.final_only_if_changed,
         });
         merger.set_streams(1);
         let counters = Arc::new(EngineCounters::default());
@@ -718,6 +734,7 @@ impl Engine {
             feature_rows: m.feature_rows,
             verdicts_early: m.verdicts_early,
             verdicts_end: m.verdicts_end,
+            verdicts_unchanged: m.verdicts_unchanged,
             verdicts_by_label: m.verdicts_by_label.clone(),
             batches: m.batches,
             inference_micros: m.inference_micros,
