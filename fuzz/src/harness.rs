@@ -119,7 +119,9 @@ pub fn small_engine() -> Engine {
 /// The counters' promises: every packet decoded or dropped for a reason,
 /// every flow ended once with a reason and an end verdict, the table bounded.
 pub fn check_stats(s: &Stats, packets_fed: Option<u64>) {
-    assert_eq!(s.packets, s.decoded + s.dropped(), "packets = decoded + drops: {s:?}");
+    assert_eq!(s.packets, s.decoded + s.fragments + s.dropped(), "packets = decoded + fragments + drops: {s:?}");
+    assert_eq!(s.fragments, s.defrag.fragments, "fragments counted twice or not at all: {s:?}");
+    assert_eq!(s.defrag.pending, 0, "a datagram left pending at the end: {s:?}");
     if let Some(n) = packets_fed {
         assert_eq!(s.packets, n, "packets counted vs fed");
     }
@@ -127,8 +129,8 @@ pub fn check_stats(s: &Stats, packets_fed: Option<u64>) {
     assert_eq!(s.verdicts_end, s.flows_created, "one end verdict per flow: {s:?}");
     assert!(s.verdicts_early <= s.flows_created, "at most one early verdict per flow: {s:?}");
     assert!(s.flows_peak as usize <= MAX_FLOWS, "flow table above its cap: {s:?}");
-    if s.decoded == 0 {
-        assert_eq!(s.flows_created, 0);
+    if s.decoded == 0 && s.defrag.datagrams == 0 {
+        assert_eq!(s.flows_created, 0, "flows without a packet: {s:?}");
     }
 }
 
