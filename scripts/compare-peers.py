@@ -14,6 +14,8 @@ Python 3 standard library only; runs at most 2 processes in parallel.
 
 import argparse
 import collections
+import functools
+import ipaddress
 import json
 import os
 import re
@@ -53,8 +55,17 @@ def tw_flows(pcap, streams_dir=None, stats=None):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+@functools.lru_cache(maxsize=65536)
+def norm_ip(ip):
+    """One spelling per address (nDPI compresses a single zero group of IPv6 with '::', tshark does not)."""
+    try:
+        return ipaddress.ip_address(ip).compressed
+    except ValueError:
+        return ip
+
+
 def ep(ip, port):
-    return "%s:%s" % (ip, port)
+    return "%s:%s" % (norm_ip(str(ip)), port)
 
 
 def tuple_key(proto, a, b):
@@ -180,34 +191,47 @@ def tshark_conv(pcap):
 
 
 def tshark_packet_facts(pcap):
-    """Per-capture facts used to name disagreement classes."""
-    fields = ["frame.len", "frame.cap_len", "ip.flags.mf", "ip.frag_offset", "ipv6.fragment.id",
+    """Per-capture facts used to name disagreement classes: the IP addresses seen in fragments, in frames cut
+    by the snaplen, in malformed packets, in ICMP errors, and in packets embedded in another protocol."""
+    fields = ["frame.len", "frame.cap_len", "ip.flags.mf", "ip.frag_offset", "ipv6.fraghdr.ident",
               "_ws.malformed", "_ws.expert.message", "ip.src", "ipv6.src", "ip.dst", "ipv6.dst",
-              "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "icmp.type", "icmpv6.type",
-              "_ws.col.Protocol"]
+              "icmp.type", "icmpv6.type", "frame.protocols"]
     cmd = [TSHARK, "-r", pcap, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for f in fields:
         cmd += ["-e", f]
     rc, out, err = run(cmd)
-    facts = collections.Counter()
-    ips_frag, ips_trunc, ips_malformed, ips_icmp_err = set(), set(), set(), set()
+    facts = {"frag": set(), "trunc": set(), "malformed": set(), "icmp_err": set(), "embedded": {}}
     for line in out.splitlines():
         c = (line.split("\t") + [""] * len(fields))[: len(fields)]
         ips = set(x for f in (c[7], c[8], c[9], c[10]) for x in f.split(",") if x)
         if c[0] and c[1] and int(c[1]) < int(c[0]):
-            facts["truncated"] += 1
-            ips_trunc |= ips
+            facts["trunc"] |= ips
         if "1" in c[2].split(",") or any(x not in ("", "0") for x in c[3].split(",")) or c[4]:
-            facts["fragment"] += 1
-            ips_frag |= ips
+            facts["frag"] |= ips
         if c[5] or "Malformed" in c[6]:
-            facts["malformed"] += 1
-            ips_malformed |= ips
-        if any(t in ("3", "11", "12", "4", "5") for t in c[15].split(",")) or any(
-            t in ("1", "2", "3", "4") for t in c[16].split(",")
+            facts["malformed"] |= ips
+        if any(t in ("3", "11", "12", "4", "5") for t in c[11].split(",")) or any(
+            t in ("1", "2", "3", "4") for t in c[12].split(",")
         ):
-            ips_icmp_err |= ips
-    return facts, ips_frag, ips_trunc, ips_malformed, ips_icmp_err
+            facts["icmp_err"] |= ips
+        protos = c[13].split(":")
+        ipl = [i for i, p in enumerate(protos) if p in ("ip", "ipv6")]
+        if len(ipl) > 1:
+            carrier = next((p for p in protos[ipl[0] + 1:] if p not in ("tcp", "udp")), "?")
+            for x in ips:
+                facts["embedded"].setdefault(x, carrier)
+    return facts
+
+
+DROP_NAMES = {
+    "truncated": "IP total length exceeds the frame: tshark counts the packet, Tidewatch drops it (truncated)",
+    "not_ip": "frames Tidewatch does not decode as IP (not_ip; e.g. Cisco FabricPath), tshark does",
+    "unsupported_link_type": "link type Tidewatch does not decode",
+    "bad_ip_header": "bad IP header: Tidewatch drops the packet",
+    "bad_transport_header": "bad TCP/UDP header: Tidewatch drops the packet",
+    "truncated_transport": "transport header cut: Tidewatch drops the packet",
+}
+LINK_TYPES = {}  # capture path relative to the corpus -> link type (MANIFEST.tsv)
 
 
 def ip_of(e):
@@ -267,24 +291,33 @@ def flows_one(pcap):
                 results.append(("tidewatch only", k, "%s sent %s; %s sent %s" % (k[1], t[k[1]], k[2], t[k[2]])))
     # name the remaining classes from facts about the packets
     if any(r[0] in ("counts", "tshark only", "tidewatch only") for r in results):
-        facts, ips_frag, ips_trunc, ips_malf, ips_icmp_err = tshark_packet_facts(pcap)
+        facts = tshark_packet_facts(pcap)
         named = []
         for cls, k, detail in results:
             if cls in ("counts", "tshark only", "tidewatch only"):
                 ips = {ip_of(k[1]), ip_of(k[2])}
                 tws = tw_flows_by.get(k, [])
-                if ips & ips_frag:
-                    cls += ": IP fragments"
-                elif ips & ips_trunc:
+                emb = sorted(set(facts["embedded"][x] for x in ips if x in facts["embedded"]))
+                if ips & facts["frag"]:
+                    cls += (": IP fragments (tshark counts the datagram once, on its last fragment's frame; "
+                            "Tidewatch counts it once with all its fragments' frame bytes)")
+                elif ips & facts["trunc"]:
                     cls += ": snaplen/truncated frames"
-                elif ips & ips_malf:
-                    cls += ": malformed packets (tshark's dissector stops)"
-                elif cls == "tidewatch only" and ips & ips_icmp_err:
+                elif cls == "tshark only" and emb:
+                    cls += (": packet embedded in %s (tshark dissects the inner packet; Tidewatch keeps the outer "
+                            "flow)" % "/".join(emb))
+                elif cls == "tidewatch only" and ips & facts["icmp_err"]:
                     cls += ": in ICMP error"
                 elif cls == "counts" and any(f.get("tunnel") for f in tws):
                     cls += ": tunnel inner"
                 elif drops:
-                    cls += ": Tidewatch drops packets (%s)" % ", ".join(drops)
+                    names = [DROP_NAMES.get(d, d) for d in drops]
+                    if "unsupported_link_type" in drops:
+                        lt = LINK_TYPES.get(os.path.basename(pcap), "?")
+                        names = ["link type %s not decoded by Tidewatch" % lt]
+                    cls += ": " + "; ".join(names)
+                elif ips & facts["malformed"]:
+                    cls += ": malformed packets (tshark's dissector stops)"
                 else:
                     cls += ": other"
             named.append((cls, k, detail))
@@ -451,15 +484,21 @@ def streams_one(args):
                 cls = "tshark splits the connection into more streams than Tidewatch (lossy/odd handshake)"
             elif (strip(t_c2s), strip(t_s2c)) == (w_c2s, w_s2c):
                 cls = "gap in capture: equal once tshark's '[N bytes missing in capture file]' marker is removed"
+            elif info["gaps"] and all(ww.startswith(strip(tt)) for ww, tt in ((w_c2s, t_c2s), (w_s2c, t_s2c))):
+                cls = "gap in capture: tshark's follow stops at the hole, Tidewatch skips it and goes on"
             elif info["gaps"]:
                 cls = "gap in capture, different bytes around it"
+            elif GAP_MARK_RE.search(t_c2s + t_s2c):
+                cls = ("tshark's follow marks bytes as missing that are in the capture (Tidewatch has them, "
+                       "no gap)")
             elif len(w) == len(t):
                 cls = "same length, different bytes (overlap: different copy kept)"
             elif len(w) < len(t) and t.endswith(w) and not info["gaps"]:
                 cls = ("Tidewatch stream is a suffix of tshark's, no gap recorded: the direction's first data "
                        "segment came out of order and the earlier bytes were dropped (Tidewatch bug)")
             elif i == len(w) and len(w) < len(t):
-                cls = "Tidewatch stream is a prefix of tshark's (Tidewatch shorter)"
+                cls = ("Tidewatch stream is a prefix of tshark's (e.g. bytes sent past the FIN: Tidewatch stops "
+                       "at the FIN, tshark keeps them)")
             elif i == len(t) and len(t) < len(w):
                 cls = "tshark stream is a prefix of Tidewatch's (tshark shorter: e.g. a second SYN-ACK with " \
                       "another ISN restarts tshark's sequence space)"
@@ -637,6 +676,9 @@ def ndpi_one(args):
         if master not in TAPP:
             continue
         k = tuple_key(l4, split_ep(m.group(2)), split_ep(m.group(4)))
+        conf = re.search(r"\[Confidence: ([^\]]+)\]", line)
+        conf = conf.group(1) if conf else "?"
+        dpi = conf == "DPI" or conf.startswith("DPI")
         fs = by.get(k, [])
         apps = [f.get("app_proto") for f in fs]
         if not fs:
@@ -645,7 +687,14 @@ def ndpi_one(args):
             cls = "agree"
         else:
             cls = "Tidewatch says " + "/".join(sorted(set(apps)))
-        results.append((master, cls, "%s %s<->%s nDPI=%s tw=%s" % (l4, k[1], k[2], name, apps)))
+            if not any(f.get("fwd_payload_bytes") or f.get("bwd_payload_bytes") for f in fs):
+                cls += " (no payload)"
+            elif all(f.get("reassembly") == "midstream" for f in fs):
+                cls += " (midstream: no handshake in the capture)"
+            if any((f.get("app") or {}).get("method") == "port" for f in fs):
+                cls += " (Tidewatch guessed by port)"
+        cls += "" if cls == "agree" else " [nDPI: %s]" % conf
+        results.append((master, dpi, cls, "%s %s<->%s nDPI=%s tw=%s" % (l4, k[1], k[2], name, apps)))
     return pcap, results
 
 
@@ -665,21 +714,26 @@ def part_ndpi(corpus, limit):
     per = collections.defaultdict(collections.Counter)
     examples = {}
     detail_out = []
+    per_dpi = collections.defaultdict(collections.Counter)
     for pcap, results in res:
-        for master, cls, ex in results:
+        for master, dpi, cls, ex in results:
             if cls != "agree":
                 detail_out.append({"capture": rel(pcap, corpus), "proto": master, "class": cls, "detail": ex})
             per[master][cls] += 1
+            if dpi:
+                per_dpi[master][cls == "agree"] += 1
             examples.setdefault((master, cls), rel(pcap, corpus) + " " + ex)
     write_details("ndpi", detail_out)
     t = Table("4. App protocol vs nDPI (flows nDPI names HTTP/TLS/DNS/SSH/QUIC, incl. master.app names)",
-              ["nDPI proto", "flows", "Tidewatch same", "share", "main disagreement kinds (count: example)"])
+              ["nDPI proto", "flows", "Tidewatch same", "share", "nDPI by DPI: flows", "same", "share",
+               "main disagreement kinds (count: example)"])
     for p in ("http", "tls", "dns", "ssh", "quic"):
-        c = per[p]
+        c, d = per[p], per_dpi[p]
         tot = sum(c.values())
         dis = "; ".join("%s %d: %s" % (cls, v, examples[(p, cls)][:150])
-                        for cls, v in c.most_common(4) if cls != "agree")
-        t.add(p.upper(), tot, c["agree"], pct(c["agree"], tot), dis or "-")
+                        for cls, v in c.most_common(5) if cls != "agree")
+        t.add(p.upper(), tot, c["agree"], pct(c["agree"], tot), d[True] + d[False], d[True],
+              pct(d[True], d[True] + d[False]), dis or "-")
     t.notes.append("captures with nDPI expected results: %d; Tidewatch flows matched to nDPI flows by "
                    "direction-free 5-tuple (agree if any Tidewatch flow of the 5-tuple says the same)" % len(jobs))
     return t
@@ -709,6 +763,13 @@ def main():
     if not os.path.isdir(a.corpus):
         sys.exit("compare-peers: corpus %s not found" % a.corpus)
     corpus = os.path.abspath(a.corpus)
+    manifest = os.path.join(corpus, "MANIFEST.tsv")
+    if os.path.isfile(manifest):
+        with open(manifest) as fh:
+            for row in fh.read().splitlines()[1:]:
+                c = row.split("\t")
+                if len(c) > 4:
+                    LINK_TYPES[os.path.basename(c[0])] = c[4]
     parts = [p for p in ("flows", "streams", "metadata", "ndpi") if getattr(a, p)] or [
         "flows", "streams", "metadata", "ndpi"]
 
