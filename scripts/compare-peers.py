@@ -608,6 +608,16 @@ def metadata_one(pcap):
                 cls = "HTTP over UDP (SSDP/UPnP): Tidewatch does not parse HTTP in datagrams"
             elif name == "sni" and k[0] == "tcp" and apps == ["unknown"] and ports & STARTTLS_PORTS:
                 cls = "TLS after STARTTLS (mail/FTP/XMPP): Tidewatch detects the app protocol at stream start only"
+            elif k[0] == "tcp" and (1080 in ports or (name == "sni" and apps == ["http"])):
+                cls = ("behind a proxy handshake (SOCKS/shadowsocks on 1080, HTTP CONNECT): Tidewatch detects the "
+                       "app protocol at stream start only")
+            elif name == "sni" and k[0] == "udp" and 3389 in ports:
+                cls = "TLS inside RDP over UDP: not parsed by Tidewatch"
+            elif any((f.get("app") or {}).get("method") == "port" for f in fs):
+                cls = ("Tidewatch guessed %s by port, content not parsed (e.g. Google QUIC T050/T051, a PROXY "
+                       "protocol header before the ClientHello)" % "/".join(apps))
+            elif name == "dns.query" and v.startswith("<"):
+                cls = "name tshark cannot print (%s): Tidewatch empty" % v
             else:
                 cls = "Tidewatch has no value (app_proto %s)" % "/".join(apps)
         elif got.lower() == v.lower():

@@ -2,8 +2,8 @@
 //! tshark run live on the same captures (scripts/compare-peers.py does the
 //! whole corpus):
 //! - reassembled streams (`tidewatchd flows --streams`) byte-equal to
-//!   `tshark -z follow,tcp,raw,N` for 30 named connections (retransmissions,
-//!   duplicate ACKs, zero window, split requests, SMB over fragments, large
+//!   `tshark -z follow,tcp,raw,N` for 31 named connections (retransmissions,
+//!   duplicate ACKs, zero window, split requests, fragmented SMB, large
 //!   downloads), and equal once tshark's "[N bytes missing in capture file]"
 //!   marker is removed for two connections with a hole in the capture;
 //! - TLS/QUIC SNI, HTTP host and DNS query name equal to tshark's first value
