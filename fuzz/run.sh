@@ -25,6 +25,9 @@ shift
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(decode pcap_file flow_table reassembly defrag app)
 sanitizer=${FUZZ_SANITIZER:-none}
+# FUZZ_CODEGEN_UNITS=16 builds about 40 % faster (a little slower fuzzing): for smoke runs.
+cgu=()
+[[ -z ${FUZZ_CODEGEN_UNITS:-} ]] || cgu=(--codegen-units "$FUZZ_CODEGEN_UNITS")
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz: SKIPPED: no nightly toolchain (rustup toolchain install nightly)" >&2
@@ -39,7 +42,7 @@ for t in "${targets[@]}"; do [[ -d corpus/$t ]] || { bash "$here/seed.sh"; break
 export TIDEWATCH_FUZZ_SKIP_CHECKS
 TIDEWATCH_FUZZ_SKIP_CHECKS=$(sed -e 's/#.*//' -e '/^\s*$/d' "$here/KNOWN_OPEN_CHECKS" 2>/dev/null | tr '\n' ' ' || true)
 started=$(date +%s)
-cargo +nightly fuzz build -O -s "$sanitizer"
+cargo +nightly fuzz build -O -s "$sanitizer" "${cgu[@]}"
 echo "fuzz: built in $(( $(date +%s) - started )) s"
 failed=()
 for t in "${targets[@]}"; do
@@ -53,7 +56,7 @@ for t in "${targets[@]}"; do
     fi
     log="artifacts/$t.log"
     echo "fuzz: $t for ${seconds} s (log: fuzz/$log)"
-    if cargo +nightly fuzz run -O -s "$sanitizer" "$t" "corpus/$t" -- "${opts[@]}" >"$log" 2>&1; then
+    if cargo +nightly fuzz run -O -s "$sanitizer" "${cgu[@]}" "$t" "corpus/$t" -- "${opts[@]}" >"$log" 2>&1; then
         status=ok
     else
         status=CRASHED
