@@ -388,20 +388,22 @@ pub fn decode_ip(
     })?;
     let out = from_sliced(data, ts, wire_len, missing, &sliced, tunnels)?;
     match out {
-        Decoded::Packet(p) if !p.tunnels.full() => Ok(decapsulate(data, ts, wire_len, &p).unwrap_or(out)),
+        Decoded::Packet(p) if !p.tunnels.full() => Ok(decapsulate(data, ts, wire_len, missing, &p).unwrap_or(out)),
         _ => Ok(out),
     }
 }
 
 /// The packet inside a tunnel, when `outer` carries one that decodes.
-fn decapsulate<'a>(data: &'a [u8], ts: Micros, wire_len: u32, outer: &PacketInfo) -> Option<Decoded<'a>> {
+fn decapsulate<'a>(data: &'a [u8], ts: Micros, wire_len: u32, missing: u32, outer: &PacketInfo) -> Option<Decoded<'a>> {
     let start = outer.payload_off as usize;
     let mut t = outer.tunnels;
     if t.outer.is_none() {
         t.outer = Some(OuterEndpoints { src: outer.src, dst: outer.dst, is_ipv6: outer.is_ipv6 });
     }
     // Tunnelled bytes the snaplen cut off are still missing inside.
-    let missing = (outer.payload_len.saturating_sub(outer.payload_cap)).min(wire_len);
+    // Only what the snaplen cut off is missing inside; an outer length
+    // field that claims more than was sent does not make inner bytes.
+    let missing = outer.payload_len.saturating_sub(outer.payload_cap).min(missing);
     let inner = |net: Net, t: Tunnels| -> Option<Decoded<'a>> {
         let Net::Ip(off) = net;
         decode_ip(data, off, ts, wire_len, missing, t).ok()

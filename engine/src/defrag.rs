@@ -157,7 +157,7 @@ impl Defragmenter {
                 self.stats.invalid += 1;
                 return DefragOutcome::Discarded;
             }
-            self.make_room(f.data.len());
+            self.make_room_for_datagram();
             self.order.push_back((f.ts, key));
             let d = Datagram {
                 first_seen: f.ts,
@@ -190,6 +190,14 @@ impl Defragmenter {
             self.remove(&key);
             return DefragOutcome::Discarded;
         }
+        let growth = end.saturating_sub(d.data.len());
+        if growth > 0 && !self.reserve(&key, growth) {
+            // This datagram alone would pass the byte cap.
+            self.remove(&key);
+            self.stats.evicted += 1;
+            return DefragOutcome::Discarded;
+        }
+        let Some(d) = self.table.get_mut(&key) else { return DefragOutcome::Held };
         if d.data.len() < end {
             self.bytes += end - d.data.len();
             d.data.resize(end, 0);
@@ -219,14 +227,44 @@ impl Defragmenter {
         DefragOutcome::Complete { wire_len: d.wire_len, tunnels: d.tunnels }
     }
 
-    /// Evicts the oldest datagrams until one more of `incoming` bytes fits.
-    fn make_room(&mut self, incoming: usize) {
-        while self.table.len() >= self.cfg.max_datagrams || self.bytes + incoming > self.cfg.max_bytes {
-            let Some((_, key)) = self.order.pop_front() else { break };
+    /// Is this entry of `order` the live datagram it names?
+    fn live(&self, first: Micros, key: &Key) -> bool {
+        self.table.get(key).is_some_and(|d| d.first_seen == first)
+    }
+
+    /// Evicts the oldest datagrams until one more fits under `max_datagrams`.
+    fn make_room_for_datagram(&mut self) {
+        while self.table.len() >= self.cfg.max_datagrams {
+            let Some((first, key)) = self.order.pop_front() else { break };
+            if self.live(first, &key) && self.remove(&key).is_some() {
+                self.stats.evicted += 1;
+            }
+        }
+    }
+
+    /// Makes room for `growth` more bytes of datagram `keep` by evicting the
+    /// oldest other datagrams; `false` if even that is not enough.
+    fn reserve(&mut self, keep: &Key, growth: usize) -> bool {
+        if growth > self.cfg.max_bytes {
+            return false;
+        }
+        while self.bytes + growth > self.cfg.max_bytes {
+            // Entries of completed or replaced datagrams are skipped for good.
+            while let Some((first, key)) = self.order.front().copied() {
+                if self.live(first, &key) {
+                    break;
+                }
+                self.order.pop_front();
+            }
+            let Some(pos) = self.order.iter().position(|(first, key)| key != keep && self.live(*first, key)) else {
+                return false;
+            };
+            let Some((_, key)) = self.order.remove(pos) else { return false };
             if self.remove(&key).is_some() {
                 self.stats.evicted += 1;
             }
         }
+        true
     }
 
     /// Discards datagrams whose first fragment is older than the timeout.

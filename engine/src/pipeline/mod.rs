@@ -25,7 +25,7 @@ use crate::flow::{EndReason, FlowConfig, FlowKey};
 use crate::infer::{Classifier, ModelInfo, OnnxClassifier};
 use crate::inspect::InspectConfig;
 use crate::sink::{FeatureSink, VerdictSink};
-use crate::source::{Micros, PacketSource, PartialRead, RawPacket};
+use crate::source::{Micros, PacketSource, PartialRead, RawPacket, MAX_TIMESTAMP};
 use merge::{Merger, MergerConfig};
 use shard::{Event, Shard, ShardStats};
 
@@ -412,11 +412,13 @@ impl EngineBuilder {
         merger.counters = Some(counters.clone());
         merger.model_swap = Some(model_swap.1.clone());
         let mut inspect = self.inspect;
-        // The whole-engine cap is shared out among the shards that will use it.
+        // Whole-engine caps are shared out among the shards that will use them.
         let shards = self.workers.max(1);
         inspect.reassembly.max_buffered_total = (inspect.reassembly.max_buffered_total / shards).max(1);
+        let mut flow_cfg = self.flow;
+        flow_cfg.max_flows = (flow_cfg.max_flows / shards).max(1);
         Ok(Engine {
-            flow_cfg: self.flow,
+            flow_cfg,
             inspect_cfg: inspect,
             early_packets: self.early_packets,
             workers: self.workers,
@@ -661,6 +663,14 @@ impl Engine {
     /// content: a packet that cannot be decoded is counted under its drop
     /// reason. Errors come from sinks and the classifier only.
     pub fn process(&mut self, pkt: &RawPacket<'_>) -> Result<()> {
+        // Engine time stays below the merge stage's end-of-input mark.
+        let clamped;
+        let pkt = if pkt.ts > MAX_TIMESTAMP {
+            clamped = RawPacket { ts: MAX_TIMESTAMP, ..*pkt };
+            &clamped
+        } else {
+            pkt
+        };
         if let Some(t) = self.capture.arrive(pkt) {
             self.inline.sweep(t, None);
         }
@@ -869,6 +879,7 @@ impl Engine {
                         since_broadcast = 0;
                         continue;
                     };
+                    let pkt = RawPacket { ts: pkt.ts.min(MAX_TIMESTAMP), ..pkt };
                     let sweep = self.capture.arrive(&pkt);
                     let clock = self.capture.clock;
                     if let Some(t) = sweep {
