@@ -36,6 +36,12 @@ apt_install() {
 
 apt_install libpcap-dev pkg-config
 [ $want_test -eq 1 ] && apt_install tshark rsyslog tcpreplay iproute2 ethtool
+# The bounded fuzz run of `make test` needs cargo-fuzz (and the nightly
+# toolchain, which rustup provides here; without it the run says SKIPPED).
+if [ $want_test -eq 1 ] && ! command -v cargo-fuzz >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep -q nightly; then
+    say "installing cargo-fuzz from crates.io"
+    cargo install --quiet --locked cargo-fuzz
+fi
 
 if [ ! -f "$ORT_LIB" ]; then
     say "fetching onnxruntime==$ORT_VERSION from PyPI into .ort/"
