@@ -613,11 +613,11 @@ def metadata_one(pcap):
                        "app protocol at stream start only")
             elif name == "sni" and k[0] == "udp" and 3389 in ports:
                 cls = "TLS inside RDP over UDP: not parsed by Tidewatch"
-            elif any((f.get("app") or {}).get("method") == "port" for f in fs):
-                cls = ("Tidewatch guessed %s by port, content not parsed (e.g. Google QUIC T050/T051, a PROXY "
-                       "protocol header before the ClientHello)" % "/".join(apps))
             elif name == "dns.query" and v.startswith("<"):
                 cls = "name tshark cannot print (%s): Tidewatch empty" % v
+            elif any((f.get("app") or {}).get("method") == "port" for f in fs):
+                cls = ("Tidewatch guessed %s by port, content not parsed (e.g. Google QUIC T050/T051, a PROXY "
+                       "protocol header before the ClientHello, a CHAOS-class DNS query)" % "/".join(apps))
             else:
                 cls = "Tidewatch has no value (app_proto %s)" % "/".join(apps)
         elif got.lower() == v.lower():
