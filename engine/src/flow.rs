@@ -153,6 +153,10 @@ pub struct Flow {
     pub wire_bytes: u64,
     /// Frame bytes from the initiator, and from the responder.
     pub wire_bytes_dir: [u64; 2],
+    /// Sequence numbers of the initiator's SYN and the responder's SYN-ACK
+    /// (valid when `tcp_state` says they were seen), so reassembly that
+    /// starts at the first payload still knows where each stream began.
+    pub syn_seq: [u32; 2],
     pub stats: FlowStats,
     /// The tunnel layers of the flow's first packet (boxed: most flows have none).
     pub tunnels: Option<Box<Tunnels>>,
@@ -176,6 +180,7 @@ impl Flow {
             early_sent: false,
             wire_bytes: 0,
             wire_bytes_dir: [0; 2],
+            syn_seq: [0; 2],
             stats: FlowStats::new(p.ts),
             tunnels: (p.tunnels.depth > 0).then(|| Box::new(p.tunnels)),
             inspect: None,
@@ -219,6 +224,7 @@ impl Flow {
             if forward {
                 if syn && !ack {
                     self.tcp_state |= state::SYN;
+                    self.syn_seq[0] = t.seq;
                 }
                 if ack && !syn && self.tcp_state & state::SYN_ACK != 0 {
                     self.tcp_state |= state::ESTABLISHED;
@@ -232,6 +238,7 @@ impl Flow {
             } else {
                 if syn && ack {
                     self.tcp_state |= state::SYN_ACK;
+                    self.syn_seq[1] = t.seq;
                 }
                 if f & tcp_flags::FIN != 0 {
                     self.tcp_state |= state::FIN_BWD;
@@ -253,6 +260,12 @@ impl Flow {
 
     fn is_closing(&self) -> bool {
         self.tcp_state & (state::FIN_FWD | state::FIN_BWD | state::RST_FWD | state::RST_BWD) != 0
+    }
+
+    /// The initiator's SYN and the responder's SYN-ACK sequence numbers, where seen.
+    pub fn handshake_seqs(&self) -> (Option<u32>, Option<u32>) {
+        let seen = |bit: u8, i: usize| (self.tcp_state & bit != 0).then_some(self.syn_seq[i]);
+        (seen(state::SYN, 0), seen(state::SYN_ACK, 1))
     }
 
     /// The SYN and the SYN-ACK were both seen.

@@ -94,6 +94,17 @@ impl Inspection {
         }
     }
 
+    /// The flow saw the initiator's SYN (`syn`) and the responder's SYN-ACK
+    /// (`syn_ack`) before its first payload: both streams start there.
+    pub fn seed_handshake(&mut self, syn: Option<u32>, syn_ack: Option<u32>) {
+        if let Some(s) = syn {
+            self.streams[0].start_after_syn(s);
+        }
+        if let Some(s) = syn_ack {
+            self.streams[1].start_after_syn(s);
+        }
+    }
+
     /// One packet of the flow; `payload` is its captured transport payload.
     /// Returns `true` when this packet made the connection pass a memory
     /// cap (it is abandoned from now on).

@@ -94,6 +94,15 @@ pub struct HalfStream {
 }
 
 impl HalfStream {
+    /// Starts the stream after a SYN seen before this stream existed (the
+    /// flow got its first payload later): its sequence number + 1 is the
+    /// first byte, so data that arrives out of order is not taken for the start.
+    pub fn start_after_syn(&mut self, syn_seq: u32) {
+        if self.next.is_none() {
+            self.next = Some(syn_seq.wrapping_add(1));
+        }
+    }
+
     /// Bytes held out of order.
     pub fn buffered(&self) -> usize {
         self.waiting_bytes

@@ -204,8 +204,12 @@ impl Shard {
         if payloads.cfg.enabled && matches!(info.proto, PROTO_TCP | PROTO_UDP) {
             if flow.inspect.is_none() && !payload.is_empty() {
                 let ((_, iport), (_, rport)) = flow.endpoints();
-                flow.inspect =
-                    Some(Box::new(Inspection::new(info.proto, iport, rport, payloads.cfg.keep_stream_bytes)));
+                let mut i = Inspection::new(info.proto, iport, rport, payloads.cfg.keep_stream_bytes);
+                if info.proto == PROTO_TCP {
+                    let (syn, syn_ack) = flow.handshake_seqs();
+                    i.seed_handshake(syn, syn_ack);
+                }
+                flow.inspect = Some(Box::new(i));
             }
             if let Some(i) = flow.inspect.as_deref_mut() {
                 let keep = payloads.cfg.keep_stream_bytes;
