@@ -282,7 +282,9 @@ fn schema() {
         "version": tidewatch::features::SCHEMA_VERSION,
         "features": tidewatch::features::FEATURE_NAMES,
     });
-    println!("{j}");
+    // A closed pipe (`tidewatchd schema | head`) is not an error worth a panic.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{j}");
 }
 
 fn main() -> ExitCode {

@@ -140,7 +140,7 @@ fn model_info_prints_metadata_and_acceptance() {
     let o = tidewatchd(&["model", "info", model.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("tidewatch-flow v2 (82 features)") && out.contains("accepted:       yes"), "{out}");
+    assert!(out.contains("tidewatch-flow v3 (82 features)") && out.contains("accepted:       yes"), "{out}");
     assert!(out.contains("benign, scan, dos, bruteforce, exfil, c2"), "{out}");
 }
 

@@ -18,7 +18,7 @@ TRAIN_SEEDS=${TRAIN_SEEDS:-"1 2 3 4 5 6"}
 TEST_SEEDS=${TEST_SEEDS:-"11 12 13"}
 KS=${KS:-"4 8 16"}
 NAME=${NAME:-lab}
-VERSION=${VERSION:-1.0.0}
+VERSION=${VERSION:-1.1.0}
 HOLDOUT=${HOLDOUT:-"scan/nmap-sV bruteforce/hydra-http-get"}
 # Mix in the synthetic corpus (pcaps/generate.py seeds) so one model serves both kinds of traffic.
 SYNTH_TRAIN=${SYNTH_TRAIN-"101 102 103 104"}

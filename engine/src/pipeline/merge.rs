@@ -231,7 +231,10 @@ impl Merger {
     }
 
     fn row(&mut self, time: Micros, mut ev: Box<RowEvent>) {
-        let host = self.hosts.features(time, &ev.initiator, &ev.responder);
+        // Host context as of the row's last packet, not of the moment the
+        // flow was found idle: a lone SYN of a scan that times out a minute
+        // later must still be seen beside the rest of its burst.
+        let host = self.hosts.features(time.min(ev.record.ts), &ev.initiator, &ev.responder);
         crate::features::write_host(&host, &mut ev.row);
         self.feature_rows += 1;
         if let Some(fs) = self.feature_sink.as_mut() {
