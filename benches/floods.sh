@@ -72,7 +72,7 @@ def load(n):
 runs = {n: load(n) for n in names}
 base = runs["normal"]
 print()
-print(f"caps: --max-flows {max_flows} per worker x {workers} workers; host context 65536 sources, 65536 "
+print(f"caps: --max-flows {max_flows} in all ({workers} workers share it); host context 65536 sources, 65536 "
       f"destinations, 131072 pairs; defrag 16384 datagrams / 32 MiB; reassembly 1 MiB per connection, "
       f"256 MiB in all (defaults)")
 hdr = f"{'traffic':8} {'packets':>10} {'wall s':>7} {'pkt/s':>10} {'vs normal':>9} {'peak RSS':>9} {'flows peak':>10}  counters"
