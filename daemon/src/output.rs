@@ -223,7 +223,11 @@ pub fn open_all_with(specs: &[String], opts: &OutputOptions) -> Result<Outputs, 
                     let f = File::create(&path)
                         .map_err(|e| Failure::usage(format!("cannot create output file {}: {e}", path.display())))?;
                     let target = path.display().to_string();
-                    (target, "JSON lines".into(), Box::new(JsonLines::file(path, f)), Box::new(JsonFormat), json_queue)
+                    let mut t = JsonLines::file(path, f);
+                    if opts.json_overflow == Overflow::Drop {
+                        t = t.retrying();
+                    }
+                    (target, "JSON lines".into(), Box::new(t), Box::new(JsonFormat), json_queue)
                 }
                 OutputAddr::Syslog(s) => {
                     let transport: Box<dyn Transport> = match s {

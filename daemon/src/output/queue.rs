@@ -770,4 +770,36 @@ mod tests {
         assert!(err.contains("No space left"), "{err}");
         assert!(h.counters().failed >= 1);
     }
+
+    #[test]
+    fn live_json_file_drops_counts_and_recovers_when_writes_work_again() {
+        // The file starts on a full device; once reopened (backoff), its
+        // path is a normal file: the disk "has room again".
+        let dir = std::env::temp_dir().join(format!("tidewatchd-queue-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("live.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let mut c = cfg(1000, 5000);
+        c.skip_label = None;
+        c.overflow = Overflow::Drop;
+        let (mut sink, h) = start(Box::new(JsonLines::file(path.clone(), full).retrying()), c);
+        let t = Instant::now();
+        while !path.exists() || std::fs::read_to_string(&path).unwrap().lines().count() < 3 {
+            // Never an error: the run goes on while the output is down.
+            assert_eq!(sink.verdict(&verdict("dos")).unwrap(), SinkControl::Continue);
+            assert!(t.elapsed() < Duration::from_secs(15), "{:?}", h.counters());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sink.finish().unwrap();
+        let c = h.counters();
+        assert!(c.failed >= 1 && c.dropped_disconnected >= 1, "{c:?}");
+        assert_eq!(c.reconnects, 1, "{c:?}");
+        // A flush that fails counts the buffered lines once as sent and the
+        // flush once as failed; nothing is uncounted.
+        assert!(c.queued <= c.sent + c.failed + c.dropped_disconnected, "{c:?}");
+        let lines = std::fs::read_to_string(&path).unwrap();
+        assert!(lines.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{lines}");
+        assert!(c.sent >= lines.lines().count() as u64, "{c:?}");
+    }
 }

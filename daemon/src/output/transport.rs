@@ -26,8 +26,8 @@ pub enum OnError {
     Count,
     /// Count it, drop the connection and reconnect with backoff (streams).
     Reconnect,
-    /// Count it and fail the run (JSON files: a verdict file with holes is
-    /// worse than an error).
+    /// Count it and fail the run (JSON files under `replay`: a verdict file
+    /// with holes is worse than an error).
     Fatal,
 }
 
@@ -65,17 +65,34 @@ fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 pub struct JsonLines {
     path: Option<PathBuf>,
     out: Option<BufWriter<Box<dyn Write + Send>>>,
+    on_error: OnError,
 }
 
 impl JsonLines {
     pub fn stdout() -> Self {
-        Self { path: None, out: Some(BufWriter::with_capacity(1 << 16, Box::new(io::stdout()))) }
+        Self {
+            path: None,
+            out: Some(BufWriter::with_capacity(1 << 16, Box::new(io::stdout()))),
+            on_error: OnError::Fatal,
+        }
     }
 
     /// A file already created (truncated) by the caller, so that a path that
     /// cannot be created is reported before the run starts.
     pub fn file(path: PathBuf, file: File) -> Self {
-        Self { path: Some(path), out: Some(BufWriter::with_capacity(1 << 16, Box::new(file))) }
+        Self {
+            path: Some(path),
+            out: Some(BufWriter::with_capacity(1 << 16, Box::new(file))),
+            on_error: OnError::Fatal,
+        }
+    }
+
+    /// Live capture: a write error (a full disk) drops and counts, and the
+    /// file is reopened with backoff until writes succeed again; the daemon
+    /// goes on capturing.
+    pub fn retrying(mut self) -> Self {
+        self.on_error = OnError::Reconnect;
+        self
     }
 }
 
@@ -122,7 +139,7 @@ impl Transport for JsonLines {
         flushed
     }
     fn on_error(&self) -> OnError {
-        OnError::Fatal
+        self.on_error
     }
     fn framing(&self) -> &'static str {
         "JSON lines"
