@@ -1,5 +1,5 @@
 //! `tidewatchd` as users run it: exit codes, messages, verdict fields.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::VERDICT_FIELDS;

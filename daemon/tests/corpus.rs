@@ -5,7 +5,7 @@
 //! holds (packets = decoded + fragments + drops by reason, and no datagram
 //! left pending); every verdict line carries every field; every flow gets
 //! exactly one flow record.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 use common::VERDICT_FIELDS;

@@ -23,12 +23,14 @@
 //!
 //! The live tests need root (`ip link add` of a veth pair) and `tcpreplay`;
 //! they say SKIPPED loudly when either is missing.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{find_tool, serial, skipped};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,25 +55,6 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// One test at a time: two cores, and the live ones share tools.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn skipped(test: &str, why: &str) {
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
-}
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    found
-}
-
 struct Out {
     code: Option<i32>,
     stderr: String,

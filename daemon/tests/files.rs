@@ -21,7 +21,7 @@
 //! - pcapng: several interfaces of one link type are read; libpcap refuses
 //!   an interface of another link type than the first: the file ends there
 //!   as a partial read (what came before is processed).
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

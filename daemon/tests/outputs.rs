@@ -2,7 +2,7 @@
 //! TCP (RFC 6587 octet counting), unix sockets, a dead server, and (when
 //! installed) a real rsyslogd. The JSON output of the same run is the
 //! reference: syslog gets its non-benign verdicts, one message each.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

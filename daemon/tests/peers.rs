@@ -13,7 +13,7 @@
 //!
 //! Skips loudly when the corpus (TIDEWATCH_SHARED_PCAPS, its `public/`
 //! subdirectory) or tshark is absent.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

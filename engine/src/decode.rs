@@ -785,7 +785,7 @@ mod tests {
     fn ipv4_udp(dport: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         let b = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1000, dport);
-        b.write(&mut v, payload).unwrap_or_else(|_| unreachable!("writing to a Vec"));
+        b.write(&mut v, payload).expect("writing to a Vec cannot fail");
         v
     }
 
@@ -806,14 +806,14 @@ mod tests {
         // Two labels, the second with bottom-of-stack set.
         let mut mpls = vec![0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40];
         mpls.extend_from_slice(&inner);
-        let p = decode_eth(&ethernet(ETH_MPLS, &mpls)).unwrap_or_else(|e| unreachable!("{e:?}"));
+        let p = decode_eth(&ethernet(ETH_MPLS, &mpls)).expect("the test frame decodes");
         assert_eq!(
             (p.src_port, p.dst_port, p.tunnels.layers(), p.tunnels.id),
             (1000, 53, &[TunnelKind::Mpls][..], Some(32))
         );
         let mut pppoe = vec![0x11, 0x00, 0x12, 0x34, 0x00, 0x00, 0x00, 0x21];
         pppoe.extend_from_slice(&inner);
-        let p = decode_eth(&ethernet(ETH_PPPOE_SESSION, &pppoe)).unwrap_or_else(|e| unreachable!("{e:?}"));
+        let p = decode_eth(&ethernet(ETH_PPPOE_SESSION, &pppoe)).expect("the test frame decodes");
         assert_eq!((p.dst_port, p.tunnels.layers()), (53, &[TunnelKind::Pppoe][..]));
         assert_eq!(p.payload(&ethernet(ETH_PPPOE_SESSION, &pppoe)), b"abcd");
     }
@@ -822,13 +822,13 @@ mod tests {
     fn a_tunnel_port_without_a_tunnel_is_the_outer_flow() {
         // UDP to 4789 whose payload is no VXLAN (I flag clear): a plain UDP flow.
         let frame = ethernet(ETH_IPV4, &ipv4_udp(PORT_VXLAN, &[0u8; 24]));
-        let p = decode_eth(&frame).unwrap_or_else(|e| unreachable!("{e:?}"));
+        let p = decode_eth(&frame).expect("the test frame decodes");
         assert_eq!((p.dst_port, p.tunnels.depth, p.payload_cap), (PORT_VXLAN, 0, 24));
         // VXLAN (VNI 7) around an Ethernet frame around the inner packet.
         let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
         vxlan.extend_from_slice(&ethernet(ETH_IPV4, &ipv4_udp(53, b"abcd")));
         let frame = ethernet(ETH_IPV4, &ipv4_udp(PORT_VXLAN, &vxlan));
-        let p = decode_eth(&frame).unwrap_or_else(|e| unreachable!("{e:?}"));
+        let p = decode_eth(&frame).expect("the test frame decodes");
         assert_eq!((p.dst_port, p.tunnels.layers(), p.tunnels.id), (53, &[TunnelKind::Vxlan][..], Some(7)));
         assert_eq!(p.payload(&frame), b"abcd");
     }
@@ -840,10 +840,10 @@ mod tests {
         for _ in 0..5 {
             let mut v = Vec::new();
             let b = etherparse::PacketBuilder::ipv4([10, 9, 9, 1], [10, 9, 9, 2], 64);
-            b.write(&mut v, etherparse::IpNumber(4), &pkt).unwrap_or_else(|_| unreachable!("writing to a Vec"));
+            b.write(&mut v, etherparse::IpNumber(4), &pkt).expect("writing to a Vec cannot fail");
             pkt = v;
         }
-        let p = decode_eth(&ethernet(ETH_IPV4, &pkt)).unwrap_or_else(|e| unreachable!("{e:?}"));
+        let p = decode_eth(&ethernet(ETH_IPV4, &pkt)).expect("the test frame decodes");
         assert_eq!((p.tunnels.depth as usize, p.proto), (MAX_TUNNEL_LAYERS, 4));
     }
 }

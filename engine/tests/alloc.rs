@@ -1,7 +1,7 @@
 //! The per-packet path allocates nothing: once a flow exists, feeding it
 //! packets (decode, flow lookup, feature update, merge bookkeeping) makes
 //! no heap allocation at all. Counted with an instrumented global allocator.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::alloc::System;
 

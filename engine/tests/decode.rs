@@ -1,7 +1,7 @@
 //! Decode of every supported link type, and the drop accounting, on the
 //! project's own captures (pcaps/linktypes, described in its EXPECTED.md),
 //! then on the real captures of the public corpus when present.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Results do not depend on the number of workers: the same captures give
 //! the same verdicts and the same feature rows (host context included) on
 //! the calling thread alone and with 1, 2 or 8 worker threads.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Feature values against hand-computed ones on pcaps/tiny_tcp.pcap
 //! (its packets are listed in pcaps/tiny_tcp.expected.md).
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

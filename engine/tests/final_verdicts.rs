@@ -1,7 +1,7 @@
 //! `final_verdicts_only_if_changed`: a flow's end verdict is delivered only
 //! when its label differs from the flow's early verdict; the others are
 //! counted, and nothing else changes.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

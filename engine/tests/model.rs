@@ -1,6 +1,6 @@
 //! The model contract: the bundled model loads and classifies; a model built
 //! for another schema, or a file that is not a model, is refused clearly.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Reassembly on real captures, against byte counts tshark's
 //! `-z follow,tcp,raw` gives for the same connections.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

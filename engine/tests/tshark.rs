@@ -1,7 +1,7 @@
 //! Flow tables against tshark's conversation tables (`-z conv,tcp`,
 //! `-z conv,udp`): same conversations, same frames in each direction, and
 //! the same bytes where tshark prints them exactly.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! packet is the flow, the layers it came through are on the record, and
 //! fragmented datagrams are whole again. Expected values were read with
 //! tshark (`tshark -V`) on the same files.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

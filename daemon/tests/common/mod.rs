@@ -1,8 +1,31 @@
 //! Shared by the daemon's integration tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+/// Tests of one binary that use network namespaces, veths or fixed ports run one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A test that cannot run here says so loudly (it does not silently pass).
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+}
+
+/// A program on PATH or in the sbin directories (root's tools need not be on PATH).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
 
 /// Every verdict line carries these fields (a public interface: other tools parse them).
 pub const VERDICT_FIELDS: &[&str] = &[
