@@ -240,15 +240,11 @@ impl Config {
     /// The caps of the payload stage and of defragmentation.
     pub fn caps(&self) -> (tidewatch::inspect::InspectConfig, tidewatch::defrag::DefragConfig) {
         let f = &self.flows;
-        let mut inspect = tidewatch::inspect::InspectConfig { enabled: f.payload_inspection, ..Default::default() };
-        inspect.reassembly.max_buffered_total = f.max_reassembly_bytes;
-        inspect.reassembly.max_buffered_per_flow = f.max_reassembly_bytes_per_flow;
-        let defrag = tidewatch::defrag::DefragConfig {
-            max_bytes: f.max_fragment_bytes,
-            max_datagrams: f.max_fragment_datagrams,
-            ..Default::default()
-        };
-        (inspect, defrag)
+        crate::payload_caps(
+            f.payload_inspection,
+            [f.max_reassembly_bytes, f.max_reassembly_bytes_per_flow],
+            [f.max_fragment_bytes, f.max_fragment_datagrams],
+        )
     }
 
     pub fn live_config(&self) -> tidewatch::source::live::LiveConfig {

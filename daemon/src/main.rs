@@ -135,19 +135,33 @@ pub struct FlowArgs {
     no_payload_inspection: bool,
 }
 
+/// The payload stage's and the defragmenter's settings, from the command
+/// line or the config file: `reassembly` = [whole engine, per connection]
+/// bytes, `fragments` = [bytes, datagrams].
+pub fn payload_caps(
+    inspection: bool,
+    reassembly: [usize; 2],
+    fragments: [usize; 2],
+) -> (tidewatch::inspect::InspectConfig, tidewatch::defrag::DefragConfig) {
+    let mut inspect = tidewatch::inspect::InspectConfig { enabled: inspection, ..Default::default() };
+    inspect.reassembly.max_buffered_total = reassembly[0];
+    inspect.reassembly.max_buffered_per_flow = reassembly[1];
+    let defrag = tidewatch::defrag::DefragConfig {
+        max_bytes: fragments[0],
+        max_datagrams: fragments[1].max(1),
+        ..Default::default()
+    };
+    (inspect, defrag)
+}
+
 impl FlowArgs {
     /// The caps of the payload stage and of defragmentation.
     pub fn caps(&self) -> (tidewatch::inspect::InspectConfig, tidewatch::defrag::DefragConfig) {
-        let mut inspect =
-            tidewatch::inspect::InspectConfig { enabled: !self.no_payload_inspection, ..Default::default() };
-        inspect.reassembly.max_buffered_total = self.max_reassembly_bytes;
-        inspect.reassembly.max_buffered_per_flow = self.max_reassembly_bytes_per_flow;
-        let defrag = tidewatch::defrag::DefragConfig {
-            max_bytes: self.max_fragment_bytes,
-            max_datagrams: self.max_fragment_datagrams.max(1),
-            ..Default::default()
-        };
-        (inspect, defrag)
+        payload_caps(
+            !self.no_payload_inspection,
+            [self.max_reassembly_bytes, self.max_reassembly_bytes_per_flow],
+            [self.max_fragment_bytes, self.max_fragment_datagrams],
+        )
     }
 
     pub fn config(&self) -> Result<tidewatch::flow::FlowConfig, Failure> {

@@ -37,6 +37,16 @@ pub enum ReassemblyState {
 }
 
 impl ReassemblyState {
+    /// The state of a connection: abandoned at a cap, or complete when its
+    /// SYN and SYN-ACK were seen, else picked up midstream.
+    pub fn of(abandoned: bool, handshake_seen: bool) -> Self {
+        match (abandoned, handshake_seen) {
+            (true, _) => ReassemblyState::Abandoned,
+            (false, true) => ReassemblyState::Complete,
+            (false, false) => ReassemblyState::Midstream,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ReassemblyState::Complete => "complete",
@@ -178,13 +188,7 @@ impl Inspection {
             s.duplicate_bytes[i] = h.duplicate_bytes;
         }
         if proto == PROTO_TCP {
-            s.reassembly = Some(if self.abandoned {
-                ReassemblyState::Abandoned
-            } else if handshake_seen {
-                ReassemblyState::Complete
-            } else {
-                ReassemblyState::Midstream
-            });
+            s.reassembly = Some(ReassemblyState::of(self.abandoned, handshake_seen));
         }
         s
     }

@@ -21,6 +21,8 @@
 //! The stream offsets are 64-bit, so sequence-number wrap-around is only a
 //! matter of wrapping subtraction at the edges.
 
+use std::collections::VecDeque;
+
 use crate::decode::tcp_flags;
 
 /// Limits of the reassembler.
@@ -78,7 +80,7 @@ pub struct HalfStream {
     fin: Option<u64>,
     reset: bool,
     /// Segments ahead of `next`, by stream offset, not overlapping.
-    waiting: Vec<(u64, Vec<u8>)>,
+    waiting: VecDeque<(u64, Vec<u8>)>,
     waiting_bytes: usize,
     /// Bytes delivered in order.
     pub delivered: u64,
@@ -178,7 +180,7 @@ impl HalfStream {
                 // the first held segment, and hold the rest around it.
                 let rest = &payload[skip..];
                 let at = self.offset;
-                let cut = match self.waiting.first() {
+                let cut = match self.waiting.front() {
                     Some(&(first, _)) if first < at + rest.len() as u64 => (first - at) as usize,
                     _ => rest.len(),
                 };
@@ -205,7 +207,7 @@ impl HalfStream {
     /// The other direction acknowledged up to `ack`: a receiver that
     /// acknowledged bytes beyond a gap had them, so the capture missed them.
     pub fn acked(&mut self, ack: u32, budget: &mut Budget, out: &mut impl FnMut(StreamEvent<'_>)) {
-        let (Some(next), Some(&(first, _))) = (self.next, self.waiting.first()) else { return };
+        let (Some(next), Some(&(first, _))) = (self.next, self.waiting.front()) else { return };
         let dist = self.distance(next, ack);
         if dist > 0 && dist < WINDOW && self.offset + dist as u64 > first {
             self.skip_gap(budget, out);
@@ -222,7 +224,7 @@ impl HalfStream {
     /// Frees the buffers (the connection was abandoned or reset).
     pub fn release(&mut self, budget: &mut Budget) {
         budget.used = budget.used.saturating_sub(self.waiting_bytes);
-        self.waiting = Vec::new();
+        self.waiting = VecDeque::new();
         self.waiting_bytes = 0;
     }
 
@@ -239,27 +241,11 @@ impl HalfStream {
 
     /// Delivers the waiting segments that the stream has reached.
     fn drain(&mut self, budget: &mut Budget, out: &mut impl FnMut(StreamEvent<'_>)) {
-        while self.waiting.first().is_some_and(|(start, _)| *start <= self.offset) {
-            self.drain_ready(budget, out);
-        }
-    }
-
-    fn drain_ready(&mut self, budget: &mut Budget, out: &mut impl FnMut(StreamEvent<'_>)) {
-        let mut taken = 0;
-        while let Some((start, _)) = self.waiting.get(taken) {
-            if *start > self.offset {
-                break;
-            }
-            taken += 1;
-        }
-        if taken == 0 {
-            return;
-        }
-        let ready: Vec<(u64, Vec<u8>)> = self.waiting.drain(..taken).collect();
-        for (start, data) in ready {
+        while self.waiting.front().is_some_and(|(start, _)| *start <= self.offset) {
+            let Some((start, data)) = self.waiting.pop_front() else { break };
             self.waiting_bytes -= data.len();
             budget.used = budget.used.saturating_sub(data.len());
-            let skip = (self.offset.saturating_sub(start)) as usize;
+            let skip = self.offset.saturating_sub(start) as usize;
             if skip < data.len() {
                 self.deliver(&data[skip..], out);
             }
@@ -268,7 +254,7 @@ impl HalfStream {
 
     /// Skips to the first waiting segment, recording the gap.
     fn skip_gap(&mut self, budget: &mut Budget, out: &mut impl FnMut(StreamEvent<'_>)) {
-        let Some(&(first, _)) = self.waiting.first() else { return };
+        let Some(&(first, _)) = self.waiting.front() else { return };
         if first > self.offset {
             let gap = first - self.offset;
             self.gaps += 1;

@@ -106,11 +106,7 @@ fn detail(flow: &Flow, with_streams: bool) -> FlowDetail {
             d.streams = i.kept_streams().map(|k| Box::new(k.clone()));
         }
     } else if flow.key.proto == PROTO_TCP {
-        d.payload.reassembly = Some(if flow.handshake_seen() {
-            crate::inspect::ReassemblyState::Complete
-        } else {
-            crate::inspect::ReassemblyState::Midstream
-        });
+        d.payload.reassembly = Some(crate::inspect::ReassemblyState::of(false, flow.handshake_seen()));
     }
     d
 }
