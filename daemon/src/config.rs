@@ -82,6 +82,8 @@ pub struct FlowsConfig {
     pub tcp_idle_timeout: f64,
     pub udp_idle_timeout: f64,
     pub other_idle_timeout: f64,
+    /// Quiet time after FIN/FIN or RST before a TCP flow ends.
+    pub tcp_closed_timeout: f64,
     pub active_timeout: f64,
     pub max_flows: usize,
     /// Out-of-order TCP bytes held in the whole engine, and per connection.
@@ -100,6 +102,7 @@ impl Default for FlowsConfig {
             tcp_idle_timeout: 300.0,
             udp_idle_timeout: 120.0,
             other_idle_timeout: 60.0,
+            tcp_closed_timeout: 1.0,
             active_timeout: 1800.0,
             max_flows: 1 << 20,
             max_reassembly_bytes: 256 << 20,
@@ -193,6 +196,7 @@ impl Config {
             ("tcp_idle_timeout", self.flows.tcp_idle_timeout),
             ("udp_idle_timeout", self.flows.udp_idle_timeout),
             ("other_idle_timeout", self.flows.other_idle_timeout),
+            ("tcp_closed_timeout", self.flows.tcp_closed_timeout),
             ("active_timeout", self.flows.active_timeout),
         ] {
             if !(v.is_finite() && v > 0.0 && v < 1e9) {
@@ -231,9 +235,9 @@ impl Config {
             udp_idle_timeout: us(self.flows.udp_idle_timeout),
             icmp_idle_timeout: us(self.flows.other_idle_timeout),
             other_idle_timeout: us(self.flows.other_idle_timeout),
+            tcp_closed_timeout: us(self.flows.tcp_closed_timeout),
             active_timeout: us(self.flows.active_timeout),
             max_flows: self.flows.max_flows,
-            ..Default::default()
         }
     }
 

@@ -111,6 +111,10 @@ pub struct FlowArgs {
     /// An ICMP or other-protocol flow silent this long ends (seconds).
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     other_idle_timeout: f64,
+    /// A TCP flow closed by FIN/FIN or RST ends after this much quiet (seconds);
+    /// its end verdict waits this long.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    tcp_closed_timeout: f64,
     /// A flow longer than this ends and a new one begins (seconds).
     #[arg(long, default_value_t = 1800.0, value_name = "SECS")]
     active_timeout: f64,
@@ -176,11 +180,11 @@ impl FlowArgs {
         Ok(tidewatch::flow::FlowConfig {
             tcp_idle_timeout: us("tcp-idle-timeout", self.tcp_idle_timeout)?,
             udp_idle_timeout: us("udp-idle-timeout", self.udp_idle_timeout)?,
+            tcp_closed_timeout: us("tcp-closed-timeout", self.tcp_closed_timeout)?,
             icmp_idle_timeout: other,
             other_idle_timeout: other,
             active_timeout: us("active-timeout", self.active_timeout)?,
             max_flows: self.max_flows,
-            ..Default::default()
         })
     }
 }
@@ -277,6 +281,13 @@ fn model_info(path: &Path, runtime: Option<&Path>) -> Result<(), Failure> {
     println!("model:          {} version {}", info.name, info.version);
     println!("feature schema: {} v{} ({} features)", info.schema, info.schema_version, info.features.len());
     println!("labels:         {}", info.labels.join(", "));
+    let thresholds: Vec<String> =
+        info.labels.iter().zip(&info.thresholds).filter(|(_, t)| **t > 0.0).map(|(l, t)| format!("{l} {t}")).collect();
+    if thresholds.is_empty() {
+        println!("thresholds:     none (the most probable label wins)");
+    } else {
+        println!("thresholds:     {} (below its threshold a label is reported benign)", thresholds.join(", "));
+    }
     println!("engine schema:  {}", tidewatch::features::schema_id());
     match verdict {
         Ok(()) => {

@@ -85,10 +85,11 @@ pub fn render(s: &Stats, wall: f64, model: &str, outputs: &[String]) -> String {
     let labels: Vec<String> = s.verdicts_by_label.iter().map(|(l, n)| format!("{l} {n}")).collect();
     let _ = writeln!(
         o,
-        "  verdicts {} (early {}, end {}): {}",
+        "  verdicts {} (early {}, end {}, host {}): {}",
         s.verdicts(),
         s.verdicts_early,
         s.verdicts_end,
+        s.verdicts_host,
         if labels.is_empty() { "none".to_string() } else { labels.join(", ") }
     );
     let lat = &s.latency_us;

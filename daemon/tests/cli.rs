@@ -36,7 +36,10 @@ pub fn parse_verdicts(stdout: &[u8]) -> Vec<serde_json::Value> {
             }
             let ts = v["ts"].as_str().unwrap();
             assert!(ts.ends_with('Z') && ts.len() == 27, "ts not RFC 3339 with microseconds: {ts}");
-            assert!(matches!(v["trigger"].as_str(), Some("early" | "end")));
+            assert!(matches!(v["trigger"].as_str(), Some("early" | "end" | "host")));
+            let detected = v["detected_at"].as_str().unwrap();
+            // RFC 3339 strings of one length order as times do.
+            assert!(detected.len() == 27 && detected >= ts, "detected_at {detected} before ts {ts}");
             v
         })
         .collect()
@@ -140,7 +143,8 @@ fn model_info_prints_metadata_and_acceptance() {
     let o = tidewatchd(&["model", "info", model.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("tidewatch-flow v3 (82 features)") && out.contains("accepted:       yes"), "{out}");
+    assert!(out.contains("tidewatch-flow v4 (91 features)") && out.contains("accepted:       yes"), "{out}");
+    assert!(out.contains("thresholds:     "), "{out}");
     assert!(out.contains("benign, scan, dos, bruteforce, exfil, c2"), "{out}");
 }
 

@@ -118,7 +118,7 @@ impl Default for FlowConfig {
     fn default() -> Self {
         Self {
             tcp_idle_timeout: 300_000_000,
-            tcp_closed_timeout: 5_000_000,
+            tcp_closed_timeout: 1_000_000,
             udp_idle_timeout: 120_000_000,
             icmp_idle_timeout: 60_000_000,
             other_idle_timeout: 60_000_000,

@@ -18,10 +18,12 @@ pub mod meta_keys {
     pub const LABELS: &str = "tidewatch.labels";
     pub const MODEL_NAME: &str = "tidewatch.model_name";
     pub const MODEL_VERSION: &str = "tidewatch.model_version";
+    /// Optional: JSON object of per-label alert thresholds, e.g. `{"scan": 0.9}`.
+    pub const THRESHOLDS: &str = "tidewatch.thresholds";
 }
 
 /// What a model says about itself.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ModelInfo {
     pub name: String,
     pub version: String,
@@ -29,9 +31,50 @@ pub struct ModelInfo {
     pub schema_version: u32,
     pub features: Vec<String>,
     pub labels: Vec<String>,
+    /// Alert threshold of each label, in label order (0 where none was set):
+    /// a row whose best label scores below its threshold is called `benign`.
+    /// Chosen on validation data to hold the false-alarm target.
+    pub thresholds: Vec<f32>,
 }
 
 impl ModelInfo {
+    /// The label a row gets from its probabilities: the most probable one,
+    /// unless it scores below its alert threshold, then `benign` (when the
+    /// model has that label). Returns the label's index and probability;
+    /// `None` when a probability is not finite.
+    pub fn decide(&self, probabilities: &[f32]) -> Option<(usize, f32)> {
+        if probabilities.iter().any(|p| !p.is_finite()) {
+            return None;
+        }
+        let (best, score) =
+            probabilities.iter().enumerate().fold((0, f32::MIN), |acc, (j, p)| if *p > acc.1 { (j, *p) } else { acc });
+        let threshold = self.thresholds.get(best).copied().unwrap_or(0.0);
+        if score < threshold {
+            if let Some(b) = self.labels.iter().position(|l| l == "benign") {
+                return Some((b, probabilities.get(b).copied().unwrap_or(0.0)));
+            }
+        }
+        Some((best, score))
+    }
+
+    /// Parses the `tidewatch.thresholds` metadata value against `labels`.
+    pub fn parse_thresholds(labels: &[String], json: Option<&str>) -> std::result::Result<Vec<f32>, String> {
+        let mut out = vec![0.0; labels.len()];
+        let Some(json) = json else { return Ok(out) };
+        let map: std::collections::BTreeMap<String, f64> = serde_json::from_str(json)
+            .map_err(|e| format!("metadata `{}` is not a JSON object of numbers: {e}", meta_keys::THRESHOLDS))?;
+        for (label, t) in map {
+            let Some(i) = labels.iter().position(|l| *l == label) else {
+                return Err(format!("metadata `{}` names `{label}`, which is not a label", meta_keys::THRESHOLDS));
+            };
+            if !(0.0..=1.0).contains(&t) {
+                return Err(format!("metadata `{}`: threshold {t} of `{label}` is not in 0..1", meta_keys::THRESHOLDS));
+            }
+            out[i] = t as f32;
+        }
+        Ok(out)
+    }
+
     /// `name@version`, as written in each verdict's `model` field.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
@@ -155,6 +198,9 @@ fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> 
     };
     let split = |s: String| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<_>>();
     let schema_version = get(meta_keys::SCHEMA_VERSION)?;
+    let labels = split(get(meta_keys::LABELS)?);
+    let thresholds =
+        ModelInfo::parse_thresholds(&labels, meta.custom(meta_keys::THRESHOLDS).as_deref()).map_err(bad)?;
     Ok(ModelInfo {
         name: get(meta_keys::MODEL_NAME)?,
         version: get(meta_keys::MODEL_VERSION)?,
@@ -163,7 +209,8 @@ fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> 
             bad(format!("metadata `{}` = {schema_version:?} is not a number", meta_keys::SCHEMA_VERSION))
         })?,
         features: split(get(meta_keys::FEATURES)?),
-        labels: split(get(meta_keys::LABELS)?),
+        labels,
+        thresholds,
     })
 }
 
@@ -246,4 +293,42 @@ pub fn inspect_model(path: &Path, runtime: Option<&Path>) -> Result<(ModelInfo, 
     let info = read_info(&session, path)?;
     let verdict = info.check_schema(path);
     Ok((info, verdict))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(thresholds: &str) -> std::result::Result<ModelInfo, String> {
+        let labels: Vec<String> = ["benign", "scan", "dos"].iter().map(|s| s.to_string()).collect();
+        let thresholds = ModelInfo::parse_thresholds(&labels, Some(thresholds))?;
+        Ok(ModelInfo {
+            name: "t".into(),
+            version: "1".into(),
+            schema: SCHEMA_NAME.into(),
+            schema_version: SCHEMA_VERSION,
+            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+            labels,
+            thresholds,
+        })
+    }
+
+    #[test]
+    fn thresholds_decide_between_the_best_label_and_benign() {
+        let m = info(r#"{"scan": 0.9, "dos": 0.5}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.thresholds, vec![0.0, 0.9, 0.5]);
+        assert_eq!(m.decide(&[0.2, 0.8, 0.0]), Some((0, 0.2)));
+        assert_eq!(m.decide(&[0.05, 0.95, 0.0]), Some((1, 0.95)));
+        assert_eq!(m.decide(&[0.4, 0.0, 0.6]), Some((2, 0.6)));
+        assert_eq!(m.decide(&[0.1, f32::NAN, 0.6]), None);
+        // No thresholds: the most probable label.
+        assert_eq!(info("{}").map(|m| m.decide(&[0.2, 0.8, 0.0])), Ok(Some((1, 0.8))));
+    }
+
+    #[test]
+    fn bad_thresholds_are_refused_naming_the_problem() {
+        assert!(info(r#"{"exfil": 0.9}"#).is_err_and(|e| e.contains("`exfil`")));
+        assert!(info(r#"{"scan": 1.5}"#).is_err_and(|e| e.contains("not in 0..1")));
+        assert!(info("[0.5]").is_err_and(|e| e.contains("tidewatch.thresholds")));
+    }
 }

@@ -54,6 +54,7 @@
 //!     schema: SCHEMA_NAME.into(), schema_version: SCHEMA_VERSION,
 //!     features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
 //!     labels: vec!["quiet".into(), "chatty".into()],
+//!     thresholds: vec![0.0, 0.0],
 //! };
 //! let verdicts = CollectSink::new();
 //! let mut engine = Engine::builder()

@@ -33,6 +33,10 @@ pub enum Trigger {
     Early,
     /// When the flow ended.
     End,
+    /// At the flow's first packet, because its source or destination crossed
+    /// a host-context bound (many flows, ports or hosts in a short time):
+    /// scans and floods are properties of hosts, seen before any flow ends.
+    Host,
 }
 
 impl Trigger {
@@ -40,6 +44,7 @@ impl Trigger {
         match self {
             Trigger::Early => "early",
             Trigger::End => "end",
+            Trigger::Host => "host",
         }
     }
 }
@@ -110,6 +115,10 @@ pub struct Verdict {
     pub scores: Vec<(Arc<str>, f32)>,
     /// `name@version` of the model.
     pub model: Arc<str>,
+    /// Engine clock (capture time) when the verdict was produced: for an
+    /// end verdict at an idle timeout, when the timeout fired, not the
+    /// flow's last packet. Time to detect is measured from it.
+    pub detected_at: Micros,
 }
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-01-01T00:00:00.000000Z`.
@@ -138,8 +147,9 @@ impl serde::Serialize for Scores<'_> {
 impl serde::Serialize for Verdict {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let f = &self.flow;
-        let mut st = s.serialize_struct("Verdict", 19)?;
+        let mut st = s.serialize_struct("Verdict", 20)?;
         st.serialize_field("ts", &rfc3339_micros(f.ts))?;
+        st.serialize_field("detected_at", &rfc3339_micros(self.detected_at))?;
         st.serialize_field("flow_id", &f.flow_id)?;
         st.serialize_field("flow_start", &rfc3339_micros(f.flow_start))?;
         st.serialize_field("proto", f.proto)?;

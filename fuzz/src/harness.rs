@@ -59,6 +59,7 @@ impl CheckingClassifier {
             schema_version: SCHEMA_VERSION,
             features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
             labels: vec!["a".into(), "b".into()],
+            thresholds: vec![0.0, 0.0],
         })
     }
 }
@@ -108,7 +109,7 @@ pub fn small_engine() -> Engine {
         .early_packets(2)
         .batch_size(4)
         .flow_config(flows)
-        .host_context(HostContextConfig { max_sources: 4, max_destinations: 4, max_pairs: 8 })
+        .host_context(HostContextConfig { max_sources: 4, max_destinations: 4, max_pairs: 8, max_rhythms: 8 })
         .build();
     match result {
         Ok(e) => e,

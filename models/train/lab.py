@@ -1,32 +1,41 @@
 #!/usr/bin/env python3
-"""Data preparation, evaluation and model card for the lab-trained model (models/train/build-lab.sh).
+"""Data preparation and evaluation for the lab-trained model (models/train/build-lab.sh).
 
     lab.py prepare  --feat-dir D --lab-dir L --seeds 1 2 --ks 4 8 16 --out D/train.csv
                     [--exclude-variant scan/nmap-sV ...] [--extra CSV ...]
+                    [--extra-benign CSV ... --max-benign-rows N]
+    lab.py public-list --manifest M.tsv [--exclude-source S ...]   # benign public captures
     lab.py evaluate --model M.onnx --feat-dir D --lab-dir L --seeds 11 12 --ks 4 8 16
                     --train-metrics M.metrics.json [--holdout-model H.onnx --holdout-variant ...]
-                    [--public-tsv T --public-dir P --tidewatchd BIN] [--synthetic-test CSV ...]
+                    [--public-tsv T --public-dir P] [--synthetic-test CSV ...] [--xgen-model X.onnx]
+                    [--everyday 21 22] [--public-protocols INDEX.tsv --public-features DIR]
+                    [--heldout-source-model M.onnx:SRC,SRC ...] [--ttd] --tidewatchd BIN
                     --metrics-out J --card C --command CMD
 
 Feature rows come from `tidewatchd features` only (one export per K: its `early` rows
-are the K-packet rows, its `end` rows the same for every K). `prepare` writes one
-training CSV (end rows once, early rows of every K) in train.py's input format;
-rows are joined to the lab's flows.csv (tool, variant) by direction-free 5-tuple
-and start time, to leave chosen tool variants out. `evaluate` runs the exported
-ONNX model in ONNX Runtime per K and at flow end, the hold-out-tool experiment,
-the public attack captures through `tidewatchd replay`, and writes metrics + card.
+are the K-packet rows; its `end` and `host` rows are the same for every K). `prepare`
+writes one training CSV (end and host rows once, early rows of every K) in train.py's
+input format, with flow ids `<capture>~k<K>~<id>` so train.py can hold out whole
+captures and tell the K of each early row; rows are joined to the lab's flows.csv
+(tool, variant) by direction-free 5-tuple and start time, to leave chosen tool variants
+out. `evaluate` runs the exported ONNX model in ONNX Runtime with its alert thresholds
+(ONNX metadata `tidewatch.thresholds`; the plain arg-max is reported too) per K, host
+trigger and flow end, and every other check of build-lab.sh, then writes the metrics
+JSON and the card (make_card.write_lab_card).
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import csv
+import datetime
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -36,34 +45,59 @@ import train as T  # noqa: E402
 LABELS = T.LABELS
 NMETA = len(T.META_COLUMNS)
 SLACK = 2.0
+BENIGN = T.LABEL_INDEX["benign"]
 
 
 def feat_path(feat_dir, seed, k):
-    return os.path.join(feat_dir, f"seed{seed}-k{k}.csv")
+    """Feature export of a lab capture: seed "3" -> seed3-k8.csv, "everyday21" -> everyday21-k8.csv."""
+    seed = str(seed)
+    stem = seed if not seed.isdigit() else f"seed{seed}"
+    return os.path.join(feat_dir, f"{stem}-k{k}.csv")
+
+
+def lab_stem(lab_dir, seed):
+    seed = str(seed)
+    if seed.startswith("everyday"):
+        return os.path.join(lab_dir, f"lab-everyday-seed{seed[8:]}")
+    if seed.startswith("heldout"):
+        # Other tools, same attack classes (masscan, nping, medusa, ncrack, dns2tcp, ...).
+        return os.path.join(lab_dir, f"lab-heldout-seed{seed[7:]}")
+    return os.path.join(lab_dir, f"lab-seed{seed}")
 
 
 class Variants:
-    """(label, variant) of a feature row, from the lab's flows.csv."""
+    """(label, variant, action) of a feature row or verdict, from the lab's flows.csv."""
 
     def __init__(self, lab_dir, seed):
         self.map = collections.defaultdict(list)
-        path = os.path.join(lab_dir, f"lab-seed{seed}.flows.csv")
+        self.flows = []
+        path = lab_stem(lab_dir, seed) + ".flows.csv"
+        if not os.path.exists(path):
+            return
         for r in csv.DictReader(open(path)):
             a, b = (r["src_ip"], int(r["src_port"])), (r["dst_ip"], int(r["dst_port"]))
             key = (r["proto"],) + ((a, b) if a <= b else (b, a))
-            self.map[key].append((float(r["first_ts"]), float(r["last_ts"]), r["variant"]))
+            f = (float(r["first_ts"]), float(r["last_ts"]), r["variant"], int(r.get("action") or -1),
+                 int(r.get("packets") or 0), r.get("tool", ""))
+            self.map[key].append(f)
+            self.flows.append(f)
 
-    def of(self, row):
-        a, b = (row[5], int(row[6])), (row[7], int(row[8]))
-        key = (row[4],) + ((a, b) if a <= b else (b, a))
-        t = float(row[2])
+    def find(self, proto, sip, sport, dip, dport, t):
+        a, b = (sip, int(sport)), (dip, int(dport))
+        key = (proto,) + ((a, b) if a <= b else (b, a))
         best = None
-        for first, last, v in self.map.get(key, ()):
-            if first - SLACK <= t <= last + SLACK:
-                d = abs(first - t)
+        for f in self.map.get(key, ()):
+            if f[0] - SLACK <= t <= f[1] + SLACK:
+                d = abs(f[0] - t)
                 if best is None or d < best[0]:
-                    best = (d, v)
-        return best[1] if best else ""
+                    best = (d, f)
+        return best[1] if best else None
+
+    def of(self, row, with_tool=False):
+        f = self.find(row[4], row[5], row[6], row[7], row[8], float(row[2]))
+        if not f:
+            return ""
+        return f"{f[5]}:{f[2]}" if with_tool else f[2]
 
 
 def read_rows(path):
@@ -73,8 +107,14 @@ def read_rows(path):
         return header, list(rd)
 
 
+def capture_name(path):
+    """synth101.csv -> synth101 (train.py groups captures by this name without digits)."""
+    return os.path.splitext(os.path.basename(path))[0].replace("~", "-")
+
+
 def prepare(args):
     header = None
+    schema_src = None
     out_rows = []
     excluded = collections.Counter()
     excl = set(args.exclude_variant or [])
@@ -88,8 +128,8 @@ def prepare(args):
             elif h != header:
                 raise SystemExit(f"{feat_path(args.feat_dir, seed, k)}: header differs")
             for r in rows:
-                if r[1] == "end" and i != 0:
-                    continue      # end rows are the same in every export: take them once
+                if r[1] != "early" and i != 0:
+                    continue      # end and host rows are the same in every export: take them once
                 if not r[9]:
                     continue
                 if var is not None:
@@ -97,16 +137,64 @@ def prepare(args):
                     if f"{r[9]}/{v}" in excl:
                         excluded[f"{r[9]}/{v}/{r[1]}"] += 1
                         continue
-                r[0] = f"s{seed}k{k}-{r[0]}"   # flow ids stay unique across exports (grouped splits)
+                r[0] = f"lab{seed}~k{k}~{r[0]}"   # capture and K (train.py row_origin)
                 out_rows.append(r)
+    # Lab-style captures whose every flow is benign (everyday traffic: pollers, ssh, NTP, DHCP,
+    # mDNS, SSDP, IPv6 ND/MLD ...): all their rows, every trigger, labelled benign. Their capture
+    # name is the tag itself (everyday21 -> kind "everyday"), so train.py keeps them out of the
+    # threshold validation unless two or more are trained on.
+    n_ben = collections.Counter()
+    for tag in args.benign_seeds or []:
+        for i, k in enumerate(args.ks):
+            path = feat_path(args.feat_dir, tag, k)
+            h, rows = read_rows(path)
+            if header is None:
+                header, schema_src = h, path + ".schema.json"
+            elif h != header:
+                raise SystemExit(f"{path}: header differs")
+            for r in rows:
+                if r[1] != "early" and i != 0:
+                    continue
+                r[9] = "benign"
+                r[0] = f"{tag}~k{k}~{r[0]}"
+                out_rows.append(r)
+                n_ben[r[1]] += 1
     for extra in args.extra or []:
         h, rows = read_rows(extra)
+        if header is None:
+            header, schema_src = h, extra + ".schema.json"
         if h != header:
             raise SystemExit(f"{extra}: header differs from the lab exports")
+        cap = capture_name(extra)
         for r in rows:
             if r[9]:
-                r[0] = f"x{os.path.basename(extra)}-{r[0]}"
+                r[0] = f"{cap}~k{args.extra_k}~{r[0]}"
                 out_rows.append(r)
+    # Public benign captures: every row benign (nothing in them is an attack by their
+    # MANIFEST themes); at most --max-benign-rows per capture and trigger, evenly spread.
+    n_pub = collections.Counter()
+    for i, extra in enumerate(args.extra_benign or []):
+        if not os.path.exists(extra) or not os.path.exists(extra + ".schema.json"):
+            continue
+        h, rows = read_rows(extra)
+        if header is None:
+            header, schema_src = h, extra + ".schema.json"
+        if h != header:
+            raise SystemExit(f"{extra}: header differs from the lab exports (another schema?)")
+        by_trig = collections.defaultdict(list)
+        for r in rows:
+            by_trig[r[1]].append(r)
+        for trig, rr in by_trig.items():
+            if args.max_benign_rows and len(rr) > args.max_benign_rows:
+                idx = np.linspace(0, len(rr) - 1, args.max_benign_rows).round().astype(int)
+                rr = [rr[j] for j in sorted(set(idx.tolist()))]
+            for r in rr:
+                r[9] = "benign"
+                r[0] = f"pub{i}~k{args.extra_benign_k}~{r[0]}"
+                out_rows.append(r)
+                n_pub[trig] += 1
+    if header is None:
+        raise SystemExit("prepare: no input")
     with open(args.out, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
@@ -115,362 +203,555 @@ def prepare(args):
     c = collections.Counter((r[1], r[9]) for r in out_rows)
     print(f"prepare: {args.out}: {len(out_rows)} rows; " +
           ", ".join(f"{t}/{l}={n}" for (t, l), n in sorted(c.items())) +
-          (f"; excluded {dict(excluded)}" if excluded else ""), file=sys.stderr)
+          (f"; excluded {dict(excluded)}" if excluded else "") +
+          (f"; public benign rows {dict(n_pub)}" if n_pub else "") +
+          (f"; everyday benign rows {dict(n_ben)}" if n_ben else ""), file=sys.stderr)
 
 
-# --------------------------------------------------------------------------- evaluate
+# --------------------------------------------------------------------------- public captures
 
-def load_model(path):
-    import onnx
-    m = onnx.load(path)
-    meta = {p.key: p.value for p in m.metadata_props}
-    sess = T.ort_session(open(path, "rb").read())
-    return sess, meta
+def manifest_benign(manifest, exclude_sources=()):
+    """(file, source) of the public protocol captures whose themes are not attacks."""
+    out = []
+    for r in csv.DictReader(open(manifest), delimiter="\t"):
+        f, themes = r["file"], r.get("themes", "")
+        if not f.startswith("protocols/"):
+            continue
+        if "attack" in themes.lower():
+            continue
+        src = r.get("source_repo", "") or os.path.basename(f).split("__")[0]
+        if src in exclude_sources:
+            continue
+        out.append((f, src))
+    return out
 
 
-def predict(sess, X):
-    if len(X) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return sess.run(None, {T.INPUT_NAME: X})[0].astype(np.int64)
+def public_list(args):
+    for f, src in manifest_benign(args.manifest, set(args.exclude_source or [])):
+        print(f"{f}\t{src}")
+
+
+def public_csv(feat_dir, f):
+    return os.path.join(feat_dir, os.path.basename(f) + ".csv")
+
+
+# --------------------------------------------------------------------------- model
+
+class Model:
+    def __init__(self, path):
+        import onnx
+        m = onnx.load(path)
+        self.path = path
+        self.meta = {p.key: p.value for p in m.metadata_props}
+        self.sess = T.ort_session(open(path, "rb").read())
+        self.labels = self.meta.get("tidewatch.labels", ",".join(LABELS)).split(",")
+        if self.labels != LABELS:
+            raise SystemExit(f"{path}: labels {self.labels} differ from train.py's {LABELS}")
+        self.features = self.meta["tidewatch.features"].split(",")
+        self.thresholds = T.parse_thresholds(self.meta.get(T.THRESHOLDS_KEY))
+
+    def proba(self, X):
+        if len(X) == 0:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        return self.sess.run(None, {T.INPUT_NAME: X})[1]
+
+    def predict(self, X):
+        """(thresholded prediction = what the engine reports, plain arg-max)."""
+        p = self.proba(X)
+        return T.apply_thresholds(p, self.thresholds), T.apply_thresholds(p, None)
+
+    def verdict_label(self, v):
+        """The label of a verdict under this model's thresholds (the v4 engine applies them
+        itself; an older engine reports the arg-max, so recompute from the scores)."""
+        sc = v.get("scores")
+        if not sc or not self.thresholds:
+            return v["label"]
+        lab = max(LABELS, key=lambda c: (sc.get(c, 0.0), -LABELS.index(c)))
+        if lab != "benign" and np.float32(sc.get(lab, 0.0)) < np.float32(self.thresholds.get(lab, 0.0)):
+            return "benign"
+        return lab
 
 
 def rows_xy(rows, n_feat):
-    X = np.asarray([[float(v) for v in r[NMETA:NMETA + n_feat]] for r in rows], dtype=np.float32).reshape(-1, n_feat)
-    y = np.asarray([T.LABEL_INDEX[r[9]] for r in rows], dtype=np.int64)
+    X = np.asarray([[float(v) for v in r[NMETA:NMETA + n_feat]] for r in rows],
+                   dtype=np.float32).reshape(-1, n_feat)
+    y = np.asarray([T.LABEL_INDEX[r[9]] if r[9] else BENIGN for r in rows], dtype=np.int64)
     return X, y
 
 
-def test_sets(args, n_feat):
-    """{'K=4': rows, ..., 'end': rows} of labelled test rows, each row with its variant."""
-    sets = collections.OrderedDict()
-    for k in args.ks:
-        sets[f"K={k}"] = []
-    sets["end"] = []
-    for seed in args.seeds:
-        var = Variants(args.lab_dir, seed)
-        for i, k in enumerate(args.ks):
-            _, rows = read_rows(feat_path(args.feat_dir, seed, k))
+def group_of(row, k):
+    return f"K={k}" if row[1] == "early" else row[1]
+
+
+def order_groups(names):
+    def key(g):
+        if g.startswith("K="):
+            return (0, int(g[2:]))
+        return ({"early": 1, "host": 2, "end": 3}.get(g, 4), 0)
+    return sorted(set(names), key=key)
+
+
+def load_sets(feat_dir, lab_dir, seeds, ks, labelled_only=True, check_header=None, with_tool=False):
+    """{'K=4': rows, ..., 'host': rows, 'end': rows}, each row with its variant appended."""
+    sets = collections.defaultdict(list)
+    for seed in seeds:
+        var = Variants(lab_dir, seed)
+        for i, k in enumerate(ks):
+            path = feat_path(feat_dir, seed, k)
+            h, rows = read_rows(path)
+            if check_header is not None and h[NMETA:] != check_header:
+                raise SystemExit(f"{path}: feature columns differ from the model's "
+                                 f"({T.describe_mismatch(check_header, h[NMETA:])}); re-export with this engine")
             for r in rows:
-                if not r[9]:
+                if labelled_only and not r[9]:
                     continue
-                if r[1] == "early":
-                    sets[f"K={k}"].append(r + [var.of(r)])
-                elif i == 0:
-                    sets["end"].append(r + [var.of(r)])
-    return sets
+                if r[1] == "early" or i == 0:
+                    sets[group_of(r, k)].append(r + [var.of(r, with_tool)])
+    return collections.OrderedDict((g, sets[g]) for g in order_groups(sets))
 
 
-def md_eval(m, title):
-    out = [f"**{title}** — {m['rows']:,} rows, macro-F1 **{m['macro_f1']:.3f}** "
-           f"(over {', '.join(m['macro_f1_classes'])}), benign FPR **{100 * (m['benign_fpr'] or 0):.2f}%** "
-           f"({m['benign_false_positives']} of {m['benign_rows']:,}).", "",
-           "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
-    for c in LABELS:
-        p = m["per_class"][c]
-        if p["support"] == 0 and p["precision"] == 0:
-            out.append(f"| {c} | – | – | – | 0 |")
-        else:
-            out.append(f"| {c} | {p['precision']:.3f} | {p['recall']:.3f} | {p['f1']:.3f} | {p['support']:,} |")
-    out += ["", "Confusion (rows = truth, columns = prediction):", "",
-            "| truth \\ pred | " + " | ".join(LABELS) + " |", "|---|" + "---:|" * len(LABELS)]
-    for c, row in zip(LABELS, m["confusion_matrix"]["matrix"]):
-        out.append(f"| **{c}** | " + " | ".join(f"{v:,}" for v in row) + " |")
-    return "\n".join(out)
+def eval_sets(model, sets, n_feat):
+    res, raw = collections.OrderedDict(), collections.OrderedDict()
+    for name, rows in sets.items():
+        X, y = rows_xy(rows, n_feat)
+        pt, pa = model.predict(X)
+        res[name], raw[name] = T.evaluate(y, pt), T.evaluate(y, pa)
+    return res, raw
+
+
+def alarm_counts(model, rows, n_feat):
+    """Rows treated as benign: (rows, alarmed rows, alarms by label) with thresholds, and arg-max alarms."""
+    X, _ = rows_xy(rows, n_feat)
+    pt, pa = model.predict(X)
+    by = collections.Counter(LABELS[p] for p in pt if p != BENIGN)
+    return {"rows": len(rows), "alarms": int(np.sum(pt != BENIGN)), "alarms_argmax": int(np.sum(pa != BENIGN)),
+            "fpr": float(np.mean(pt != BENIGN)) if len(rows) else None,
+            "fpr_argmax": float(np.mean(pa != BENIGN)) if len(rows) else None,
+            "by_label": dict(by)}
+
+
+# --------------------------------------------------------------------------- replay checks
+
+def replay(tw, pcap, model, out, k=8):
+    subprocess.run([tw, "replay", pcap, "--model", model, "--early-packets", str(k),
+                    "--workers", "0", "--output", f"json:{out}"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def public_eval(args, model):
     """Replay each public attack capture through tidewatchd with the model; majority label of its attack flows."""
     res = []
     os.makedirs(args.work, exist_ok=True)
+    jobs = []
     for line in open(args.public_tsv):
         if line.startswith("#") or not line.strip():
             continue
         fname, family, attacker, what = line.rstrip("\n").split("\t")
         path = os.path.join(args.public_dir, fname)
-        if not os.path.exists(path):
-            res.append({"file": fname, "family": family, "missing": True})
-            continue
         out = os.path.join(args.work, fname + ".verdicts.jsonl")
-        subprocess.run([args.tidewatchd, "replay", path, "--model", model, "--early-packets", "8",
-                        "--workers", "0", "--output", f"json:{out}"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end, early = collections.Counter(), collections.Counter()
-        for l in open(out):
-            v = json.loads(l)
-            if attacker != "*" and v["src_ip"] != attacker:
+        jobs.append((fname, family, attacker, what, path, out))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+        futs = {j[0]: ex.submit(replay, args.tidewatchd, j[4], model.path, j[5])
+                for j in jobs if os.path.exists(j[4])}
+        for fname, family, attacker, what, path, out in jobs:
+            if fname not in futs:
+                res.append({"file": fname, "family": family, "missing": True})
                 continue
-            (end if v["trigger"] == "end" else early)[v["label"]] += 1
-        maj = end.most_common(1)[0][0] if end else "-"
-        res.append({"file": fname, "family": family, "what": what, "attack_flows": sum(end.values()),
-                    "end_labels": dict(end), "early_labels": dict(early), "majority": maj,
-                    "match": maj == family})
+            try:
+                futs[fname].result()
+            except subprocess.CalledProcessError as e:
+                res.append({"file": fname, "family": family, "what": what, "error": e.stderr.decode()[-300:],
+                            "match": False, "attack_flows": 0, "end_labels": {}, "early_labels": {},
+                            "majority": "error"})
+                continue
+            end, early = collections.Counter(), collections.Counter()
+            for l in open(out):
+                v = json.loads(l)
+                if attacker != "*" and v["src_ip"] != attacker:
+                    continue
+                (end if v["trigger"] == "end" else early)[model.verdict_label(v)] += 1
+            maj = end.most_common(1)[0][0] if end else "-"
+            res.append({"file": fname, "family": family, "what": what, "attack_flows": sum(end.values()),
+                        "end_labels": dict(end), "early_labels": dict(early), "majority": maj,
+                        "match": maj == family})
     return res
 
 
+def parse_ts(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+# Actions merged into one episode: a C2 implant's beacons (one action per beacon) are one
+# campaign per source host; an iodine tunnel and the resolver's forwarded queries are one.
+def episodes_of(actions):
+    eps = []
+    c2 = {}
+    iod = []
+    for a in sorted(actions, key=lambda a: a["t0"]):
+        if a["label"] == "benign":
+            continue
+        if a["label"] == "c2":
+            e = c2.get(a["src"])
+            if e is None:
+                e = c2[a["src"]] = {"label": "c2", "variant": "beacons", "ids": [], "t0": a["t0"]}
+                eps.append(e)
+            e["ids"].append(a["id"])
+            continue
+        if a["tool"] == "iodine":
+            e = next((e for e in iod if abs(e["t0"] - a["t0"]) < 5), None)
+            if e is not None:
+                e["ids"].append(a["id"])
+                if not a["variant"].endswith("forwarded"):
+                    e["variant"] = a["variant"]
+                continue
+            e = {"label": a["label"], "variant": a["variant"], "ids": [a["id"]], "t0": a["t0"]}
+            iod.append(e)
+            eps.append(e)
+            continue
+        eps.append({"label": a["label"], "variant": a["variant"], "ids": [a["id"]], "t0": a["t0"]})
+    return eps
+
+
+# Without `detected_at` (engines before schema v4) a verdict's `ts` is its row's time: the
+# K-th packet for early rows, but the LAST packet for end rows, which the engine only writes
+# when the flow ends -- a closed TCP flow 1 s later, an idle one after the protocol's idle
+# timeout (FlowConfig::default() in engine/src/flow.rs; `tidewatchd replay` defaults).
+# Time to detect then adds that delay to end verdicts. A flow still open at the end of the
+# capture (end_of_input) counts as if the capture had gone on: it would have timed out.
+# Other end reasons (port_reuse, evicted, active_timeout) happen at their packet: none.
+IDLE_S = {"tcp": 300.0, "udp": 120.0, "icmp": 60.0}
+END_DELAY_S = {"closed": 1.0, "idle_timeout": IDLE_S, "end_of_input": IDLE_S}
+
+
+def end_delay(v):
+    if v.get("trigger") != "end":
+        return 0.0
+    d = END_DELAY_S.get(v.get("end_reason"), 0.0)
+    return d.get(v.get("proto"), 60.0) if isinstance(d, dict) else d
+
+
+def ttd_capture(args, model, seed):
+    """Replay one unseen lab capture; per episode, time/attempts to the first correct verdict."""
+    stem = lab_stem(args.lab_dir, seed)
+    out = os.path.join(args.work, f"ttd-seed{seed}.verdicts.jsonl")
+    replay(args.tidewatchd, stem + ".pcap", model.path, out, k=8)
+    actions = [json.loads(l) for l in open(stem + ".actions.jsonl")]
+    flows = list(csv.DictReader(open(stem + ".flows.csv")))
+    by_action = collections.defaultdict(list)
+    for f in flows:
+        if f["action"] not in ("", "-1"):
+            by_action[int(f["action"])].append(f)
+    var = Variants(args.lab_dir, seed)
+    eps = episodes_of(actions)
+    ep_of_action = {}
+    for i, e in enumerate(eps):
+        for a in e["ids"]:
+            ep_of_action[a] = i
+        fl = [f for a in e["ids"] for f in by_action.get(a, ())]
+        e["flows"] = sorted(float(f["first_ts"]) for f in fl)
+        e["start"] = e["flows"][0] if e["flows"] else None
+        e["det"] = None
+    used_detected_at = False
+    for l in open(out):
+        v = json.loads(l)
+        start = parse_ts(v["flow_start"]) if "flow_start" in v else parse_ts(v["ts"])
+        f = var.find(v["proto"], v["src_ip"], v["src_port"], v["dst_ip"], v["dst_port"], start)
+        if f is None or f[3] not in ep_of_action:
+            continue
+        e = eps[ep_of_action[f[3]]]
+        if model.verdict_label(v) != e["label"]:
+            continue
+        ts = parse_ts(v["ts"])
+        if "detected_at" in v:
+            t = parse_ts(v["detected_at"])
+            used_detected_at = True
+        else:
+            t = ts + end_delay(v)
+        if e["det"] is None or t < e["det"][0]:
+            e["det"] = (t, v.get("trigger"), int(v.get("packets") or 0), f[4], ts)
+    res = []
+    for e in eps:
+        r = {"seed": seed, "label": e["label"], "variant": e["variant"], "actions": len(e["ids"]),
+             "flows": len(e["flows"]), "detected": e["det"] is not None and e["start"] is not None}
+        if not e["flows"]:
+            r["note"] = "no flows in the capture"
+        if r["detected"]:
+            t, trig, pk, _, ts = e["det"]
+            before = sum(1 for x in e["flows"] if x <= t + 1e-6)
+            r.update({"seconds": max(0.0, t - e["start"]), "seconds_ts": max(0.0, ts - e["start"]),
+                      "trigger": trig, "flows_before": before, "packets_of_detecting_flow": pk})
+            # Queries before detection: one per flow of a query/answer; a long tunnel flow
+            # (iodine: one 5-tuple) counts its client packets up to the verdict.
+            r["queries_before"] = before - 1 + max(1, (pk + 1) // 2) if pk > 2 else before
+        res.append(r)
+    return res, used_detected_at
+
+
+TTD_TARGET = {"scan": ("seconds", 1.0, "≤ 1 s"), "dos": ("seconds", 1.0, "≤ 1 s"),
+              "bruteforce": ("flows_before", 3, "≤ 3rd attempt"),
+              "exfil": ("queries_before", 10, "≤ 10 queries"),
+              "c2": ("flows_before", 5, "≤ 5 beacons")}
+
+
+def ttd_eval(args, model, seeds=None):
+    os.makedirs(args.work, exist_ok=True)
+    eps, det_at = [], False
+    seeds = [s for s in (args.seeds if seeds is None else seeds)
+             if os.path.exists(lab_stem(args.lab_dir, s) + ".actions.jsonl")]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+        for r, d in ex.map(lambda s: ttd_capture(args, model, s), seeds):
+            eps += r
+            det_at |= d
+    per = collections.OrderedDict()
+    for c in LABELS[1:]:
+        es = [e for e in eps if e["label"] == c and e["flows"]]
+        if not es:
+            continue
+        d = [e for e in es if e["detected"]]
+        metric, lim, text = TTD_TARGET[c]
+        row = {"episodes": len(es), "detected": len(d), "never": len(es) - len(d), "target": text,
+               "metric": metric}
+        for m in ("seconds", "seconds_ts", "flows_before", "queries_before"):
+            vals = [e[m] for e in d]
+            row[m] = {"median": statistics.median(vals) if vals else None, "max": max(vals) if vals else None}
+        row["met"] = bool(d) and len(d) == len(es) and row[metric]["max"] <= lim
+        row["within_target"] = sum(1 for e in d if e[metric] <= lim)
+        per[c] = row
+    return {"clock": "detected_at" if det_at else
+            ("`ts` (this engine has no `detected_at`) plus, for end verdicts, the delay before the engine "
+             "writes them: 1 s after a TCP close, the idle timeout (TCP 300 s, UDP 120 s, ICMP 60 s) after "
+             "an idle flow's last packet (also for flows still open when the capture ends)"),
+            "seeds": seeds, "per_class": per, "episodes": eps}
+
+
+# --------------------------------------------------------------------------- evaluate
+
 def evaluate_cmd(args):
-    sess, meta = load_model(args.model)
-    feats = meta["tidewatch.features"].split(",")
+    model = Model(args.model)
+    feats = model.features
     n_feat = len(feats)
-    sets = test_sets(args, n_feat)
-    results = collections.OrderedDict()
-    for name, rows in sets.items():
-        X, y = rows_xy(rows, n_feat)
-        pred = predict(sess, X)
-        results[name] = T.evaluate(y, pred)
-        print(T.format_eval(f"lab test seeds {args.seeds}, {name}", results[name]))
+    sets = load_sets(args.feat_dir, args.lab_dir, args.seeds, args.ks, check_header=feats)
+    results, results_raw = eval_sets(model, sets, n_feat)
+    if model.thresholds:
+        print("thresholds: " + T.thresholds_json(model.thresholds))
+    for name in results:
+        print(T.format_eval(f"lab test seeds {args.seeds}, {name}" + (", thresholded" if model.thresholds else ""),
+                            results[name]))
+        a = results_raw[name]
+        print(f"  argmax: macro-F1 {T._f(a['macro_f1'])}  benign FPR {T._f(a['benign_fpr'])}")
     # End rows split by size: one-packet flows (a lone SYN or UDP datagram that got no answer)
     # end by timeout or end of input, when the engine's host context has decayed.
-    fi, bi = feats.index("fwd_packets"), feats.index("bwd_packets")
-    rows = sets["end"]
-    X, y = rows_xy(rows, n_feat)
-    pred = predict(sess, X)
-    one = (X[:, fi] + X[:, bi]) <= 1
-    split = {"end, 1-packet flows": T.evaluate(y[one], pred[one]),
-             "end, flows of 2+ packets": T.evaluate(y[~one], pred[~one])}
-    for k, v in split.items():
-        print(T.format_eval(f"lab test seeds {args.seeds}, {k}", v))
-    metrics = {"model": args.model, "model_meta": meta, "test_seeds": args.seeds, "ks": args.ks,
-               "lab_test": results, "end_by_size": split}
-    # Per-variant recall at end and K=8 (what each tool's flows are called).
+    split = {}
+    if "fwd_packets" in feats and "bwd_packets" in feats and "end" in sets:
+        fi, bi = feats.index("fwd_packets"), feats.index("bwd_packets")
+        X, y = rows_xy(sets["end"], n_feat)
+        pred, _ = model.predict(X)
+        one = (X[:, fi] + X[:, bi]) <= 1
+        split = {"end, 1-packet flows": T.evaluate(y[one], pred[one]),
+                 "end, flows of 2+ packets": T.evaluate(y[~one], pred[~one])}
+    kmid = f"K={args.ks[len(args.ks) // 2]}"
+    metrics = {"model": args.model, "model_meta": model.meta, "thresholds": model.thresholds,
+               "test_seeds": args.seeds, "ks": args.ks, "kmid": kmid,
+               "lab_test": results, "lab_test_argmax": results_raw, "end_by_size": split}
+    # Per-variant: what each tool's flows are called, at end, K mid and host.
     per_variant = {}
-    for name in ("end", f"K={args.ks[len(args.ks) // 2]}"):
+    for name in [g for g in ("end", kmid, "host") if g in sets]:
         rows = sets[name]
         X, y = rows_xy(rows, n_feat)
-        pred = predict(sess, X)
+        pred, _ = model.predict(X)
         agg = collections.defaultdict(collections.Counter)
         for r, p in zip(rows, pred):
             agg[f"{r[9]}/{r[-1]}"][LABELS[p]] += 1
         per_variant[name] = {k: dict(v) for k, v in sorted(agg.items())}
     metrics["per_variant"] = per_variant
-    # Hold-out-tool experiment.
     if args.holdout_model:
-        hs, _ = load_model(args.holdout_model)
-        ho = {}
-        for name, rows in sets.items():
-            sel = [r for r in rows if f"{r[9]}/{r[-1]}" in set(args.holdout_variant)]
-            for hv in args.holdout_variant:
-                sub = [r for r in sel if f"{r[9]}/{r[-1]}" == hv]
-                if not sub:
-                    continue
-                X, y = rows_xy(sub, n_feat)
-                ph, pf = predict(hs, X), predict(sess, X)
-                ho.setdefault(hv, {})[name] = {
-                    "rows": len(sub),
-                    "recall_holdout_model": float(np.mean(ph == y)),
-                    "recall_full_model": float(np.mean(pf == y)),
-                    "holdout_model_calls_them": dict(collections.Counter(LABELS[p] for p in ph)),
-                }
-            # The held-out model on everything else (did leaving the tool out cost elsewhere?)
-            X, y = rows_xy(rows, n_feat)
-            ho.setdefault("_all_rows_macro_f1", {})[name] = T.evaluate(y, predict(hs, X))["macro_f1"]
-        metrics["holdout"] = {"variants": args.holdout_variant, "model": args.holdout_model, "results": ho}
-    # Synthetic test data (pcaps/generate.py) -- the demo's kind of traffic.
+        metrics["holdout"] = holdout_eval(args, model, sets, n_feat)
     if args.synthetic_test:
-        rows = []
-        for p in args.synthetic_test:
-            _, rr = read_rows(p)
-            rows += [r for r in rr if r[9]]
-        syn = {}
-        for trig in ("early", "end"):
-            sub = [r for r in rows if r[1] == trig]
-            X, y = rows_xy(sub, n_feat)
-            syn[trig] = T.evaluate(y, predict(sess, X))
-        metrics["synthetic_test"] = syn
+        metrics["synthetic_test"] = synth_eval(args, model, n_feat)
+        if args.xgen_model:
+            xm = Model(args.xgen_model)
+            metrics["synthetic_test_xgen"] = {"model": args.xgen_model, "thresholds": xm.thresholds,
+                                              "groups": synth_eval(args, xm, n_feat)}
+    metrics["trained_with_synthetic"] = bool(args.trained_with_synthetic)
+    metrics["everyday_trained"] = args.everyday_trained
+    metrics["lab_benign"] = {g: alarm_counts(model, [r for r in rows if r[9] == "benign"], n_feat)
+                             for g, rows in sets.items()}
+    if args.everyday:
+        metrics["everyday"] = everyday_eval(args, model, n_feat)
+    if args.public_protocols:
+        metrics["public_protocols"] = protocols_eval(args, model, n_feat)
     if args.public_tsv:
-        metrics["public_attacks"] = public_eval(args, args.model)
+        metrics["public_attacks"] = public_eval(args, model)
+    if args.heldout_seeds:
+        metrics["heldout_tools"] = heldout_tools_eval(args, model, n_feat)
+    if args.ttd:
+        metrics["time_to_detect"] = ttd_eval(args, model)
+        if args.heldout_seeds:
+            metrics["time_to_detect_heldout"] = ttd_eval(args, model, args.heldout_seeds)
+        for c, r in metrics["time_to_detect"]["per_class"].items():
+            print(f"time to detect {c:<11} episodes {r['episodes']:>3} never {r['never']:>2}  "
+                  f"median {r['seconds']['median']} s max {r['seconds']['max']} s  flows before: "
+                  f"median {r['flows_before']['median']} max {r['flows_before']['max']}  "
+                  f"queries before: max {r['queries_before']['max']}  target {r['target']}")
     train_metrics = json.load(open(args.train_metrics))
     metrics["throughput"] = train_metrics.get("throughput")
+    metrics["threshold_selection"] = train_metrics.get("threshold_selection")
     metrics["train"] = {"data": train_metrics.get("data"), "model": train_metrics.get("model")}
+    metrics["card"] = {"note": args.note, "data_text": args.data_text, "command": args.command,
+                       "blind_spots": args.blind_spots}
     with open(args.metrics_out, "w") as f:
         json.dump(metrics, f, indent=2)
         f.write("\n")
-    write_card(args, metrics, train_metrics)
+    import make_card
+    make_card.write_lab_card(args.card, metrics, train_metrics, note=args.note, data_text=args.data_text,
+                             command=args.command, blind_spots=args.blind_spots)
+    print(f"wrote {args.metrics_out} and {args.card}", file=sys.stderr)
 
 
-def write_card(args, m, tm):
-    mod = tm["model"]
-    st = {k: v for k, v in mod.items() if k in ("layers", "n_parameters", "n_iter", "type")}
-    thr = (m.get("throughput") or {}).get("batches", {})
-    feats = m["model_meta"]["tidewatch.features"].split(",")
-    L = []
-    L.append(f"# Model card: `{mod['name']}` {mod['version']}")
-    L.append("")
-    L.append("Tidewatch flow classifier trained on the **lab corpus**: real tools (Debian packages) run in "
-             "network namespaces by `pcaps/lab/make-lab.sh`, labelled from the generator's own record of which "
-             "host ran which tool against which target when (never from traffic statistics). Classes: "
-             + ", ".join(f"`{c}`" for c in LABELS) + ".")
-    L.append("")
-    if args.note:
-        L.append(args.note)
-        L.append("")
-    # The issue's targets, checked on this run's figures.
-    lt = m["lab_test"]
-    pub = [r for r in m.get("public_attacks", []) if not r.get("missing")]
-    kmid = f"K={args.ks[len(args.ks) // 2]}"
-    fpr_max = max((v["benign_fpr"] or 0) for v in lt.values())
-    checks = [
-        ("macro-F1 at flow end, unseen seeds", "≥ 0.95", f"{lt['end']['macro_f1']:.3f}", lt["end"]["macro_f1"] >= 0.95),
-        (f"macro-F1 early at {kmid}", "≥ 0.90", f"{lt[kmid]['macro_f1']:.3f}", lt[kmid]["macro_f1"] >= 0.90),
-        ("benign FPR (worst of every K and end)", "≤ 0.5 %", f"{100 * fpr_max:.2f} %", fpr_max <= 0.005),
-    ]
-    if pub:
-        ok = sum(r["match"] for r in pub)
-        checks.append(("public attack captures: majority label = family", f"{len(pub)} of {len(pub)}",
-                       f"{ok} of {len(pub)}", ok == len(pub)))
-    thr256 = ((m.get("throughput") or {}).get("batches") or {}).get("256")
-    if thr256:
-        checks.append(("ONNX Runtime rows/s per core, batch 256", "≥ 2,000,000",
-                       f"{thr256['rows_per_cpu_s']:,.0f}", thr256["rows_per_cpu_s"] >= 2e6))
-    L.append("| target (issue 6) | wanted | this model | met |")
-    L.append("|---|---|---|---|")
-    for name, want, got, ok in checks:
-        L.append(f"| {name} | {want} | {got} | {'yes' if ok else '**no**'} |")
-    L.append("")
-    L.append("## What it is")
-    L.append("")
-    L.append(f"- **Type:** {st.get('type', '?')} layers {'-'.join(map(str, st.get('layers', [])))} "
-             f"({st.get('n_parameters', '?')} parameters, {st.get('n_iter', '?')} epochs), input "
-             "sign(x)·log(1+|x|) then standardised (inside the graph); one model for early and end rows.")
-    ops = ", ".join(f"{d} {v}" for d, v in mod["onnx"]["opset_import"].items())
-    L.append(f"- **ONNX:** opset {ops}, IR {mod['onnx']['ir_version']} (loads in ONNX Runtime 1.31); input "
-             f"`features` float32 [N, {len(feats)}]; outputs `label` int64 [N], `probabilities` float32 [N, 6] "
-             "(no ZipMap); metadata `tidewatch.schema`/`schema_version`/`features`/`labels`/`model_name`/"
-             f"`model_version`. File {mod['file_bytes']:,} bytes, sha256 `{mod['sha256']}`.")
-    L.append(f"- **Schema:** `{m['model_meta']['tidewatch.schema']}` v{m['model_meta']['tidewatch.schema_version']}, "
-             f"{len(feats)} features exported by the engine (`tidewatchd features`; see FEATURES.md). "
-             "No feature is computed in Python; addresses, ports and timestamps are not inputs.")
-    L.append("")
-    L.append("## Data")
-    L.append("")
-    L.append(args.data_text)
-    L.append("")
-    tr = tm["data"]["train"]
-    cnt = collections.Counter()
-    for f in tr["files"]:
-        for t, d in f["counts"].items():
-            for c, n in d.items():
-                cnt[(t, c)] += n
-    L.append(f"Training rows ({tr['labeled_rows']:,}; early rows of every K plus end rows):")
-    L.append("")
-    L.append("| trigger | " + " | ".join(LABELS) + " |")
-    L.append("|---|" + "---:|" * len(LABELS))
-    for t in ("early", "end"):
-        L.append(f"| {t} | " + " | ".join(f"{cnt[(t, c)]:,}" for c in LABELS) + " |")
-    L.append("")
-    L.append("## Results on unseen seeds")
-    L.append("")
-    L.append(f"Lab test seeds {' '.join(map(str, m['test_seeds']))} (never trained on). `K=k`: the row the engine "
-             "writes after a flow's first k packets (`--early-packets k`; only flows that reach k packets have one); "
-             "`end`: at flow end. Macro-F1 averages the classes with test rows; benign FPR = share of benign rows "
-             "called an attack.")
-    L.append("")
-    for name, ev in m["lab_test"].items():
-        L.append(md_eval(ev, name))
-        L.append("")
-    if m.get("end_by_size"):
-        L.append("### End rows by flow size")
-        L.append("")
-        L.append("A flow of one packet (a SYN or UDP datagram nobody answered: filtered scans, floods) ends by "
-                 "timeout or at the end of the capture, and the engine computes its host context then, when the "
-                 "burst it belonged to has decayed; such flows carry almost nothing to tell a scan from a flood.")
-        L.append("")
-        for name, ev in m["end_by_size"].items():
-            if ev["rows"]:
-                L.append(md_eval(ev, name))
-                L.append("")
-    if m.get("per_variant"):
-        L.append("### Per tool variant")
-        L.append("")
-        L.append("What the test seeds' flows of each tool variant are called (label/variant from the lab's action log):")
-        L.append("")
-        names = list(m["per_variant"])
-        L.append("| variant | " + " | ".join(names) + " |")
-        L.append("|---|" + "---|" * len(names))
-        keys = sorted(set().union(*[set(v) for v in m["per_variant"].values()]))
-        for k in keys:
-            cells = []
-            for n in names:
-                d = m["per_variant"][n].get(k, {})
-                cells.append(", ".join(f"{lab} {c:,}" for lab, c in sorted(d.items(), key=lambda x: -x[1])) or "–")
-            L.append(f"| `{k}` | " + " | ".join(cells) + " |")
-        L.append("")
-    if "holdout" in m:
-        ho = m["holdout"]
-        L.append("## Hold-out tool")
-        L.append("")
-        L.append("A second model, same configuration, trained without the flows of "
-                 + ", ".join(f"`{v}`" for v in ho["variants"])
-                 + " (left out of the training seeds), then tested on those flows of the test seeds. "
-                 "Recall = share of them given their true class.")
-        L.append("")
-        L.append("| held-out variant | rows | recall, model without it | recall, full model | model without it calls them |")
-        L.append("|---|---|---:|---:|---|")
-        for v, per in ho["results"].items():
-            if v.startswith("_"):
+def heldout_tools_eval(args, model, n_feat):
+    """Captures of the same attack classes made by OTHER tools (lab-heldout-seedN: masscan/nping
+    scans, nping/scapy floods, medusa/ncrack brute force, dns2tcp/python DNS tunnels,
+    wget/python/openssl beacons), evaluated exactly like the unseen lab seeds."""
+    sets = load_sets(args.feat_dir, args.lab_dir, args.heldout_seeds, args.ks, check_header=model.features,
+                     with_tool=True)
+    res, raw = eval_sets(model, sets, n_feat)
+    for name in res:
+        print(T.format_eval(f"other tools {args.heldout_seeds}, {name}", res[name]))
+    per_tool = {}
+    for name, rows in sets.items():
+        X, y = rows_xy(rows, n_feat)
+        pred, _ = model.predict(X)
+        agg = collections.defaultdict(collections.Counter)
+        for r, p in zip(rows, pred):
+            agg[f"{r[9]}/{r[-1] or '?'}"][LABELS[p]] += 1
+        per_tool[name] = {k: dict(v) for k, v in sorted(agg.items())}
+    benign = {g: alarm_counts(model, [r for r in rows if r[9] == "benign"], n_feat) for g, rows in sets.items()}
+    return {"seeds": args.heldout_seeds, "results": res, "results_argmax": raw, "per_tool": per_tool,
+            "benign": benign}
+
+
+def holdout_eval(args, model, sets, n_feat):
+    """The model trained without whole tool variants, on exactly those variants' test rows."""
+    hm = Model(args.holdout_model)
+    hv_set = set(args.holdout_variant)
+    ho = {}
+    targets, with_benign = {}, {}
+    for name, rows in sets.items():
+        sel = [r for r in rows if f"{r[9]}/{r[-1]}" in hv_set]
+        for hv in args.holdout_variant:
+            sub = [r for r in sel if f"{r[9]}/{r[-1]}" == hv]
+            if not sub:
                 continue
-            for name, r in per.items():
-                calls = ", ".join(f"{k} {n}" for k, n in sorted(r["holdout_model_calls_them"].items(), key=lambda x: -x[1]))
-                L.append(f"| `{v}` {name} | {r['rows']:,} | {r['recall_holdout_model']:.3f} | {r['recall_full_model']:.3f} | {calls} |")
-        allf = ho["results"].get("_all_rows_macro_f1", {})
-        if allf:
-            L.append("")
-            L.append("Macro-F1 of the model without them on all test rows: " +
-                     ", ".join(f"{k} {v:.3f}" for k, v in allf.items()) + ".")
-        L.append("")
-    if "synthetic_test" in m:
-        L.append("## Synthetic captures (pcaps/generate.py, as in `make demo`)")
-        L.append("")
-        for t, ev in m["synthetic_test"].items():
-            L.append(f"- {t}: macro-F1 {ev['macro_f1']:.3f}, benign FPR {100 * (ev['benign_fpr'] or 0):.2f}% "
-                     f"({ev['rows']:,} rows)")
-        L.append("")
-    if "public_attacks" in m:
-        L.append("## Real attack captures (../shared/pcaps/public/attacks, not in this repository)")
-        L.append("")
-        L.append("Each capture replayed with `tidewatchd replay --early-packets 8`; the attack flows are those "
-                 "the listed attacker initiated (or every flow). Majority end-verdict label vs the capture's family.")
-        L.append("")
-        L.append("| capture | family | attack flows | end verdicts | majority | match |")
-        L.append("|---|---|---:|---|---|---|")
-        n_ok = n = 0
-        for r in m["public_attacks"]:
-            if r.get("missing"):
-                L.append(f"| `{r['file']}` | {r['family']} | – | missing | – | – |")
-                continue
-            n += 1
-            n_ok += r["match"]
-            labs = ", ".join(f"{k} {v}" for k, v in sorted(r["end_labels"].items(), key=lambda x: -x[1]))
-            L.append(f"| `{r['file']}` ({r['what']}) | {r['family']} | {r['attack_flows']} | {labs} | "
-                     f"{r['majority']} | {'yes' if r['match'] else '**no**'} |")
-        L.append("")
-        L.append(f"Majority matches family on **{n_ok} of {n}** captures.")
-        L.append("")
-    if thr:
-        L.append("## Inference cost")
-        L.append("")
-        L.append("ONNX Runtime, 1 intra-op thread, rows per CPU-second of the inference thread (= per core):")
-        L.append("")
-        L.append("| batch | rows per CPU-second |")
-        L.append("|---:|---:|")
-        for b, v in thr.items():
-            L.append(f"| {b} | {v['rows_per_cpu_s']:,.0f} |")
-        L.append("")
-    L.append("## Reproduce")
-    L.append("")
-    L.append("```sh")
-    L.append(args.command)
-    L.append("```")
-    L.append("")
-    L.append("Captures are made on demand (root; about 3 minutes per seed, 100–300 MB each, in build/lab/, "
-             "git-ignored); timing in a live lab differs between runs even with the same seed, so a rerun gives "
-             "close, not identical, figures. With the same feature CSVs, training is seeded and deterministic.")
-    L.append("")
-    L.append("## Blind spots")
-    L.append("")
-    L.append(args.blind_spots)
-    L.append("")
-    with open(args.card, "w") as f:
-        f.write("\n".join(L))
+            X, y = rows_xy(sub, n_feat)
+            ph, pf = hm.predict(X)[0], model.predict(X)[0]
+            ho.setdefault(hv, {})[name] = {
+                "rows": len(sub),
+                "recall_holdout_model": float(np.mean(ph == y)),
+                "recall_full_model": float(np.mean(pf == y)),
+                "holdout_model_calls_them": dict(collections.Counter(LABELS[p] for p in ph)),
+            }
+        X, y = rows_xy(rows, n_feat)
+        ho.setdefault("_all_rows_macro_f1", {})[name] = T.evaluate(y, hm.predict(X)[0])["macro_f1"]
+        if sel:
+            X, y = rows_xy(sel, n_feat)
+            targets[name] = T.evaluate(y, hm.predict(X)[0])
+        wb = sel + [r for r in rows if r[9] == "benign"]
+        if sel:
+            X, y = rows_xy(wb, n_feat)
+            with_benign[name] = T.evaluate(y, hm.predict(X)[0])
+    return {"variants": args.holdout_variant, "model": args.holdout_model, "thresholds": hm.thresholds,
+            "results": ho, "exact": targets, "with_benign": with_benign}
+
+
+def synth_eval(args, model, n_feat):
+    rows = []
+    for p in args.synthetic_test:
+        h, rr = read_rows(p)
+        if h[NMETA:] != model.features:
+            raise SystemExit(f"{p}: feature columns differ from the model's; re-export with this engine")
+        rows += [r for r in rr if r[9]]
+    out = collections.OrderedDict()
+    for trig in [t for t in ("early", "host", "end") if any(r[1] == t for r in rows)]:
+        sub = [r for r in rows if r[1] == trig]
+        X, y = rows_xy(sub, n_feat)
+        pt, pa = model.predict(X)
+        name = f"K={args.synthetic_k}" if trig == "early" else trig
+        out[name] = T.evaluate(y, pt)
+        out[name]["argmax_macro_f1"] = T.evaluate(y, pa)["macro_f1"]
+        out[name]["argmax_benign_fpr"] = T.evaluate(y, pa)["benign_fpr"]
+    return out
+
+
+def everyday_eval(args, model, n_feat):
+    """Everyday benign captures: every row is benign; alarms per trigger group and per variant."""
+    res = {"captures": [], "groups": {}, "per_variant": {}}
+    seeds = []
+    for s in args.everyday:
+        tag = f"everyday{s}"
+        if all(os.path.exists(feat_path(args.feat_dir, tag, k)) for k in args.ks):
+            seeds.append(tag)
+            res["captures"].append(os.path.basename(lab_stem(args.lab_dir, tag)) + ".pcap")
+    if not seeds:
+        return None
+    sets = load_sets(args.feat_dir, args.lab_dir, seeds, args.ks, labelled_only=False, check_header=model.features)
+    pv = collections.defaultdict(dict)
+    for g, rows in sets.items():
+        res["groups"][g] = alarm_counts(model, rows, n_feat)
+        byv = collections.defaultdict(list)
+        for r in rows:
+            byv[r[-1] or "(no variant)"].append(r)
+        for v, rr in byv.items():
+            pv[v][g] = alarm_counts(model, rr, n_feat)
+    res["per_variant"] = {v: pv[v] for v in sorted(pv)}
+    return res
+
+
+def protocols_eval(args, model, n_feat):
+    """Public protocol captures (not attacks): share of rows alarmed, per source project."""
+    index = [l.rstrip("\n").split("\t") for l in open(args.public_protocols) if l.strip()]
+    res = {"captures": len(index), "exported": 0, "per_source": {}, "top_captures": []}
+    rows_by_src = collections.defaultdict(lambda: collections.defaultdict(list))
+    per_cap = []
+    for f, src in index:
+        p = public_csv(args.public_features, f)
+        if not os.path.exists(p):
+            continue
+        h, rows = read_rows(p)
+        if h[NMETA:] != model.features:
+            continue
+        res["exported"] += 1
+        for r in rows:
+            rows_by_src[src][r[1] if r[1] != "early" else f"K={args.public_k}"].append(r)
+        per_cap.append((f, src, rows))
+    for src in sorted(rows_by_src):
+        res["per_source"][src] = {g: alarm_counts(model, rows_by_src[src][g], n_feat)
+                                  for g in order_groups(rows_by_src[src])}
+        res["per_source"][src]["captures"] = sum(1 for _, s, _ in per_cap if s == src)
+    tot = collections.defaultdict(list)
+    for src in rows_by_src:
+        for g, rr in rows_by_src[src].items():
+            tot[g] += rr
+    res["all"] = {g: alarm_counts(model, tot[g], n_feat) for g in order_groups(tot)}
+    worst = []
+    for f, src, rows in per_cap:
+        if rows:
+            a = alarm_counts(model, rows, n_feat)
+            if a["alarms"]:
+                worst.append({"file": f, "source": src, **a})
+    res["top_captures"] = sorted(worst, key=lambda x: -x["alarms"])[:12]
+    # Held-out-source models: each trained with the public benign captures of the other sources.
+    ho = {}
+    for spec in args.heldout_source_model or []:
+        path, _, srcs = spec.partition(":")
+        if not os.path.exists(path):
+            continue
+        hm = Model(path)
+        for src in srcs.split(","):
+            if src in rows_by_src:
+                ho[src] = {g: alarm_counts(hm, rows_by_src[src][g], n_feat) for g in order_groups(rows_by_src[src])}
+                ho[src]["model"] = path
+    res["heldout_source"] = ho
+    return res
 
 
 def main():
@@ -479,11 +760,21 @@ def main():
     p = sub.add_parser("prepare")
     p.add_argument("--feat-dir", required=True)
     p.add_argument("--lab-dir", required=True)
-    p.add_argument("--seeds", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="*", default=[])
     p.add_argument("--ks", nargs="+", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--exclude-variant", action="append")
-    p.add_argument("--extra", nargs="*")
+    p.add_argument("--extra", nargs="*", help="labelled CSVs (synthetic captures), one capture each")
+    p.add_argument("--extra-k", type=int, default=8, help="--early-packets of the --extra exports (default 8)")
+    p.add_argument("--benign-seeds", nargs="*", default=[],
+                   help="lab-style captures whose rows are all benign (tags everydayN: features everydayN-kK.csv)")
+    p.add_argument("--extra-benign", nargs="*", help="unlabelled CSVs whose rows are all benign (public captures)")
+    p.add_argument("--extra-benign-k", type=int, default=8)
+    p.add_argument("--max-benign-rows", type=int, default=300,
+                   help="per --extra-benign capture and trigger, at most this many rows (0 = all)")
+    q = sub.add_parser("public-list")
+    q.add_argument("--manifest", required=True)
+    q.add_argument("--exclude-source", action="append")
     e = sub.add_parser("evaluate")
     e.add_argument("--model", required=True)
     e.add_argument("--feat-dir", required=True)
@@ -494,6 +785,20 @@ def main():
     e.add_argument("--holdout-model")
     e.add_argument("--holdout-variant", action="append", default=[])
     e.add_argument("--synthetic-test", nargs="*")
+    e.add_argument("--synthetic-k", type=int, default=8)
+    e.add_argument("--trained-with-synthetic", type=int, default=0)
+    e.add_argument("--xgen-model", help="lab-only model for the cross-generator check on --synthetic-test")
+    e.add_argument("--everyday", nargs="*", help="everyday capture seeds (features everydayS-kK.csv)")
+    e.add_argument("--everyday-trained", nargs="*", default=[],
+                   help="everyday seeds that were in the training data (reported, not evaluated)")
+    e.add_argument("--heldout-seeds", nargs="*", default=[],
+                   help="other-tools captures (tags heldoutN: features heldoutN-kK.csv, lab-heldout-seedN.*)")
+    e.add_argument("--public-protocols", help="index TSV (file, source) of exported public protocol captures")
+    e.add_argument("--public-features", help="directory of their feature CSVs")
+    e.add_argument("--public-k", type=int, default=8)
+    e.add_argument("--heldout-source-model", action="append",
+                   help="MODEL.onnx:SRC[,SRC]: a model trained without those sources' public captures")
+    e.add_argument("--ttd", action="store_true", help="time to detect per episode (replays the test captures)")
     e.add_argument("--public-tsv")
     e.add_argument("--public-dir")
     e.add_argument("--tidewatchd", default="target/release/tidewatchd")
@@ -507,6 +812,8 @@ def main():
     args = ap.parse_args()
     if args.cmd == "prepare":
         prepare(args)
+    elif args.cmd == "public-list":
+        public_list(args)
     else:
         evaluate_cmd(args)
 

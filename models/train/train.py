@@ -22,6 +22,7 @@ Exit codes: 0 ok, 2 bad input (schema mismatch, bad CSV, missing class),
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import hashlib
 import json
@@ -38,7 +39,10 @@ META_COLUMNS = [
     "src_ip", "src_port", "dst_ip", "dst_port", "label",
 ]
 LABELS = ["benign", "scan", "dos", "bruteforce", "exfil", "c2"]
-TRIGGERS = ["early", "end"]
+# Row triggers of `tidewatchd features`: `early` (after a flow's first K packets), `end`
+# (flow end) and `host` (schema v4: a flow's first packet, classified at once because its
+# source or destination crossed a host-context bound -- scans, floods).
+TRIGGERS = ["early", "end", "host"]
 LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
 
 INPUT_NAME = "features"
@@ -64,17 +68,48 @@ class InputError(Exception):
 class Dataset:
     """Labelled rows of one or more CSV files (unlabelled rows are dropped)."""
 
-    def __init__(self, X, y, trigger, groups, files, unlabeled):
+    def __init__(self, X, y, trigger, groups, files, unlabeled, tgroup=None, capture=None):
         self.X = X            # float32 [N, F]
         self.y = y            # int64 [N], index into LABELS
         self.trigger = trigger  # '<U5' [N]
         self.groups = groups  # '<U...' [N], "<file#>:<flow_id>" for grouped splits
         self.files = files    # list of per-file summaries
         self.unlabeled = unlabeled
+        # Trigger group ("end", "host", "early K=8", or "early" when K is unknown) and
+        # capture of each row (see row_origin).
+        self.tgroup = trigger.astype(object) if tgroup is None else tgroup
+        self.capture = np.zeros(len(y), dtype=object) if capture is None else capture
 
     def subset(self, mask):
         return Dataset(self.X[mask], self.y[mask], self.trigger[mask],
-                       self.groups[mask], self.files, 0)
+                       self.groups[mask], self.files, 0, self.tgroup[mask], self.capture[mask])
+
+
+def row_origin(flow_id: str, trigger: str, file_no: int):
+    """(capture, trigger group) of a row.
+
+    models/train/lab.py writes flow ids `<capture>~k<K>~<engine flow id>` into the CSVs it
+    prepares (K = the --early-packets of the export, 0 for exports without early rows), so
+    one CSV can hold several captures and every K; a plain `tidewatchd features` CSV is one
+    capture and its early rows have no known K.
+    """
+    parts = flow_id.split("~")
+    if len(parts) == 3 and parts[1][:1] == "k" and parts[1][1:].isdigit():
+        cap, k = parts[0], int(parts[1][1:])
+    else:
+        cap, k = f"file{file_no}", 0
+    if trigger == "early":
+        return cap, (f"early K={k}" if k > 0 else "early")
+    return cap, trigger
+
+
+def group_order(names) -> List[str]:
+    """Trigger groups in report order: early K ascending, plain early, host, end."""
+    def key(g):
+        if g.startswith("early K="):
+            return (0, int(g[8:]))
+        return ({"early": 1, "host": 2, "end": 3}.get(g, 4), 0)
+    return sorted(set(names), key=key)
 
 
 def sha256_file(path: str) -> str:
@@ -156,6 +191,8 @@ def read_csv(path: str, schema: dict, file_no: int):
         rows_t: List[str] = []
         rows_g: List[str] = []
         rows_line: List[int] = []
+        rows_tg: List[str] = []
+        rows_cap: List[str] = []
         unlabeled = 0
         counts = {t: {c: 0 for c in LABELS} for t in TRIGGERS}
         for line_no, row in enumerate(reader, start=2):
@@ -184,6 +221,9 @@ def read_csv(path: str, schema: dict, file_no: int):
             rows_y.append(LABEL_INDEX[label])
             rows_t.append(trig)
             rows_g.append(f"{file_no}:{row[0].strip()}")
+            cap, tg = row_origin(row[0].strip(), trig, file_no)
+            rows_cap.append(cap)
+            rows_tg.append(tg)
             rows_line.append(line_no)
             counts[trig][label] += 1
     X = np.asarray(rows_X, dtype=np.float64).reshape(-1, n_feat)
@@ -205,7 +245,8 @@ def read_csv(path: str, schema: dict, file_no: int):
         "counts": counts,
     }
     return (X.astype(np.float32), np.asarray(rows_y, dtype=np.int64),
-            np.asarray(rows_t, dtype="<U5"), np.asarray(rows_g, dtype=object), unlabeled, summary)
+            np.asarray(rows_t, dtype="<U5"), np.asarray(rows_g, dtype=object), unlabeled, summary,
+            np.asarray(rows_tg, dtype=object), np.asarray(rows_cap, dtype=object))
 
 
 def _is_float(v: str) -> bool:
@@ -239,7 +280,9 @@ def load_inputs(train_paths: Sequence[str], test_paths: Sequence[str]):
         y = np.concatenate([x[1] for x in parts])
         t = np.concatenate([x[2] for x in parts])
         g = np.concatenate([x[3] for x in parts])
-        return Dataset(X, y, t, g, [x[5] for x in parts], sum(x[4] for x in parts))
+        tg = np.concatenate([x[6] for x in parts])
+        cap = np.concatenate([x[7] for x in parts])
+        return Dataset(X, y, t, g, [x[5] for x in parts], sum(x[4] for x in parts), tg, cap)
 
     return schema, load(train_paths, 0), load(test_paths, len(train_paths))
 
@@ -310,7 +353,21 @@ def make_model(cfg: dict, seed: int, jobs: int):
     )
 
 
-def fit_model(cfg: dict, X: np.ndarray, y: np.ndarray, seed: int, jobs: int):
+def capture_weights(ds, spec) -> Optional[np.ndarray]:
+    """Per-row weight multipliers from --capture-weight KIND=W (KIND = capture name without its
+    trailing digits, as in capture_split: lab, synth, pub, everyday, ...); None without any."""
+    if not spec:
+        return None
+    import re
+    kinds = np.asarray([re.sub(r"\d+$", "", str(c)) for c in ds.capture.tolist()], dtype=object)
+    w = np.ones(len(ds.y), dtype=np.float64)
+    for kind, mult in spec.items():
+        w[kinds == kind] *= mult
+    return w
+
+
+def fit_model(cfg: dict, X: np.ndarray, y: np.ndarray, seed: int, jobs: int,
+              weights: Optional[np.ndarray] = None):
     """Build and fit the model of `cfg`.
 
     MLPClassifier has no class_weight; with class_weight=balanced the MLP gets
@@ -325,10 +382,15 @@ def fit_model(cfg: dict, X: np.ndarray, y: np.ndarray, seed: int, jobs: int):
         params = {}
         if cfg["class_weight"] == "balanced":
             params["mlp__sample_weight"] = compute_sample_weight("balanced", y)
+        if weights is not None:
+            # --capture-weight: multiply (balanced weights are computed over all rows first).
+            params["mlp__sample_weight"] = params.get("mlp__sample_weight", np.ones(len(y))) * weights
         with warnings.catch_warnings():
             # Hitting max_iter is recorded in the metrics ("converged"), not warned about.
             warnings.simplefilter("ignore", ConvergenceWarning)
             return model.fit(X, y, **params)
+    if weights is not None:
+        raise InputError("--capture-weight is only supported with --estimator mlp")
     return model.fit(X, y)
 
 
@@ -482,7 +544,8 @@ def convert_mlp_pipeline(pipe, n_feat: int, name: str):
     return onx
 
 
-def export_onnx(model, schema: dict, name: str, version: str, description: str):
+def export_onnx(model, schema: dict, name: str, version: str, description: str,
+                thresholds: Optional[Dict[str, float]] = None):
     import onnx
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -545,12 +608,194 @@ def export_onnx(model, schema: dict, name: str, version: str, description: str):
         "tidewatch.labels": ",".join(LABELS),
         "tidewatch.model_name": name,
         "tidewatch.model_version": version,
+        **({} if thresholds is None else {THRESHOLDS_KEY: thresholds_json(thresholds)}),
     })
     onx.producer_name = "tidewatch-train"
     onx.producer_version = version
     onx.doc_string = description
     onnx.checker.check_model(onx, full_check=True)
     return onx
+
+
+# --------------------------------------------------------------------------- thresholds
+
+THRESHOLDS_KEY = "tidewatch.thresholds"
+# Benign false-alarm share allowed on the validation captures, in every trigger group
+# (the target on unseen data is 0.5 %; the margin absorbs validation-to-test drift).
+DEFAULT_MAX_FPR = 0.0025
+# A label whose benign false alarms need a higher threshold than this is left at it and
+# reported: a threshold of ~1 would switch the label off.
+DEFAULT_MAX_THRESHOLD = 0.999
+
+
+def thresholds_json(thr: Dict[str, float]) -> str:
+    """{"scan": 0.93, ...} with each value the shortest decimal that round-trips to float32."""
+    return "{" + ", ".join(f'"{k}": {np.format_float_positional(np.float32(v), unique=True, trim="0")}'
+                           for k, v in thr.items()) + "}"
+
+
+def parse_thresholds(text: Optional[str]) -> Optional[Dict[str, float]]:
+    if not text:
+        return None
+    d = json.loads(text)
+    return {str(k): float(v) for k, v in d.items()}
+
+
+def thresholds_vector(thr: Optional[Dict[str, float]], labels: Sequence[str] = LABELS) -> np.ndarray:
+    """float32 [L]: the threshold of each label column (0 = plain argmax; benign never has one)."""
+    v = np.zeros(len(labels), dtype=np.float32)
+    for i, c in enumerate(labels):
+        if thr and c in thr and c != "benign":
+            v[i] = np.float32(thr[c])
+    return v
+
+
+def apply_thresholds(proba: np.ndarray, thr: Optional[Dict[str, float]],
+                     labels: Sequence[str] = LABELS) -> np.ndarray:
+    """What the engine reports: the argmax label, or benign when its probability is below
+    that label's threshold (ties of the argmax go to the lower index, as ONNX ArgMax)."""
+    proba = np.asarray(proba, dtype=np.float32)
+    if len(proba) == 0:
+        return np.zeros(0, dtype=np.int64)
+    pred = np.argmax(proba, axis=1).astype(np.int64)
+    if thr:
+        tv = thresholds_vector(thr, labels)
+        top = proba[np.arange(len(pred)), pred]
+        pred = np.where(top < tv[pred], labels.index("benign") if "benign" in labels else 0, pred)
+    return pred
+
+
+def choose_thresholds(proba: np.ndarray, y: np.ndarray, tgroup: np.ndarray,
+                      max_fpr: float = DEFAULT_MAX_FPR,
+                      max_threshold: float = DEFAULT_MAX_THRESHOLD) -> tuple:
+    """Per non-benign label, the smallest thresholds that keep the benign false-alarm
+    share <= max_fpr in every trigger group of the validation rows.
+
+    Start from plain argmax (every threshold 0). While some group has more benign rows
+    alarmed than floor(max_fpr * its benign rows), raise one label's threshold just above
+    its lowest-scored false alarm in a violating group, choosing the label whose step costs
+    the smallest share of its own validation detections (ties: the lower new threshold).
+    Each step removes at least one false alarm, so this ends; a label that would need a
+    threshold above max_threshold is not raised further and the group is reported unmet.
+    Returns (thresholds {label: float}, report dict).
+    """
+    proba = np.asarray(proba, dtype=np.float32)
+    B = LABEL_INDEX["benign"]
+    pred0 = np.argmax(proba, axis=1)
+    top = proba[np.arange(len(pred0)), pred0]
+    benign = y == B
+    groups = group_order(tgroup.tolist())
+    n_benign = {g: int(np.sum(benign & (tgroup == g))) for g in groups}
+    allowed = {g: int(np.floor(max_fpr * n_benign[g] + 1e-9)) for g in groups}
+    n_pos = {c: int(np.sum((y == c) & (pred0 == c))) for c in range(len(LABELS))}
+    n_true = {c: int(np.sum(y == c)) for c in range(len(LABELS))}
+    t = np.zeros(len(LABELS), dtype=np.float32)
+    stuck = set()
+    steps = 0
+
+    def alarms(mask):
+        return mask & benign & (pred0 != B) & (top >= t[pred0])
+
+    while True:
+        viol = [g for g in groups if n_benign[g] and
+                int(np.sum(alarms(tgroup == g))) > allowed[g]]
+        if not viol:
+            break
+        vmask = np.isin(tgroup, viol)
+        fa = alarms(vmask)
+        best = None
+        for c in range(len(LABELS)):
+            if c == B or c in stuck:
+                continue
+            sc = top[fa & (pred0 == c)]
+            if not len(sc):
+                continue
+            new = np.nextafter(np.float32(sc.min()), np.float32(np.inf))
+            if new > max_threshold:
+                stuck.add(c)
+                continue
+            lost = int(np.sum((y == c) & (pred0 == c) & (top >= t[c]) & (top < new)))
+            cost = lost / max(n_pos[c], 1)
+            if best is None or (cost, float(new)) < (best[0], best[1]):
+                best = (cost, float(new), c)
+        if best is None:
+            break     # only stuck labels are left: report
+        t[best[2]] = np.float32(best[1])
+        steps += 1
+    thr = {LABELS[c]: float(t[c]) for c in range(len(LABELS)) if c != B}
+    pred = apply_thresholds(proba, thr)
+    per_group = {}
+    for g in groups:
+        m = tgroup == g
+        fa0 = int(np.sum(m & benign & (pred0 != B)))
+        fa1 = int(np.sum(m & benign & (pred != B)))
+        per_group[g] = {"benign_rows": n_benign[g], "allowed_false_alarms": allowed[g],
+                        "false_alarms_argmax": fa0, "false_alarms_thresholded": fa1,
+                        "fpr_argmax": fa0 / n_benign[g] if n_benign[g] else None,
+                        "fpr_thresholded": fa1 / n_benign[g] if n_benign[g] else None,
+                        "met": fa1 <= allowed[g]}
+    recall = {}
+    for c in range(len(LABELS)):
+        if c == B or not n_true[c]:
+            continue
+        recall[LABELS[c]] = {"rows": n_true[c],
+                             "recall_argmax": float(np.mean(pred0[y == c] == c)),
+                             "recall_thresholded": float(np.mean(pred[y == c] == c))}
+    report = {"max_fpr": max_fpr, "max_threshold": max_threshold, "steps": steps,
+              "stuck_labels": sorted(LABELS[c] for c in stuck),
+              "met": all(v["met"] for v in per_group.values()),
+              "groups": per_group, "recall": recall, "rows": int(len(y))}
+    return thr, report
+
+
+def format_thresholds(thr: Dict[str, float], report: Optional[dict] = None) -> str:
+    lines = ["thresholds (" + THRESHOLDS_KEY + "): " + thresholds_json(thr)]
+    if report:
+        lines.append(f"  chosen on {report['rows']} validation rows for benign false alarms <= "
+                     f"{report['max_fpr']:.2%} per trigger group"
+                     + ("" if report["met"] else "  ** NOT MET in every group **"))
+        for g, v in report["groups"].items():
+            fa = "n/a" if v["fpr_thresholded"] is None else f"{v['fpr_thresholded']:.3%}"
+            f0 = "n/a" if v["fpr_argmax"] is None else f"{v['fpr_argmax']:.3%}"
+            lines.append(f"  {g:<12} benign rows {v['benign_rows']:>7}  false alarms argmax "
+                         f"{v['false_alarms_argmax']:>5} ({f0})  thresholded {v['false_alarms_thresholded']:>5} "
+                         f"({fa})  allowed {v['allowed_false_alarms']}")
+        for c, v in report["recall"].items():
+            lines.append(f"  recall {c:<11} argmax {v['recall_argmax']:.4f}  thresholded "
+                         f"{v['recall_thresholded']:.4f}  ({v['rows']} rows)")
+    return "\n".join(lines)
+
+
+def describe_captures(caps: Sequence[str], show: int = 6) -> str:
+    """'lab3 synth101 pub: 139 captures' -- kinds with many captures are counted, not listed."""
+    import re
+    kinds = collections.defaultdict(list)
+    for c in caps:
+        kinds[re.sub(r"\d+$", "", c)].append(c)
+    return " ".join(" ".join(v) if len(v) <= show else f"{k}: {len(v)} captures"
+                    for k, v in sorted(kinds.items()))
+
+
+def capture_split(ds: Dataset, frac: float, seed: int, skip_kinds=()):
+    """Validation captures: ~frac of the captures of each kind (the capture name without
+    its digits: lab, synth, pub-..., file), at least one per kind that has two or more,
+    chosen with a seeded shuffle. Whole captures, so validation rows come from traffic
+    the fitted model never saw. Returns (fit mask, validation mask, validation captures)."""
+    import re
+    caps = sorted(set(ds.capture.tolist()))
+    kinds = collections.defaultdict(list)
+    for c in caps:
+        kinds[re.sub(r"\d+$", "", c)].append(c)
+    rng = np.random.default_rng(seed)
+    val = []
+    for k in sorted(kinds):
+        cs = sorted(kinds[k])
+        if len(cs) < 2 or k in skip_kinds:
+            continue
+        rng.shuffle(cs)
+        val += cs[:max(1, int(round(len(cs) * frac)))]
+    vmask = np.isin(ds.capture, val)
+    return ~vmask, vmask, sorted(val)
 
 
 # --------------------------------------------------------------------------- eval
@@ -609,8 +854,15 @@ def format_eval(title: str, m: dict) -> str:
     return "\n".join(lines)
 
 
-def eval_by_trigger(y: np.ndarray, pred: np.ndarray, trigger: np.ndarray) -> dict:
+def eval_by_trigger(y: np.ndarray, pred: np.ndarray, trigger: np.ndarray,
+                    tgroup: Optional[np.ndarray] = None) -> dict:
+    """Metrics per trigger (early, end, host), per trigger group (early K=k) when K is
+    known and differs from the plain trigger, and over all rows."""
     out = {t: evaluate(y[trigger == t], pred[trigger == t]) for t in TRIGGERS}
+    if tgroup is not None:
+        for g in group_order(tgroup.tolist()):
+            if g not in out:
+                out[g] = evaluate(y[tgroup == g], pred[tgroup == g])
     out["all"] = evaluate(y, pred)
     return out
 
@@ -884,7 +1136,35 @@ def parse_args(argv=None):
     ap.add_argument("--sweep-on", choices=["val", "test"], default="val",
                     help="score the sweep on held-out train flows (val, default) or on the "
                          "test CSVs (test: makes the reported test metrics optimistic)")
-    ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--val-fraction", type=float, default=0.2,
+                    help="share of flows (sweep) or of captures per kind (--thresholds validation) "
+                         "held out for validation (default 0.2)")
+    ap.add_argument("--thresholds", choices=["none", "validation"], default="none",
+                    help="validation: hold out whole training captures (--val-fraction of each "
+                         "kind: lab seeds, synthetic seeds, ...), fit on the rest, and choose per "
+                         "non-benign label the smallest alert threshold keeping the benign "
+                         "false-alarm share <= --max-fpr in every trigger group (end, host, each "
+                         "early K) of the validation captures; written to the ONNX metadata "
+                         f"'{THRESHOLDS_KEY}' and applied to every reported metric (plain argmax "
+                         "metrics are reported too). none (default): no thresholds, as before")
+    ap.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,
+                    help=f"--thresholds validation: benign false-alarm share allowed per trigger "
+                         f"group (default {DEFAULT_MAX_FPR})")
+    ap.add_argument("--max-threshold", type=float, default=DEFAULT_MAX_THRESHOLD,
+                    help=f"--thresholds validation: never raise a threshold above this "
+                         f"(default {DEFAULT_MAX_THRESHOLD}); a label that would need more is reported")
+    ap.add_argument("--final-fit", choices=["rest", "all"], default="rest",
+                    help="--thresholds validation: ship the model fitted without the validation "
+                         "captures, the one the thresholds were chosen for (rest, default), or refit "
+                         "on all training rows and keep those thresholds (all: more data, thresholds "
+                         "only approximately calibrated for it)")
+    ap.add_argument("--capture-weight", action="append", default=[], metavar="KIND=W",
+                    help="mlp: multiply the sample weight of the rows of captures of this kind "
+                         "(capture name without trailing digits: lab, synth, pub, everyday, ...) "
+                         "by W (repeatable; default: none)")
+    ap.add_argument("--no-validation-kind", action="append", default=[], metavar="KIND",
+                    help="--thresholds validation: never hold out captures of this kind (e.g. pub: "
+                         "public benign captures are all fitted on and do not move the thresholds)")
     ap.add_argument("--jobs", type=int, default=1, help="training threads (default 1)")
     ap.add_argument("--bench-seconds", type=float, default=1.0,
                     help="seconds per batch size for the throughput measurement (0 = skip)")
@@ -893,6 +1173,16 @@ def parse_args(argv=None):
         ap.error(f"--n-estimators must be in 1..{LIMIT_TREES}")
     if not 1 <= args.max_depth <= LIMIT_DEPTH:
         ap.error(f"--max-depth must be in 1..{LIMIT_DEPTH}")
+    cw = {}
+    for spec in args.capture_weight:
+        kind, _, w = spec.partition("=")
+        try:
+            cw[kind] = float(w)
+        except ValueError:
+            ap.error(f"--capture-weight wants KIND=W, got '{spec}'")
+        if not kind or cw[kind] <= 0:
+            ap.error(f"--capture-weight wants KIND=W with W > 0, got '{spec}'")
+    args.capture_weight = cw
     if not 0 < args.val_fraction < 1:
         ap.error("--val-fraction must be in (0, 1)")
     try:
@@ -958,8 +1248,45 @@ def run(args) -> int:
     else:
         cfg = forest_cfg(args.estimator, args.max_depth, args.class_weight, args)
 
+    thr, thr_info = None, None
     t0 = time.perf_counter()
-    model = fit_model(cfg, train.X, train.y, args.seed, args.jobs)
+    if args.thresholds == "validation":
+        fit_m, val_m, val_caps = capture_split(train, args.val_fraction, args.seed, set(args.no_validation_kind))
+        if not val_caps:
+            raise InputError("--thresholds validation needs at least two training captures of one "
+                             "kind (captures are named by models/train/lab.py flow ids, else one per CSV)")
+        fit_ds, val_ds = train.subset(fit_m), train.subset(val_m)
+        missing = [LABELS[c] for c in range(len(LABELS)) if not np.any(fit_ds.y == c)]
+        if missing:
+            raise InputError(f"--thresholds validation: without the validation captures {val_caps} "
+                             f"the training rows have no {missing}")
+        print(f"thresholds: validation captures {describe_captures(val_caps)} ({len(val_ds.y)} rows); "
+              f"fitting on the other {len(fit_ds.y)} rows")
+        vmodel = fit_model(cfg, fit_ds.X, fit_ds.y, args.seed, args.jobs,
+                           capture_weights(fit_ds, args.capture_weight))
+        if not is_mlp(cfg):
+            snap_thresholds_to_float32(vmodel)
+        vsess = ort_session(export_onnx(vmodel, schema, args.name, args.version, "validation")
+                            .SerializeToString(), threads=1)
+        vproba = vsess.run(None, {INPUT_NAME: val_ds.X})[1]
+        thr, thr_report = choose_thresholds(vproba, val_ds.y, val_ds.tgroup,
+                                            args.max_fpr, args.max_threshold)
+        print(format_thresholds(thr, thr_report))
+        if not thr_report["met"]:
+            print(f"warning: thresholds cannot hold the benign false-alarm share <= {args.max_fpr:.2%} "
+                  f"in every validation group (labels at --max-threshold: {thr_report['stuck_labels']})",
+                  file=sys.stderr)
+        thr_info = {"validation_captures": val_caps, "fit_rows": int(len(fit_ds.y)),
+                    "validation_rows": int(len(val_ds.y)), "final_fit": args.final_fit,
+                    **thr_report}
+        if args.final_fit == "rest":
+            model = vmodel
+        else:
+            model = fit_model(cfg, train.X, train.y, args.seed, args.jobs,
+                              capture_weights(train, args.capture_weight))
+    else:
+        model = fit_model(cfg, train.X, train.y, args.seed, args.jobs,
+                          capture_weights(train, args.capture_weight))
     train_s = time.perf_counter() - t0
     if list(model.classes_) != list(range(len(LABELS))):
         raise RuntimeError(f"unexpected classes {model.classes_}")
@@ -974,7 +1301,7 @@ def run(args) -> int:
                  f"{stats['activation']}, {stats['n_parameters']} parameters; input "
                  "sign(x)*log1p(|x|) + standard scaling in the graph)")
     else:
-        snapped = snap_thresholds_to_float32(model)
+        snapped = snap_thresholds_to_float32(model)   # 0 when already snapped (validation fit)
         stats = model_stats(model)
         tol = PROBA_TOL
         print(f"trained {stats['type']}: {stats['n_trees']} trees, depth <= "
@@ -985,7 +1312,9 @@ def run(args) -> int:
     description = (f"Tidewatch flow classifier '{args.name}' {args.version}: {shape} "
                    f"over {schema['name']} v{schema['version']} features ({n_feat}) -> "
                    f"{'/'.join(LABELS)}")
-    onx = export_onnx(model, schema, args.name, args.version, description)
+    if thr is not None:
+        description += "; alert thresholds " + thresholds_json(thr)
+    onx = export_onnx(model, schema, args.name, args.version, description, thr)
     model_bytes = onx.SerializeToString()
 
     sess = ort_session(model_bytes, threads=1)
@@ -998,13 +1327,27 @@ def run(args) -> int:
         return 3
 
     # Evaluate the exported model's own predictions (what the engine will run).
-    onnx_label, _ = sess.run(None, {INPUT_NAME: test.X})
-    evals = eval_by_trigger(test.y, onnx_label.astype(np.int64), test.trigger)
-    train_pred = model.predict(train.X)
+    # With thresholds, what the engine reports: argmax, or benign under the label's threshold.
+    onnx_label, onnx_proba = sess.run(None, {INPUT_NAME: test.X})
+    evals_argmax = eval_by_trigger(test.y, onnx_label.astype(np.int64), test.trigger, test.tgroup)
+    evals = (evals_argmax if thr is None else
+             eval_by_trigger(test.y, apply_thresholds(onnx_proba, thr), test.trigger, test.tgroup))
+    train_pred = (model.predict(train.X) if thr is None
+                  else apply_thresholds(model.predict_proba(train.X), thr))
     train_eval = eval_by_trigger(train.y, train_pred, train.trigger)
     print()
-    for t in TRIGGERS:
-        print(format_eval(f"test, trigger={t}", evals[t]))
+    if thr is not None:
+        print(format_thresholds(thr))
+        print("(test metrics below apply them; 'argmax' lines are the plain arg-max)")
+        print()
+    for t in [t for t in evals if t != "all"]:
+        if t == "host" and not evals[t]["rows"]:
+            continue
+        print(format_eval(f"test, trigger={t}" + ("" if thr is None else ", thresholded"), evals[t]))
+        if thr is not None and evals[t]["rows"]:
+            a = evals_argmax[t]
+            print(f"  argmax: macro-F1 {_f(a['macro_f1'])}  benign FPR {_f(a['benign_fpr'])} "
+                  f"({a['benign_false_positives']}/{a['benign_rows']})")
         print()
     print(f"train macro-F1 (resubstitution): early={_f(train_eval['early']['macro_f1'])} "
           f"end={_f(train_eval['end']['macro_f1'])}")
@@ -1043,6 +1386,7 @@ def run(args) -> int:
             "description": description,
             "config": cfg,
             "seed": args.seed,
+            "capture_weight": args.capture_weight,
             **({} if snapped is None else {"thresholds_snapped_to_float32": snapped}),
             **stats,
             "onnx": {
@@ -1067,6 +1411,9 @@ def run(args) -> int:
         "sweep": sweep_info,
         "onnx_check": verify,
         "test": evals,
+        "test_argmax": evals_argmax,
+        "thresholds": thr,
+        "threshold_selection": thr_info,
         "train_resubstitution_macro_f1": {t: train_eval[t]["macro_f1"] for t in TRIGGERS},
         "throughput": {"threads": 1, "batches": bench, "machine": machine_info()},
         "versions": {"python": platform.python_version(), "numpy": np.__version__,

@@ -519,6 +519,7 @@ pub(crate) mod tests {
             score: 0.97,
             scores: vec![(Arc::from("benign"), 0.03), (Arc::from(label), 0.97)],
             model: "baseline@1.0.0".into(),
+            detected_at: 1_772_618_401_234_600,
         }
     }
 

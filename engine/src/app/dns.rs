@@ -1,7 +1,9 @@
 //! DNS over UDP and TCP: the first query's name and type, the first
-//! response's code and answer count. A message is recognised only when its
-//! header, question and every resource record parse and end exactly at the
-//! message's end.
+//! response's code and answer count, and counters over every message of the
+//! flow ([`DnsFlowStats`]): a tunnel or a resolver-to-resolver flow carries
+//! thousands of queries on one 5-tuple, and its first query says little. A
+//! message is recognised only when its header, question and every resource
+//! record parse and end exactly at the message's end.
 
 use super::{AppMeta, Probe, Rd, MAX_BUFFER};
 
@@ -16,6 +18,103 @@ pub struct DnsMeta {
     /// Answer count of the first response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answers: Option<u16>,
+    /// Counters over every message of the flow (features, not JSON).
+    #[serde(skip)]
+    pub stats: DnsFlowStats,
+}
+
+/// Counters over every DNS message of a flow, in fixed memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsFlowStats {
+    pub queries: u32,
+    pub responses: u32,
+    /// Linear-counting bitmap of the query names (distinct names).
+    names: u64,
+    /// Sum over queries of the longest label's length.
+    longest_label_sum: u64,
+    /// Sum over queries of the first label's entropy, in millibits per character.
+    first_label_entropy_milli: u64,
+    /// Queries of type TXT or NULL (how most DNS tunnels carry data).
+    txt_null: u32,
+    /// Responses with code 3 (NXDOMAIN).
+    nxdomain: u32,
+}
+
+impl DnsFlowStats {
+    fn add(&mut self, m: &Message) {
+        if m.response {
+            self.responses = self.responses.saturating_add(1);
+            if m.rcode == 3 {
+                self.nxdomain = self.nxdomain.saturating_add(1);
+            }
+            return;
+        }
+        self.queries = self.queries.saturating_add(1);
+        self.names |= 1u64 << (mix(&m.qname) >> 58);
+        let longest = m.qname.split('.').map(str::len).max().unwrap_or(0);
+        self.longest_label_sum += longest as u64;
+        let first = m.qname.split('.').next().unwrap_or("");
+        self.first_label_entropy_milli += (crate::features::entropy(first.as_bytes()) * 1000.0) as u64;
+        if matches!(m.qtype, 10 | 16) {
+            self.txt_null = self.txt_null.saturating_add(1);
+        }
+    }
+
+    /// Estimated distinct query names (exact to a few percent up to ~40, saturating near 270).
+    pub fn distinct_names(&self) -> f32 {
+        let zeros = self.names.count_zeros();
+        if zeros == 0 {
+            return 64.0 * (64f32).ln();
+        }
+        -64.0 * (zeros as f32 / 64.0).ln()
+    }
+
+    /// Mean length of each query's longest label.
+    pub fn label_len_mean(&self) -> f32 {
+        if self.queries == 0 {
+            0.0
+        } else {
+            self.longest_label_sum as f32 / self.queries as f32
+        }
+    }
+
+    /// Mean Shannon entropy of each query's first label (bits per character).
+    pub fn label_entropy_mean(&self) -> f32 {
+        if self.queries == 0 {
+            0.0
+        } else {
+            self.first_label_entropy_milli as f32 / 1000.0 / self.queries as f32
+        }
+    }
+
+    /// Share of queries of type TXT or NULL.
+    pub fn txt_null_share(&self) -> f32 {
+        if self.queries == 0 {
+            0.0
+        } else {
+            self.txt_null as f32 / self.queries as f32
+        }
+    }
+
+    /// Share of responses that were NXDOMAIN.
+    pub fn nxdomain_share(&self) -> f32 {
+        if self.responses == 0 {
+            0.0
+        } else {
+            self.nxdomain as f32 / self.responses as f32
+        }
+    }
+}
+
+/// FNV-1a, then a final mix so the top bits are uniform.
+fn mix(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
 }
 
 /// A structurally valid DNS message.
@@ -155,32 +254,39 @@ pub(crate) fn probe_tcp(b: &[u8], _from_initiator: bool) -> Probe {
     }
 }
 
-/// Applies one message. True when this direction has nothing more to give
-/// (the first message of its kind was seen, or it is not DNS).
-pub(crate) fn on_message(meta: &mut AppMeta, data: &[u8]) -> bool {
-    let Some(m) = parse(data) else { return false };
+/// Applies one message: the first query and response fill the fields, every
+/// message counts in [`DnsFlowStats`]. A direction is never finished by
+/// DNS itself, so every message of the flow is seen.
+pub(crate) fn on_message(meta: &mut AppMeta, data: &[u8]) {
+    let Some(m) = parse(data) else { return };
     let d = meta.dns.get_or_insert_with(|| DnsMeta { query: m.qname.clone(), qtype: m.qtype, ..Default::default() });
     if m.response && d.rcode.is_none() {
         d.rcode = Some(m.rcode);
         d.answers = Some(m.ancount);
     }
-    true
+    d.stats.add(&m);
 }
 
-/// TCP: length-prefixed messages at the start of `buf`. True when this direction is finished.
-pub(crate) fn on_tcp_stream(meta: &mut AppMeta, buf: &[u8]) -> bool {
-    let Some(l) = buf.get(..2) else { return false };
-    let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
-    if len + 2 > MAX_BUFFER {
-        return true;
-    }
-    match buf.get(2..2 + len) {
-        None => false,
-        Some(m) => {
-            on_message(meta, m);
-            true
+/// TCP: takes every whole length-prefixed message from the start of `buf`.
+/// True when this direction is finished (a length the buffer cannot hold).
+pub(crate) fn on_tcp_stream(meta: &mut AppMeta, buf: &mut Vec<u8>) -> bool {
+    let mut at = 0;
+    let finished = loop {
+        let Some(l) = buf.get(at..at + 2) else { break false };
+        let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+        if len + 2 > MAX_BUFFER {
+            break true;
         }
-    }
+        match buf.get(at + 2..at + 2 + len) {
+            None => break false,
+            Some(m) => {
+                on_message(meta, m);
+                at += 2 + len;
+            }
+        }
+    };
+    buf.drain(..at);
+    finished
 }
 
 #[cfg(test)]
@@ -218,7 +324,38 @@ mod tests {
         assert_eq!(d.qtype, 1);
         assert_eq!(d.rcode, Some(3));
         assert_eq!(d.answers, Some(2));
-        assert!(p.done());
+        // Every later message still counts: a tunnel's evidence is in the rest.
+        assert!(!p.done());
+        let mut q2 = query();
+        q2.splice(13..16, b"abc".iter().copied());
+        p.on_datagram(true, &q2);
+        p.on_datagram(true, &query());
+        let s = p.meta().dns.clone().unwrap_or_default().stats;
+        assert_eq!((s.queries, s.responses), (3, 1));
+        assert!((1.9..2.2).contains(&s.distinct_names()), "{}", s.distinct_names());
+        assert_eq!(s.label_len_mean(), 7.0);
+        assert_eq!(s.nxdomain_share(), 1.0);
+        assert_eq!(s.txt_null_share(), 0.0);
+        assert_eq!(p.meta().dns.as_ref().map(|d| d.query.as_str()), Some("www.example.com"));
+    }
+
+    #[test]
+    fn tunnel_like_queries_raise_label_length_entropy_and_txt_share() {
+        let mut p = AppParser::new(17, 40000, 53);
+        for i in 0..20u8 {
+            let mut q = vec![0x12, i, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 40];
+            q.extend(
+                (0..40u8).map(|j| b"abcdefghijklmnopqrstuvwxyz234567"[(usize::from(i) * 7 + usize::from(j) * 13) % 32]),
+            );
+            q.extend_from_slice(b"\x01t\x07example\x03com\x00\x00\x10\x00\x01");
+            p.on_datagram(true, &q);
+        }
+        let s = p.meta().dns.clone().unwrap_or_default().stats;
+        assert_eq!(s.queries, 20);
+        assert!(s.distinct_names() > 15.0, "{}", s.distinct_names());
+        assert_eq!(s.label_len_mean(), 40.0);
+        assert!(s.label_entropy_mean() > 4.0, "{}", s.label_entropy_mean());
+        assert_eq!(s.txt_null_share(), 1.0);
     }
 
     #[test]
@@ -238,7 +375,16 @@ mod tests {
         assert_eq!(p.meta().dns.as_ref().and_then(|d| d.rcode), None);
         p.on_stream(false, &framed[5..]);
         assert_eq!(p.meta().dns.as_ref().and_then(|d| d.answers), Some(2));
-        assert!(p.done());
+        // A second query on the same connection, in one segment with a third.
+        let q = query();
+        let mut two = Vec::new();
+        for _ in 0..2 {
+            two.extend_from_slice(&(q.len() as u16).to_be_bytes());
+            two.extend_from_slice(&q);
+        }
+        p.on_stream(true, &two);
+        let s = p.meta().dns.clone().unwrap_or_default().stats;
+        assert_eq!((s.queries, s.responses), (3, 1));
     }
 
     #[test]

@@ -256,7 +256,10 @@ impl AppParser {
             }
         }
         let fin = match &mut self.state {
-            State::Dns => dns::on_message(&mut self.meta, data),
+            State::Dns => {
+                dns::on_message(&mut self.meta, data);
+                false
+            }
             State::Quic(q) if d == 0 => q.on_datagram(&mut self.meta, data),
             // The server side of QUIC, or a TCP protocol in a datagram: nothing to parse.
             _ => true,
@@ -354,7 +357,7 @@ impl AppParser {
             State::None => return,
             State::Http => http::on_stream(&mut self.meta, from_initiator, &mut dir.buf),
             State::Tls(t) => t.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
-            State::Dns => dns::on_tcp_stream(&mut self.meta, &dir.buf),
+            State::Dns => dns::on_tcp_stream(&mut self.meta, &mut dir.buf),
             State::Ssh(s) => s.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
             State::Quic(_) => true,
         };

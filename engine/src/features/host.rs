@@ -5,6 +5,12 @@
 //! spirit of Kitsune's damped windows) give the model that context, in
 //! bounded memory: each table has a hard capacity; when full, stale entries
 //! are swept and, if none is stale, new hosts go untracked (and counted).
+//!
+//! Beacons show across flows, not in one: a per-pair [`Rhythm`] keeps the
+//! last starts and sizes of the pair's flows and scores how regular they are,
+//! as RITA scores beacons (median absolute deviation over the median). Only
+//! regularity is a feature, never the interval itself, so a model cannot
+//! learn one generator's timings.
 
 use rustc_hash::FxHashMap;
 
@@ -16,6 +22,25 @@ const TAU_S: f64 = 10.0;
 const WINDOW_US: Micros = 10_000_000;
 /// Entries idle for this long are dropped when a table needs room.
 const STALE_US: Micros = 120_000_000;
+/// Bounds past which a host is *hot*: the first packet of each of its new
+/// flows may be classified at once (at most once a second per host), instead
+/// of waiting for K packets or the flow's end. Scans and floods are made of
+/// one-packet flows; they show here within a second. The bounds only decide
+/// when to ask the model, never what it answers.
+const HOT_SRC_FLOWS_PER_S: f32 = 2.0;
+const HOT_SRC_DISTINCT: f32 = 10.0;
+const HOT_PAIR_FLOWS_PER_S: f32 = 1.0;
+const HOT_DST_FLOWS_PER_S: f32 = 1.5;
+const HOT_DST_DISTINCT_SRC: f32 = 10.0;
+/// A hot host's flows are classified at most this often.
+const HOT_EVERY_US: Micros = 1_000_000;
+/// Flow starts and sizes a pair's rhythm keeps.
+const RHYTHM_LEN: usize = 16;
+/// A start this close to the pair's previous one is the same beat (a page
+/// load's parallel connections), not a new one.
+const BURST_US: Micros = 1_000_000;
+/// A rhythm outlives the slowest beacon that must register (10 min).
+const RHYTHM_STALE_US: Micros = 3_600_000_000;
 
 /// Exponentially decayed event count; `rate()` is events per second.
 #[derive(Clone, Copy, Debug, Default)]
@@ -75,6 +100,8 @@ impl DistinctSketch {
 #[derive(Clone, Copy, Debug, Default)]
 struct SourceStats {
     last: Micros,
+    /// When this host, hot, may next have a flow classified at its first packet.
+    next_hot: Micros,
     new_flows: Decayed,
     ended: Decayed,
     failed: Decayed,
@@ -95,8 +122,95 @@ impl SourceStats {
 #[derive(Clone, Copy, Debug, Default)]
 struct DestStats {
     last: Micros,
+    next_hot: Micros,
     in_flows: Decayed,
     src_hosts: DistinctSketch,
+}
+
+/// The last flow starts (one per beat) and ended-flow sizes of a pair.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rhythm {
+    last: Micros,
+    starts: [Micros; RHYTHM_LEN],
+    /// Beats recorded so far (the ring holds the last `RHYTHM_LEN`).
+    beats: u32,
+    sizes: [u32; RHYTHM_LEN],
+    ended: u32,
+}
+
+impl Rhythm {
+    fn on_start(&mut self, now: Micros) {
+        let prev = self.beats.checked_sub(1).map(|i| self.starts[i as usize % RHYTHM_LEN]);
+        if prev.is_none_or(|p| now >= p.saturating_add(BURST_US)) {
+            self.starts[self.beats as usize % RHYTHM_LEN] = now;
+            self.beats = self.beats.saturating_add(1);
+        }
+        self.last = self.last.max(now);
+    }
+
+    fn on_end(&mut self, now: Micros, bytes: u64) {
+        self.sizes[self.ended as usize % RHYTHM_LEN] = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.ended = self.ended.saturating_add(1);
+        self.last = self.last.max(now);
+    }
+
+    /// Regularity of the intervals between beats: 1 − MAD/median (clamped
+    /// to 0..1), 0 below three intervals.
+    fn interval_regularity(&self) -> f32 {
+        let n = (self.beats as usize).min(RHYTHM_LEN);
+        if n < 4 {
+            return 0.0;
+        }
+        let mut starts = [0u64; RHYTHM_LEN];
+        for (i, s) in starts.iter_mut().take(n).enumerate() {
+            // Oldest first: the ring's next slot holds the oldest kept beat.
+            *s = self.starts[(self.beats as usize + RHYTHM_LEN - n + i) % RHYTHM_LEN];
+        }
+        let mut gaps = [0f64; RHYTHM_LEN];
+        for i in 1..n {
+            gaps[i - 1] = starts[i].saturating_sub(starts[i - 1]) as f64;
+        }
+        regularity(&mut gaps[..n - 1])
+    }
+
+    /// Regularity of the ended flows' sizes; 0 below three flows.
+    fn size_regularity(&self) -> f32 {
+        let n = (self.ended as usize).min(RHYTHM_LEN);
+        if n < 3 {
+            return 0.0;
+        }
+        let mut sizes = [0f64; RHYTHM_LEN];
+        for (o, s) in sizes.iter_mut().zip(self.sizes.iter()).take(n) {
+            *o = f64::from(*s);
+        }
+        regularity(&mut sizes[..n])
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// 1 − MAD/median, clamped to 0..1: 1 for identical values, near 0 for
+/// values as spread as a Poisson process's intervals.
+fn regularity(v: &mut [f64]) -> f32 {
+    let m = median(v);
+    if m <= 0.0 {
+        return 0.0;
+    }
+    for x in v.iter_mut() {
+        *x = (*x - m).abs();
+    }
+    let mad = median(v);
+    (1.0 - mad / m).clamp(0.0, 1.0) as f32
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -112,11 +226,13 @@ pub struct HostContextConfig {
     pub max_sources: usize,
     pub max_destinations: usize,
     pub max_pairs: usize,
+    /// Pairs whose flow rhythm is kept (about 200 bytes each).
+    pub max_rhythms: usize,
 }
 
 impl Default for HostContextConfig {
     fn default() -> Self {
-        Self { max_sources: 65_536, max_destinations: 65_536, max_pairs: 131_072 }
+        Self { max_sources: 65_536, max_destinations: 65_536, max_pairs: 131_072, max_rhythms: 65_536 }
     }
 }
 
@@ -131,6 +247,10 @@ pub struct HostFeatures {
     pub pair_distinct_dst_ports: f32,
     pub dst_new_flows_rate: f32,
     pub dst_distinct_src_hosts: f32,
+    /// Beats (flow starts at least a second apart) of this pair kept, up to 16.
+    pub pair_flows: f32,
+    pub pair_interval_regularity: f32,
+    pub pair_size_regularity: f32,
 }
 
 type Addr = [u8; 16];
@@ -140,6 +260,7 @@ pub struct HostContext {
     sources: Table<Addr, SourceStats>,
     destinations: Table<Addr, DestStats>,
     pairs: Table<(Addr, Addr), PairStats>,
+    rhythms: Table<(Addr, Addr), Rhythm>,
     /// Updates skipped because a table was full of live entries.
     pub untracked: u64,
 }
@@ -157,11 +278,13 @@ struct Table<K, V> {
     /// A full table is swept at most once per second of packet time, so a
     /// flood of new hosts costs one sweep a second, not one per packet.
     next_sweep: Micros,
+    /// Entries idle this long are dropped when the table needs room.
+    stale: Micros,
 }
 
 impl<K: std::hash::Hash + Eq + Copy, V: Default> Table<K, V> {
-    fn new(cap: usize) -> Self {
-        Self { map: FxHashMap::default(), cap, next_sweep: 0 }
+    fn new(cap: usize, stale: Micros) -> Self {
+        Self { map: FxHashMap::default(), cap, next_sweep: 0, stale }
     }
 
     /// Gets or inserts an entry, making room by dropping stale entries when
@@ -172,7 +295,8 @@ impl<K: std::hash::Hash + Eq + Copy, V: Default> Table<K, V> {
                 return None;
             }
             self.next_sweep = now.saturating_add(1_000_000);
-            self.map.retain(|_, v| now.saturating_sub(last(v)) < STALE_US);
+            let stale = self.stale;
+            self.map.retain(|_, v| now.saturating_sub(last(v)) < stale);
             if self.map.len() >= self.cap {
                 return None;
             }
@@ -184,9 +308,10 @@ impl<K: std::hash::Hash + Eq + Copy, V: Default> Table<K, V> {
 impl HostContext {
     pub fn new(cfg: HostContextConfig) -> Self {
         Self {
-            sources: Table::new(cfg.max_sources),
-            destinations: Table::new(cfg.max_destinations),
-            pairs: Table::new(cfg.max_pairs),
+            sources: Table::new(cfg.max_sources, STALE_US),
+            destinations: Table::new(cfg.max_destinations, STALE_US),
+            pairs: Table::new(cfg.max_pairs, STALE_US),
+            rhythms: Table::new(cfg.max_rhythms, RHYTHM_STALE_US),
             untracked: 0,
         }
     }
@@ -218,11 +343,19 @@ impl HostContext {
             }
             None => self.untracked += 1,
         }
+        match self.rhythms.entry((*src, *dst), now, |v| v.last) {
+            Some(r) => r.on_start(now),
+            None => self.untracked += 1,
+        }
     }
 
-    /// Records the end of a flow started by `src`; `failed` is a connection
-    /// attempt that never completed (no handshake, or reset by the responder).
-    pub fn on_flow_end(&mut self, now: Micros, src: &Addr, failed: bool) {
+    /// Records the end of a flow from `src` to `dst` of `bytes` (both
+    /// directions); `failed` is a connection attempt that never completed
+    /// (no handshake, or reset by the responder).
+    pub fn on_flow_end(&mut self, now: Micros, src: &Addr, dst: &Addr, bytes: u64, failed: bool) {
+        if let Some(r) = self.rhythms.map.get_mut(&(*src, *dst)) {
+            r.on_end(now, bytes);
+        }
         if let Some(s) = self.sources.map.get_mut(src) {
             s.decay_to(now);
             s.ended.value += 1.0;
@@ -230,6 +363,33 @@ impl HostContext {
                 s.failed.value += 1.0;
             }
         }
+    }
+
+    /// Whether a new flow from `src` to `dst` should be classified now, at its
+    /// first packet: its source or destination is past a hot bound and was
+    /// not asked about in the last second.
+    pub fn hot(&mut self, now: Micros, src: &Addr, dst: &Addr) -> bool {
+        let f = self.features(now, src, dst);
+        let src_hot = f.src_new_flows_rate >= HOT_SRC_FLOWS_PER_S
+            || f.src_distinct_dst_ports >= HOT_SRC_DISTINCT
+            || f.src_distinct_dst_hosts >= HOT_SRC_DISTINCT
+            || f.pair_new_flows_rate >= HOT_PAIR_FLOWS_PER_S;
+        let dst_hot = f.dst_new_flows_rate >= HOT_DST_FLOWS_PER_S || f.dst_distinct_src_hosts >= HOT_DST_DISTINCT_SRC;
+        let src_due = src_hot && self.sources.map.get(src).is_some_and(|s| now >= s.next_hot);
+        let dst_due = dst_hot && self.destinations.map.get(dst).is_some_and(|d| now >= d.next_hot);
+        if !(src_due || dst_due) {
+            return false;
+        }
+        // One question covers both hosts: a scan of one target is hot at
+        // both ends, and is asked about once a second, not twice.
+        let next = now.saturating_add(HOT_EVERY_US);
+        if let Some(s) = self.sources.map.get_mut(src).filter(|_| src_hot) {
+            s.next_hot = next;
+        }
+        if let Some(d) = self.destinations.map.get_mut(dst).filter(|_| dst_hot) {
+            d.next_hot = next;
+        }
+        true
     }
 
     /// Context of a flow from `src` to `dst` at time `now`.
@@ -253,12 +413,17 @@ impl HostContext {
             out.dst_new_flows_rate = (d.in_flows.value * decay_factor(d.last, now) / TAU_S) as f32;
             out.dst_distinct_src_hosts = d.src_hosts.estimate(now);
         }
+        if let Some(r) = self.rhythms.map.get(&(*src, *dst)) {
+            out.pair_flows = (r.beats as usize).min(RHYTHM_LEN) as f32;
+            out.pair_interval_regularity = r.interval_regularity();
+            out.pair_size_regularity = r.size_regularity();
+        }
         out
     }
 
     /// Entries held, for memory accounting.
     pub fn len(&self) -> usize {
-        self.sources.map.len() + self.destinations.map.len() + self.pairs.map.len()
+        self.sources.map.len() + self.destinations.map.len() + self.pairs.map.len() + self.rhythms.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -295,7 +460,7 @@ mod tests {
         for i in 0..100u16 {
             let t = 1_000_000 + u64::from(i) * 1000;
             ctx.on_flow_start(t, &a, &b, 1000 + i);
-            ctx.on_flow_end(t + 500, &a, true);
+            ctx.on_flow_end(t + 500, &a, &b, 60, true);
         }
         let f = ctx.features(1_100_000, &a, &b);
         assert!(f.src_failed_share > 0.99);
@@ -306,14 +471,103 @@ mod tests {
 
     #[test]
     fn full_table_counts_untracked_then_reclaims_stale() {
-        let cfg = HostContextConfig { max_sources: 2, max_destinations: 2, max_pairs: 2 };
+        let cfg = HostContextConfig { max_sources: 2, max_destinations: 2, max_pairs: 2, max_rhythms: 2 };
         let mut ctx = HostContext::new(cfg);
         ctx.on_flow_start(0, &addr(1), &addr(9), 80);
         ctx.on_flow_start(0, &addr(2), &addr(9), 80);
         ctx.on_flow_start(1, &addr(3), &addr(9), 80);
-        assert_eq!(ctx.untracked, 2); // source and pair tables full
+        assert_eq!(ctx.untracked, 3); // source, pair and rhythm tables full
         ctx.on_flow_start(STALE_US + 10, &addr(3), &addr(9), 80);
-        assert_eq!(ctx.untracked, 2);
+        // The rhythm table keeps its entries for an hour: still full.
+        assert_eq!(ctx.untracked, 4);
         assert!(ctx.features(STALE_US + 10, &addr(3), &addr(9)).src_new_flows_rate > 0.0);
+    }
+
+    #[test]
+    fn a_scan_is_hot_within_a_dozen_probes_and_asked_once_a_second() {
+        let mut ctx = HostContext::new(HostContextConfig::default());
+        let (a, b) = (addr(1), addr(2));
+        let mut hot_at = Vec::new();
+        // 3000 probes in 3 s, one port each.
+        for i in 0..3000u64 {
+            let t = 1_000_000 + i * 1000;
+            ctx.on_flow_start(t, &a, &b, (i % 1000) as u16 + 1);
+            if ctx.hot(t, &a, &b) {
+                hot_at.push(i);
+            }
+        }
+        // Hot as a source at the 11th probe (10 distinct ports), hot as a
+        // destination too at the 16th (1.5 flows/s); then once a second.
+        assert_eq!(hot_at, vec![10, 15, 1015, 2015], "{hot_at:?}");
+        // A quiet client (a flow every 5 s to one server) never is.
+        let (c, d) = (addr(3), addr(4));
+        assert!((0..100u64).all(|i| {
+            let t = 10_000_000 + i * 5_000_000;
+            ctx.on_flow_start(t, &c, &d, 443);
+            !ctx.hot(t, &c, &d)
+        }));
+    }
+
+    /// A deterministic generator (xorshift) for jittered beacons.
+    fn jitter(state: &mut u64) -> f64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Beacons every `period` seconds with up to `jit` relative jitter.
+    fn beacon_regularity(period: f64, jit: f64, beats: usize, seed: u64) -> HostFeatures {
+        let mut ctx = HostContext::new(HostContextConfig::default());
+        let (a, b) = (addr(1), addr(2));
+        let mut t = 1_000_000.0;
+        let mut rng = seed;
+        for _ in 0..beats {
+            let at = t as Micros;
+            ctx.on_flow_start(at, &a, &b, 443);
+            // A small check-in, its size varying a little.
+            ctx.on_flow_end(at + 300_000, &a, &b, 900 + (jitter(&mut rng) * 60.0) as u64, false);
+            t += period * 1e6 * (1.0 + jit * (2.0 * jitter(&mut rng) - 1.0));
+        }
+        ctx.features(t as Micros, &a, &b)
+    }
+
+    #[test]
+    fn jittered_beacons_from_5_s_to_10_min_register_by_the_5th() {
+        for period in [5.0, 30.0, 120.0, 600.0] {
+            for seed in 1..=20u64 {
+                let f = beacon_regularity(period, 0.5, 5, seed * 7919);
+                assert_eq!(f.pair_flows, 5.0);
+                // Uniform ±50 % jitter: MAD/median near 0.25 over many beats; a
+                // Poisson process's intervals give about 0.7 (see below).
+                assert!(f.pair_interval_regularity >= 0.4, "period {period} seed {seed}: {f:?}");
+                assert!(f.pair_size_regularity > 0.9, "{f:?}");
+            }
+            let f = beacon_regularity(period, 0.0, 16, 1);
+            assert_eq!((f.pair_flows, f.pair_interval_regularity), (16.0, 1.0));
+        }
+    }
+
+    #[test]
+    fn poisson_starts_and_bursts_are_not_regular() {
+        let mut ctx = HostContext::new(HostContextConfig::default());
+        let (a, b) = (addr(1), addr(2));
+        let mut rng = 99u64;
+        let mut t = 1_000_000u64;
+        let mut sum = 0.0;
+        for i in 0..16 {
+            // A page load: six parallel connections are one beat.
+            for k in 0..6 {
+                ctx.on_flow_start(t + k * 20_000, &a, &b, 443);
+            }
+            // Exponential gaps with a 20 s mean.
+            t += (-(1.0 - jitter(&mut rng)).ln() * 20e6) as u64 + 1_000_000;
+            if i >= 4 {
+                sum += f64::from(ctx.features(t, &a, &b).pair_interval_regularity);
+            }
+        }
+        let f = ctx.features(t, &a, &b);
+        assert_eq!(f.pair_flows, 16.0);
+        assert!(sum / 12.0 < 0.45, "mean regularity {}", sum / 12.0);
     }
 }

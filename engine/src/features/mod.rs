@@ -16,7 +16,7 @@ pub use host::{HostContext, HostContextConfig, HostFeatures};
 /// Name of the feature schema this engine computes.
 pub const SCHEMA_NAME: &str = "tidewatch-flow";
 /// Version of the feature schema; bump on any change to names or meaning.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// Number of leading packets described one by one (sizes, directions, gaps).
 pub const EARLY_PACKETS: usize = 8;
 
@@ -104,10 +104,19 @@ pub const FEATURE_NAMES: &[&str] = &[
     "dns_qname_len",
     "dns_qname_entropy",
     "dns_rcode",
+    "dns_queries",
+    "dns_distinct_names",
+    "dns_label_len_mean",
+    "dns_label_entropy_mean",
+    "dns_txt_null_share",
+    "dns_nxdomain_share",
+    "pair_flows",
+    "pair_interval_regularity",
+    "pair_size_regularity",
 ];
 
 /// Number of values in a feature row.
-pub const NUM_FEATURES: usize = 82;
+pub const NUM_FEATURES: usize = 91;
 
 const _: () = assert!(FEATURE_NAMES.len() == NUM_FEATURES);
 
@@ -277,6 +286,13 @@ pub struct AppFeatures {
     pub dns_qname_len: f32,
     pub dns_qname_entropy: f32,
     pub dns_rcode: f32,
+    /// Over every DNS message of the flow (schema v4).
+    pub dns_queries: f32,
+    pub dns_distinct_names: f32,
+    pub dns_label_len_mean: f32,
+    pub dns_label_entropy_mean: f32,
+    pub dns_txt_null_share: f32,
+    pub dns_nxdomain_share: f32,
 }
 
 impl AppFeatures {
@@ -291,13 +307,19 @@ impl AppFeatures {
             f.dns_qname_len = d.query.len() as f32;
             f.dns_qname_entropy = entropy(d.query.as_bytes());
             f.dns_rcode = d.rcode.map_or(0.0, f32::from);
+            f.dns_queries = d.stats.queries as f32;
+            f.dns_distinct_names = d.stats.distinct_names();
+            f.dns_label_len_mean = d.stats.label_len_mean();
+            f.dns_label_entropy_mean = d.stats.label_entropy_mean();
+            f.dns_txt_null_share = d.stats.txt_null_share();
+            f.dns_nxdomain_share = d.stats.nxdomain_share();
         }
         f
     }
 }
 
 /// Shannon entropy of a byte string, in bits per byte.
-fn entropy(s: &[u8]) -> f32 {
+pub(crate) fn entropy(s: &[u8]) -> f32 {
     if s.is_empty() {
         return 0.0;
     }
@@ -359,6 +381,12 @@ pub fn write_row(s: &FlowStats, facts: &FlowFacts, host: &HostFeatures, row: &mu
     v[79] = f64::from(a.dns_qname_len);
     v[80] = f64::from(a.dns_qname_entropy);
     v[81] = f64::from(a.dns_rcode);
+    v[82] = f64::from(a.dns_queries);
+    v[83] = f64::from(a.dns_distinct_names);
+    v[84] = f64::from(a.dns_label_len_mean);
+    v[85] = f64::from(a.dns_label_entropy_mean);
+    v[86] = f64::from(a.dns_txt_null_share);
+    v[87] = f64::from(a.dns_nxdomain_share);
     for (o, x) in row.iter_mut().zip(v.iter()) {
         *o = *x as f32;
     }
@@ -375,6 +403,9 @@ pub fn write_host(host: &HostFeatures, row: &mut [f32; NUM_FEATURES]) {
     row[69] = host.pair_distinct_dst_ports;
     row[70] = host.dst_new_flows_rate;
     row[71] = host.dst_distinct_src_hosts;
+    row[88] = host.pair_flows;
+    row[89] = host.pair_interval_regularity;
+    row[90] = host.pair_size_regularity;
 }
 
 /// Is this TCP flag set in the packet?

@@ -48,12 +48,15 @@ pub(crate) struct Merger {
     pub classifier: Option<Box<dyn Classifier>>,
     labels: Vec<Arc<str>>,
     model_id: Arc<str>,
+    /// Labels, thresholds and their rule (`ModelInfo::decide`) of the current model.
+    model_info: Option<crate::infer::ModelInfo>,
     pub sinks: Vec<Box<dyn VerdictSink>>,
     pub feature_sink: Option<Box<dyn FeatureSink>>,
     batch_size: usize,
     batch_deadline: Micros,
     rows: Vec<f32>,
-    records: Vec<(FlowRecord, Option<Instant>)>,
+    /// Rows waiting for the classifier: record, arrival, engine clock when made.
+    records: Vec<(FlowRecord, Option<Instant>, Micros)>,
     probabilities: Vec<f32>,
     batch_opened: Micros,
     /// Wall time the batch was opened: a batch also leaves after
@@ -63,8 +66,11 @@ pub(crate) struct Merger {
     batch_wall_deadline: std::time::Duration,
     pub timings: Timings,
     pub feature_rows: u64,
+    /// First-packet rows classified because a host was hot.
+    pub host_rows: u64,
     pub verdicts_early: u64,
     pub verdicts_end: u64,
+    pub verdicts_host: u64,
     /// End verdicts not delivered because they repeated the early label.
     pub verdicts_unchanged: u64,
     /// Deliver an end verdict only when it differs from the early one.
@@ -104,10 +110,12 @@ impl Merger {
             .unwrap_or_default();
         let model_id: Arc<str> =
             cfg.classifier.as_ref().map(|c| Arc::from(c.info().id().as_str())).unwrap_or_else(|| Arc::from(""));
+        let model_info = cfg.classifier.as_ref().map(|c| c.info().clone());
         Self {
             hosts: cfg.hosts,
             streams: Vec::new(),
             watermarks: Vec::new(),
+            model_info,
             classifier: cfg.classifier,
             labels,
             model_id,
@@ -123,8 +131,10 @@ impl Merger {
             batch_wall_deadline: cfg.batch_wall_deadline,
             timings: Timings::new(),
             feature_rows: 0,
+            host_rows: 0,
             verdicts_early: 0,
             verdicts_end: 0,
+            verdicts_host: 0,
             verdicts_unchanged: 0,
             final_only_if_changed: cfg.final_only_if_changed,
             early_labels: Default::default(),
@@ -146,6 +156,7 @@ impl Merger {
                 max_sources: 0,
                 max_destinations: 0,
                 max_pairs: 0,
+                max_rhythms: 0,
             }),
             classifier: None,
             sinks: Vec::new(),
@@ -211,12 +222,16 @@ impl Merger {
 
     fn apply(&mut self, e: Event) {
         match e.body {
-            EventBody::Start { initiator, responder, responder_port } => {
+            EventBody::Start { initiator, responder, responder_port, first } => {
                 self.hosts.on_flow_start(e.time, &initiator, &responder, responder_port);
+                if self.hosts.hot(e.time, &initiator, &responder) {
+                    self.host_rows += 1;
+                    self.row(e.time, first);
+                }
             }
             EventBody::Row(row) => {
                 if row.record.trigger == Trigger::End {
-                    self.hosts.on_flow_end(e.time, &row.initiator, row.failed);
+                    self.hosts.on_flow_end(e.time, &row.initiator, &row.responder, row.record.bytes, row.failed);
                 }
                 self.row(e.time, row);
             }
@@ -251,7 +266,7 @@ impl Merger {
             }
             self.rows.extend_from_slice(&ev.row);
             let RowEvent { record, arrival, .. } = *ev;
-            self.records.push((record, arrival));
+            self.records.push((record, arrival, time));
             if self.records.len() >= self.batch_size {
                 self.flush();
             }
@@ -273,6 +288,7 @@ impl Merger {
         if let Some(new) = self.model_swap.as_ref().and_then(|rx| rx.try_recv().ok()) {
             self.labels = new.info().labels.iter().map(|l| Arc::from(l.as_str())).collect();
             self.model_id = Arc::from(new.info().id().as_str());
+            self.model_info = Some(new.info().clone());
             self.classifier = Some(new);
         }
         let rows = self.records.len();
@@ -303,10 +319,15 @@ impl Merger {
             return self.fail(e);
         }
         let mut records = std::mem::take(&mut self.records);
-        for (i, (record, arrival)) in records.drain(..).enumerate() {
+        for (i, (record, arrival, detected_at)) in records.drain(..).enumerate() {
             let probs = &self.probabilities[i * n_labels..(i + 1) * n_labels];
-            let (best, score) =
-                probs.iter().enumerate().fold((0, f32::MIN), |acc, (j, p)| if *p > acc.1 { (j, *p) } else { acc });
+            let Some((best, score)) = self.model_info.as_ref().and_then(|m| m.decide(probs)) else {
+                self.fail(Error::Inference(format!(
+                    "the model gave non-finite scores {probs:?} for flow {}; check the model",
+                    record.flow_id
+                )));
+                break;
+            };
             let Some(label) = self.labels.get(best).cloned() else {
                 continue;
             };
@@ -321,6 +342,7 @@ impl Merger {
                             continue;
                         }
                     }
+                    Trigger::Host => {}
                 }
             }
             match self.verdicts_by_label.get_mut(&*label) {
@@ -332,6 +354,7 @@ impl Merger {
             match record.trigger {
                 Trigger::Early => self.verdicts_early += 1,
                 Trigger::End => self.verdicts_end += 1,
+                Trigger::Host => self.verdicts_host += 1,
             }
             let verdict = Verdict {
                 flow: record,
@@ -339,6 +362,7 @@ impl Merger {
                 score,
                 scores: self.labels.iter().cloned().zip(probs.iter().copied()).collect(),
                 model: self.model_id.clone(),
+                detected_at,
             };
             for s in self.sinks.iter_mut() {
                 match s.verdict(&verdict) {
@@ -359,7 +383,7 @@ impl Merger {
         self.records = records;
         if let Some(c) = &self.counters {
             use std::sync::atomic::Ordering::Relaxed;
-            c.verdicts.store(self.verdicts_early + self.verdicts_end, Relaxed);
+            c.verdicts.store(self.verdicts_early + self.verdicts_end + self.verdicts_host, Relaxed);
             c.verdicts_early.store(self.verdicts_early, Relaxed);
             c.verdicts_end.store(self.verdicts_end, Relaxed);
             if let Some(h) = &self.timings.packet_to_verdict {

@@ -49,6 +49,10 @@ pub struct Stats {
     pub feature_rows: u64,
     pub verdicts_early: u64,
     pub verdicts_end: u64,
+    /// Verdicts on a flow's first packet, asked because a host was hot.
+    pub verdicts_host: u64,
+    /// First-packet rows made because a host was hot (classified and/or exported).
+    pub host_rows: u64,
     /// End verdicts left out because they repeated the flow's early label
     /// (`EngineBuilder::final_verdicts_only_if_changed`).
     pub verdicts_unchanged: u64,
@@ -125,7 +129,7 @@ impl Stats {
     }
 
     pub fn verdicts(&self) -> u64 {
-        self.verdicts_early + self.verdicts_end
+        self.verdicts_early + self.verdicts_end + self.verdicts_host
     }
 
     /// Span of capture time covered, in seconds.
@@ -158,6 +162,8 @@ impl Stats {
             "verdicts": self.verdicts(),
             "verdicts_early": self.verdicts_early,
             "verdicts_end": self.verdicts_end,
+            "verdicts_host": self.verdicts_host,
+            "host_rows": self.host_rows,
             "verdicts_unchanged": self.verdicts_unchanged,
             "verdicts_by_label": self.verdicts_by_label,
             "batches": self.batches,
@@ -744,6 +750,8 @@ impl Engine {
             feature_rows: m.feature_rows,
             verdicts_early: m.verdicts_early,
             verdicts_end: m.verdicts_end,
+            verdicts_host: m.verdicts_host,
+            host_rows: m.host_rows,
             verdicts_unchanged: m.verdicts_unchanged,
             verdicts_by_label: m.verdicts_by_label.clone(),
             batches: m.batches,

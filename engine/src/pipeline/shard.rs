@@ -39,7 +39,15 @@ pub(crate) struct RowEvent {
 
 #[derive(Clone, Debug)]
 pub(crate) enum EventBody {
-    Start { initiator: [u8; 16], responder: [u8; 16], responder_port: u16 },
+    /// A new flow, with its row as of its first packet: the merge stage
+    /// classifies that row at once (`Trigger::Host`) when the flow's source
+    /// or destination is hot, and drops it otherwise.
+    Start {
+        initiator: [u8; 16],
+        responder: [u8; 16],
+        responder_port: u16,
+        first: Box<RowEvent>,
+    },
     Row(Box<RowEvent>),
 }
 
@@ -84,6 +92,8 @@ pub(crate) struct Payloads {
 }
 
 pub(crate) struct Shard {
+    /// Shared by first-packet rows of flows without payload (no allocation).
+    empty_detail: Arc<FlowDetail>,
     flows: FlowTable,
     early_packets: usize,
     payloads: Payloads,
@@ -111,7 +121,7 @@ fn detail(flow: &Flow, with_streams: bool) -> FlowDetail {
     d
 }
 
-fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>) -> FlowRecord {
+fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>, detail: Arc<FlowDetail>) -> FlowRecord {
     let ((init, _), (resp, _)) = flow.endpoints();
     let (src_port, dst_port) = flow.reported_ports();
     FlowRecord {
@@ -127,7 +137,7 @@ fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>) -> Fl
         bytes: flow.wire_bytes,
         trigger,
         end_reason,
-        detail: Arc::new(detail(flow, trigger == Trigger::End)),
+        detail,
     }
 }
 
@@ -144,8 +154,9 @@ fn row_event(
     let ((initiator, _), (responder, _)) = flow.endpoints();
     let mut row = [0f32; NUM_FEATURES];
     features::write_row(&flow.stats, &flow.facts(), &HostFeatures::default(), &mut row);
+    let detail = Arc::new(detail(flow, trigger == Trigger::End));
     Box::new(RowEvent {
-        record: record(flow, trigger, reason.map(EndReason::name)),
+        record: record(flow, trigger, reason.map(EndReason::name), detail),
         row,
         initiator,
         responder,
@@ -157,7 +168,14 @@ fn row_event(
 impl Shard {
     pub fn new(cfg: FlowConfig, early_packets: usize, inspect: InspectConfig) -> Self {
         let payloads = Payloads { cfg: inspect, budget: Budget::new(inspect.reassembly) };
-        Self { flows: FlowTable::new(cfg), early_packets, payloads, events: Vec::new(), stats: ShardStats::default() }
+        Self {
+            empty_detail: Arc::new(FlowDetail::default()),
+            flows: FlowTable::new(cfg),
+            early_packets,
+            payloads,
+            events: Vec::new(),
+            stats: ShardStats::default(),
+        }
     }
 
     fn ended(
@@ -218,11 +236,22 @@ impl Shard {
         if update.created {
             stats.flows_created += 1;
             let ((initiator, _), (responder, responder_port)) = flow.endpoints();
+            let mut row = [0f32; NUM_FEATURES];
+            features::write_row(&flow.stats, &flow.facts(), &HostFeatures::default(), &mut row);
+            let detail = if flow.inspect.is_some() { Arc::new(detail(flow, false)) } else { self.empty_detail.clone() };
+            let first = Box::new(RowEvent {
+                record: record(flow, Trigger::Host, None, detail),
+                row,
+                initiator,
+                responder,
+                failed: false,
+                arrival,
+            });
             events.push(Event {
                 time: clock,
                 class: EventClass::Start,
                 flow_id: flow.id,
-                body: EventBody::Start { initiator, responder, responder_port },
+                body: EventBody::Start { initiator, responder, responder_port, first },
             });
         }
         if self.early_packets > 0 && !flow.early_sent && flow.packets() >= self.early_packets as u64 {
