@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHARED_PCAPS ?= $(abspath ../shared/pcaps)
 
-.PHONY: demo test setup setup-test build model pcaps bench bench-micro clean fuzz-smoke floods
+.PHONY: demo test setup setup-test build model model-baseline pcaps bench bench-micro clean fuzz-smoke floods
 
 demo: setup
 	$(CARGO) build --release -p tidewatchd
@@ -27,8 +27,12 @@ setup-test:
 pcaps:
 	python3 pcaps/generate.py all --out pcaps
 
-# Regenerates the training data and the bundled model (minutes).
-model: setup
+# Regenerates the bundled default model, models/lab (as root: lab captures,
+# training, evaluation, card; about 45 min from scratch, 8 min with captures).
+model: model-lab
+
+# The synthetic-only comparison model, models/baseline (minutes).
+model-baseline: setup
 	bash models/train/build.sh
 
 # Benchmarks (see benches/README.md); figures, never timed tests.

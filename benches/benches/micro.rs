@@ -105,7 +105,7 @@ fn bench_features(c: &mut Criterion) {
 }
 
 fn bench_inference(c: &mut Criterion) {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/baseline/model.onnx");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/lab/model.onnx");
     let mut clf = match OnnxClassifier::load(&model, None) {
         Ok(c) => c,
         Err(e) => {

@@ -64,7 +64,7 @@ struct ReplayArgs {
     /// Capture files, read in order.
     #[arg(required = true, value_name = "PCAP")]
     pcaps: Vec<PathBuf>,
-    /// ONNX model (default: the bundled models/baseline/model.onnx).
+    /// ONNX model (default: the bundled models/lab/model.onnx).
     #[arg(long, value_name = "PATH")]
     model: Option<PathBuf>,
     /// Where verdicts go, repeatable: `json:PATH`, `json:-` (stdout), `syslog:udp://HOST:PORT`,
@@ -223,7 +223,7 @@ impl From<tidewatch::Error> for Failure {
 /// The bundled model: next to the executable's `target/`, or in the
 /// current directory.
 pub fn default_model() -> PathBuf {
-    let rel = Path::new("models").join("baseline").join("model.onnx");
+    let rel = Path::new("models").join("lab").join("model.onnx");
     if let Ok(exe) = std::env::current_exe() {
         for up in exe.ancestors().skip(1).take(4) {
             let p = up.join(&rel);

@@ -56,7 +56,7 @@ fn replay_demo_writes_verdicts_and_a_summary() {
     for word in ["packets", "flows", "verdicts", "packets/s", "stdout"] {
         assert!(err.contains(word), "summary lacks {word}: {err}");
     }
-    assert!(verdicts.iter().all(|v| v["model"].as_str().unwrap().starts_with("baseline@")));
+    assert!(verdicts.iter().all(|v| v["model"].as_str().unwrap().starts_with("lab@")));
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn truncated_capture_is_a_counted_partial_read() {
 
 #[test]
 fn model_info_prints_metadata_and_acceptance() {
-    let model = repo().join("models/baseline/model.onnx");
+    let model = repo().join("models/lab/model.onnx");
     let o = tidewatchd(&["model", "info", model.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);

@@ -929,7 +929,7 @@ fn sighup_reload_good_then_corrupt_model_while_traffic_flows() {
     let Some(ns) = netns_or_skip(TEST, &tools, 'u') else { return };
     let dir = tmpdir("hup");
     let model = dir.join("model.onnx");
-    std::fs::copy(repo().join("models/baseline/model.onnx"), &model).unwrap();
+    std::fs::copy(repo().join("models/lab/model.onnx"), &model).unwrap();
     let model_str = model.to_str().unwrap();
     let (config, json) = (dir.join("tidewatch.toml"), dir.join("v.jsonl"));
     write_config(&config, &ns.host_if, "", &json); // the bundled model first
@@ -942,7 +942,7 @@ fn sighup_reload_good_then_corrupt_model_while_traffic_flows() {
     d.signal("HUP");
     assert!(d.wait_for(|l| l.contains("reloaded model"), Duration::from_secs(15)), "{}", d.stderr());
     let line = d.stderr().lines().find(|l| l.contains("reloaded model")).unwrap().to_string();
-    assert!(line.contains("baseline@") && line.contains(model_str), "{line}");
+    assert!(line.contains("lab@") && line.contains(model_str), "{line}");
     let n = verdicts_so_far(&json);
     assert!(wait_until("verdicts after the reload", Duration::from_secs(15), || verdicts_so_far(&json) > n));
 
@@ -961,7 +961,7 @@ fn sighup_reload_good_then_corrupt_model_while_traffic_flows() {
     let all_in = d.wait_engine_packets(sent, Duration::from_secs(10));
     d.terminate_ok(Duration::from_secs(20));
     let verdicts = read_verdicts(&json);
-    assert!(verdicts.iter().all(|v| v["model"].as_str().unwrap().starts_with("baseline@")));
+    assert!(verdicts.iter().all(|v| v["model"].as_str().unwrap().starts_with("lab@")));
     let iface = d.final_interface(&ns.host_if);
     let engine = d.stats().last().cloned().unwrap();
     eprintln!("reload test: sent {sent}; interface {iface}; engine queue_dropped {}", engine["queue_dropped"]);

@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if files.is_empty() {
         return Err("usage: replay <PCAP>...".into());
     }
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/baseline/model.onnx");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/lab/model.onnx");
     let mut engine =
         Engine::builder().model(model).early_packets(8).sink(JsonLinesSink::new(std::io::stdout())).build()?;
     let stats = engine.run(&mut PcapFileSource::open(&files)?)?;

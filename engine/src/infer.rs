@@ -221,7 +221,7 @@ impl OnnxClassifier {
         init_onnx_runtime(runtime)?;
         let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason };
         if !path.is_file() {
-            return Err(bad("no such file (the bundled model is models/baseline/model.onnx)".into()));
+            return Err(bad("no such file (the bundled model is models/lab/model.onnx)".into()));
         }
         let env = environment()?;
         let mut builder = ort::session::Session::builder(&env).map_err(|e| bad(e.to_string()))?;

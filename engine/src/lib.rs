@@ -17,7 +17,7 @@
 //!
 //! # fn main() -> Result<(), tidewatch::Error> {
 //! let mut engine = Engine::builder()
-//!     .model("models/baseline/model.onnx")   // ONNX Runtime from ORT_DYLIB_PATH or .ort/
+//!     .model("models/lab/model.onnx")   // ONNX Runtime from ORT_DYLIB_PATH or .ort/
 //!     .early_packets(8)                       // early verdict after 8 packets
 //!     .sink(JsonLinesSink::new(std::io::stdout()))
 //!     .build()?;

@@ -16,7 +16,7 @@ fn inputs() -> Vec<PathBuf> {
 fn verdict_lines(workers: usize) -> (Vec<String>, u64) {
     let sink = CollectSink::new();
     let mut engine = Engine::builder()
-        .model(common::repo().join("models/baseline/model.onnx"))
+        .model(common::repo().join("models/lab/model.onnx"))
         .workers(workers)
         .batch_size(7) // odd batches: batching must not change anything either
         .sink(sink.clone())

@@ -12,7 +12,7 @@ use tidewatch::{CollectSink, Engine, PcapFileSource, Stats, Trigger, Verdict};
 fn run(changed_only: bool) -> (Vec<Verdict>, Stats) {
     let sink = CollectSink::new();
     let mut engine = Engine::builder()
-        .model(common::repo().join("models/baseline/model.onnx"))
+        .model(common::repo().join("models/lab/model.onnx"))
         .workers(2)
         .final_verdicts_only_if_changed(changed_only)
         .sink(sink.clone())

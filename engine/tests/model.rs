@@ -7,7 +7,7 @@ mod common;
 use tidewatch::{CollectSink, Engine, Error, OnnxClassifier, PcapFileSource};
 
 fn bundled() -> std::path::PathBuf {
-    common::repo().join("models/baseline/model.onnx")
+    common::repo().join("models/lab/model.onnx")
 }
 
 #[test]

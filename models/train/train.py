@@ -353,16 +353,28 @@ def make_model(cfg: dict, seed: int, jobs: int):
     )
 
 
-def capture_weights(ds, spec) -> Optional[np.ndarray]:
+def capture_weights(ds, spec, class_power: float = 1.0) -> Optional[np.ndarray]:
     """Per-row weight multipliers from --capture-weight KIND=W (KIND = capture name without its
-    trailing digits, as in capture_split: lab, synth, pub, everyday, ...); None without any."""
-    if not spec:
+    trailing digits, as in capture_split: lab, synth, pub, everyday, ...) and
+    --capture-class-power P (P < 1: within each class, a capture with n rows of it weighs
+    n**P instead of n, the class total unchanged, so a few long attacks in one capture do
+    not dominate their class); None without either."""
+    if not spec and class_power == 1.0:
         return None
     import re
-    kinds = np.asarray([re.sub(r"\d+$", "", str(c)) for c in ds.capture.tolist()], dtype=object)
     w = np.ones(len(ds.y), dtype=np.float64)
-    for kind, mult in spec.items():
-        w[kinds == kind] *= mult
+    if spec:
+        kinds = np.asarray([re.sub(r"\d+$", "", str(c)) for c in ds.capture.tolist()], dtype=object)
+        for kind, mult in spec.items():
+            w[kinds == kind] *= mult
+    if class_power != 1.0:
+        caps = np.asarray(ds.capture.tolist(), dtype=object)
+        for c in np.unique(ds.y):
+            m = ds.y == c
+            names, inv, counts = np.unique(caps[m], return_inverse=True, return_counts=True)
+            f = counts.astype(np.float64) ** (class_power - 1.0)
+            f *= m.sum() / float(np.sum(f * counts))   # class total unchanged
+            w[m] *= f[inv]
     return w
 
 
@@ -1162,6 +1174,11 @@ def parse_args(argv=None):
                     help="mlp: multiply the sample weight of the rows of captures of this kind "
                          "(capture name without trailing digits: lab, synth, pub, everyday, ...) "
                          "by W (repeatable; default: none)")
+    ap.add_argument("--capture-class-power", type=float, default=1.0, metavar="P",
+                    help="mlp: within each class, weigh a training capture's n rows of it as "
+                         "n**P in total instead of n (class totals unchanged; 0.5 = square root, "
+                         "so a few long attacks in one capture do not dominate their class; "
+                         "default 1 = off)")
     ap.add_argument("--no-validation-kind", action="append", default=[], metavar="KIND",
                     help="--thresholds validation: never hold out captures of this kind (e.g. pub: "
                          "public benign captures are all fitted on and do not move the thresholds)")
@@ -1263,7 +1280,7 @@ def run(args) -> int:
         print(f"thresholds: validation captures {describe_captures(val_caps)} ({len(val_ds.y)} rows); "
               f"fitting on the other {len(fit_ds.y)} rows")
         vmodel = fit_model(cfg, fit_ds.X, fit_ds.y, args.seed, args.jobs,
-                           capture_weights(fit_ds, args.capture_weight))
+                           capture_weights(fit_ds, args.capture_weight, args.capture_class_power))
         if not is_mlp(cfg):
             snap_thresholds_to_float32(vmodel)
         vsess = ort_session(export_onnx(vmodel, schema, args.name, args.version, "validation")
@@ -1283,10 +1300,10 @@ def run(args) -> int:
             model = vmodel
         else:
             model = fit_model(cfg, train.X, train.y, args.seed, args.jobs,
-                              capture_weights(train, args.capture_weight))
+                              capture_weights(train, args.capture_weight, args.capture_class_power))
     else:
         model = fit_model(cfg, train.X, train.y, args.seed, args.jobs,
-                          capture_weights(train, args.capture_weight))
+                          capture_weights(train, args.capture_weight, args.capture_class_power))
     train_s = time.perf_counter() - t0
     if list(model.classes_) != list(range(len(LABELS))):
         raise RuntimeError(f"unexpected classes {model.classes_}")
@@ -1387,6 +1404,7 @@ def run(args) -> int:
             "config": cfg,
             "seed": args.seed,
             "capture_weight": args.capture_weight,
+            "capture_class_power": args.capture_class_power,
             **({} if snapped is None else {"thresholds_snapped_to_float32": snapped}),
             **stats,
             "onnx": {

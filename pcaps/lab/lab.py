@@ -834,6 +834,11 @@ ftp_username=nobody
         threads = self.workers()
         for t in threads:
             t.start()
+        t_stop = self.end_capture(cap, threads, t_start)
+        return pcap, self.meta(t_start, t_stop)
+
+    def end_capture(self, cap, threads, t_start) -> float:
+        """Waits for the activities, stops the capture and writes the action log; the stop time."""
         for t in threads:
             t.join(timeout=max(1, self.t_end - time.time() + 70))
         self.stop.set()
@@ -846,7 +851,7 @@ ftp_username=nobody
                 if a["t1"] is None:
                     a = dict(a, t1=round(t_stop, 6), rc="running at capture end")
                 f.write(json.dumps(a, sort_keys=True) + "\n")
-        return pcap, self.meta(t_start, t_stop)
+        return t_stop
 
     BENIGN_KINDS = {"browse": 5, "mirror": 1, "dns": 3, "ssh": 2, "scp": 1, "bulk": 0.4, "ftp": 1, "idle": 0.6}
 
@@ -1505,18 +1510,7 @@ Subsystem sftp internal-sftp
             threads.append(threading.Thread(target=self.guard, name=name, args=(fn, self.does[name], *rest)))
         for t in threads:
             t.start()
-        for t in threads:
-            t.join(timeout=max(1, self.t_end - time.time() + 70))
-        self.stop.set()
-        time.sleep(2)
-        self.kill(cap, signal.SIGINT)
-        t_stop = time.time()
-        log(f"capture done ({t_stop - t_links:.0f} s); {len(self.actions)} actions")
-        with open(self.stem + ".actions.jsonl", "w") as f:
-            for a in list(self.actions):
-                if a["t1"] is None:
-                    a = dict(a, t1=round(t_stop, 6), rc="running at capture end")
-                f.write(json.dumps(a, sort_keys=True) + "\n")
+        t_stop = self.end_capture(cap, threads, t_links)
         meta = {"seed": self.seed, "scenario": "everyday", "roles": self.ip, "roles_ipv6": self.ip6,
                 "link_local": self.ll, "ula_prefix": self.ula_prefix, "activity_hosts": self.does,
                 "ports": self.port, "zone": self.zone, "duration_s": round(t_stop - t_start, 1),

@@ -70,7 +70,7 @@ fn main() -> Result<(), String> {
     let mut runs = 5usize;
     let mut json_out = None;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut model = root.join("models/baseline/model.onnx");
+    let mut model = root.join("models/lab/model.onnx");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).ok_or("--runs N")?,
