@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHARED_PCAPS ?= $(abspath ../shared/pcaps)
 
-.PHONY: demo test setup setup-test build model model-baseline pcaps bench bench-micro clean fuzz-smoke floods
+.PHONY: demo test setup setup-test build install install-files model model-baseline pcaps bench bench-micro clean fuzz-smoke floods
 
 demo: setup
 	$(CARGO) build --release -p tidewatchd
@@ -16,6 +16,29 @@ test: setup-test
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	TIDEWATCH_SHARED_PCAPS=$(SHARED_PCAPS) $(CARGO) test --workspace --release
 	$(MAKE) fuzz-smoke
+
+# Installs the daemon, its models, ONNX Runtime, the example config (never
+# over an existing one) and the systemd unit: PREFIX=/usr/local, DESTDIR for staging.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= /lib/systemd/system
+BIN ?= target/release/tidewatchd
+install: setup
+	$(CARGO) build --release -p tidewatchd
+	$(MAKE) install-files
+
+install-files:
+	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tidewatchd
+	for m in lab baseline; do \
+	    install -Dm644 models/$$m/model.onnx $(DESTDIR)$(PREFIX)/share/tidewatch/models/$$m/model.onnx; \
+	    install -Dm644 models/$$m/MODEL_CARD.md $(DESTDIR)$(PREFIX)/share/tidewatch/models/$$m/MODEL_CARD.md; \
+	done
+	install -Dm644 .ort/libonnxruntime.so.1.31.1 $(DESTDIR)$(PREFIX)/lib/tidewatch/libonnxruntime.so.1.31.1
+	test -e $(DESTDIR)$(SYSCONFDIR)/tidewatch/tidewatch.toml || \
+	    install -Dm644 daemon/tidewatch.example.toml $(DESTDIR)$(SYSCONFDIR)/tidewatch/tidewatch.toml
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's#/usr/local/#$(PREFIX)/#g' daemon/tidewatchd.service > $(DESTDIR)$(UNITDIR)/tidewatchd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/tidewatchd.service
 
 setup:
 	@bash scripts/setup.sh

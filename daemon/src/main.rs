@@ -220,15 +220,17 @@ impl From<tidewatch::Error> for Failure {
     }
 }
 
-/// The bundled model: next to the executable's `target/`, or in the
-/// current directory.
+/// The bundled model: in the source tree next to the executable's `target/`,
+/// in an installed `PREFIX/share/tidewatch/models/` beside `PREFIX/bin/`, or
+/// in the current directory.
 pub fn default_model() -> PathBuf {
     let rel = Path::new("models").join("lab").join("model.onnx");
     if let Ok(exe) = std::env::current_exe() {
         for up in exe.ancestors().skip(1).take(4) {
-            let p = up.join(&rel);
-            if p.is_file() {
-                return p;
+            for p in [up.join(&rel), up.join("share").join("tidewatch").join(&rel)] {
+                if p.is_file() {
+                    return p;
+                }
             }
         }
     }

@@ -53,15 +53,130 @@ pub struct CheckArgs {
 
 pub fn check_config(args: CheckArgs) -> Result<(), Failure> {
     let cfg = Config::load(&args.config)?;
+    let problems = preflight(&cfg);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+        return Err(Failure::usage(format!(
+            "{}: {} problem(s) `run` would hit:\n{}",
+            args.config.display(),
+            problems.len(),
+            list.join("\n")
+        )));
+    }
     println!(
-        "{}: valid ({} interface(s): {}; {} output(s): {})",
+        "{}: valid ({} interface(s): {}; {} output(s): {}; model {})",
         args.config.display(),
         cfg.capture.interfaces.len(),
         cfg.capture.interfaces.join(", "),
         cfg.outputs.outputs.len(),
-        cfg.outputs.outputs.join(", ")
+        cfg.outputs.outputs.join(", "),
+        model_path(&cfg).display()
     );
     Ok(())
+}
+
+/// What `run` would need from this machine, checked without capturing:
+/// interfaces, the BPF filter, the model (loaded, schema checked), each
+/// output (writable or reachable) and the user to switch to. One line per problem.
+fn preflight(cfg: &Config) -> Vec<String> {
+    use crate::output::{parse_output, OutputAddr, SyslogAddr};
+    let mut problems = Vec::new();
+    if cfg.capture.interfaces.is_empty() {
+        problems.push("capture.interfaces is empty: name the interface(s) of the span port".to_string());
+    }
+    for i in &cfg.capture.interfaces {
+        if !tidewatch::source::live::interface_exists(i) {
+            problems.push(format!("interface `{i}` does not exist (see `ip link`)"));
+        }
+    }
+    if let Err(e) = tidewatch::source::live::check_bpf_filter(&cfg.capture.bpf_filter) {
+        problems.push(format!("capture.bpf_filter `{}` does not compile: {e}", cfg.capture.bpf_filter));
+    }
+    let runtime = (!cfg.engine.onnx_runtime.as_os_str().is_empty()).then_some(cfg.engine.onnx_runtime.as_path());
+    if let Err(e) = OnnxClassifier::load(&model_path(cfg), runtime) {
+        problems.push(format!("model: {e}"));
+    }
+    for spec in &cfg.outputs.outputs {
+        match parse_output(spec) {
+            Err(e) => problems.push(e),
+            Ok(OutputAddr::JsonStdout) => {}
+            Ok(OutputAddr::JsonFile(path)) => {
+                if let Err(e) = check_writable(&path) {
+                    problems.push(format!("output `{spec}`: {e}"));
+                }
+            }
+            Ok(OutputAddr::Syslog(SyslogAddr::Unix(path))) => {
+                use std::os::unix::fs::FileTypeExt;
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.file_type().is_socket() => {}
+                    Ok(_) => problems.push(format!("output `{spec}`: {} is not a socket", path.display())),
+                    Err(e) => problems.push(format!("output `{spec}`: {}: {e} (is syslog running?)", path.display())),
+                }
+            }
+            Ok(OutputAddr::Syslog(SyslogAddr::Udp { host, port })) => {
+                if let Err(e) = resolve(&host, port) {
+                    problems.push(format!("output `{spec}`: {e}"));
+                }
+            }
+            Ok(OutputAddr::Syslog(SyslogAddr::Tcp { host, port })) => {
+                let reachable = resolve(&host, port).and_then(|addr| {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                        .map(drop)
+                        .map_err(|e| format!("cannot connect to {addr}: {e}"))
+                });
+                if let Err(e) = reachable {
+                    problems.push(format!("output `{spec}`: {e}"));
+                }
+            }
+        }
+    }
+    if !cfg.privileges.user.is_empty() {
+        match nix::unistd::User::from_name(&cfg.privileges.user) {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(format!("privileges.user `{}` does not exist", cfg.privileges.user)),
+            Err(e) => problems.push(format!("privileges.user `{}`: {e}", cfg.privileges.user)),
+        }
+    }
+    if !cfg.privileges.group.is_empty() {
+        match nix::unistd::Group::from_name(&cfg.privileges.group) {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(format!("privileges.group `{}` does not exist", cfg.privileges.group)),
+            Err(e) => problems.push(format!("privileges.group `{}`: {e}", cfg.privileges.group)),
+        }
+    }
+    problems
+}
+
+/// A JSON output file can be appended to: it exists and opens for
+/// appending, or its folder exists and takes a new file (made and removed).
+fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot append to {}: {e}", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("folder {} does not exist (create it, owned by the daemon's user)", dir.display()));
+    }
+    let probe = dir.join(format!(".tidewatch-check-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| format!("cannot create files in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn resolve(host: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))
 }
 
 fn effective_config(args: &RunArgs) -> Result<Config, Failure> {

@@ -182,3 +182,52 @@ fn features_export_joins_labels() {
         assert!(rows.iter().any(|r| r[9] == class), "no {class} row");
     }
 }
+
+/// `make install-files` into a staging DESTDIR, then the installed binary,
+/// run from elsewhere with no ORT_DYLIB_PATH, finds its default model and
+/// ONNX Runtime in PREFIX/share/tidewatch and PREFIX/lib/tidewatch.
+#[test]
+fn installed_binary_finds_its_model_and_runtime() {
+    if Command::new("make").arg("--version").output().is_err() {
+        eprintln!("SKIPPED installed_binary_finds_its_model_and_runtime: no make");
+        return;
+    }
+    let dest = tmp("destdir");
+    let _ = std::fs::remove_dir_all(&dest);
+    let o = Command::new("make")
+        .current_dir(repo())
+        .args(["--no-print-directory", "install-files", "PREFIX=/opt/tw", "UNITDIR=/lib/systemd/system"])
+        .arg(format!("DESTDIR={}", dest.display()))
+        .arg(format!("BIN={}", env!("CARGO_BIN_EXE_tidewatchd")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let root = |p: &str| dest.join(p.trim_start_matches('/'));
+    for p in [
+        "/opt/tw/bin/tidewatchd",
+        "/opt/tw/share/tidewatch/models/lab/model.onnx",
+        "/opt/tw/lib/tidewatch/libonnxruntime.so.1.31.1",
+        "/etc/tidewatch/tidewatch.toml",
+        "/lib/systemd/system/tidewatchd.service",
+    ] {
+        assert!(root(p).is_file(), "{p} not installed");
+    }
+    let unit = std::fs::read_to_string(root("/lib/systemd/system/tidewatchd.service")).unwrap();
+    assert!(unit.contains("ExecStart=/opt/tw/bin/tidewatchd run") && !unit.contains("/usr/local/"), "{unit}");
+
+    let out = tmp("installed-verdicts.jsonl");
+    let o = Command::new(root("/opt/tw/bin/tidewatchd"))
+        .current_dir(std::env::temp_dir())
+        .env_remove("ORT_DYLIB_PATH")
+        .args(["replay", repo().join("pcaps/demo.pcap").to_str().unwrap()])
+        .arg("--output")
+        .arg(format!("json:{}", out.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let verdicts = parse_verdicts(text.as_bytes());
+    assert!(verdicts.len() > 100, "{}", verdicts.len());
+    assert!(verdicts.iter().all(|v| v["model"].as_str().unwrap().starts_with("lab@")));
+    let _ = std::fs::remove_dir_all(&dest);
+}

@@ -1151,12 +1151,59 @@ fn dead_syslog_server_is_counted_and_recovered() {
 #[test]
 fn check_config_validates() {
     let run = |args: &[&str]| run_bounded(Path::new(bin()), args, Duration::from_secs(30));
+    let dir = tmpdir("check");
+    // The example parses; what it names that this machine lacks (eth1,
+    // /var/log/tidewatch, /dev/log) is all check-config may say of it.
     let example = repo().join("daemon/tidewatch.example.toml");
     let o = run(&["check-config", "--config", example.to_str().unwrap()]);
+    if o.code != Some(0) {
+        assert_eq!(o.code, Some(2), "{}{}", o.stdout, o.stderr);
+        for line in o.stderr.lines().filter(|l| l.trim_start().starts_with("- ")) {
+            let expected = ["`eth1`", "/var/log/tidewatch", "/dev/log"].iter().any(|w| line.contains(w));
+            assert!(expected, "unexpected problem in the example config: {line}\n{}", o.stderr);
+        }
+    }
+
+    // Everything `run` needs, present: valid.
+    let good = dir.join("good.toml");
+    let out = dir.join("verdicts.jsonl");
+    std::fs::write(
+        &good,
+        format!(
+            "[capture]\ninterfaces = [\"lo\"]\nbpf_filter = \"tcp or udp\"\n[outputs]\noutputs = [\"json:{}\"]\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["check-config", "--config", good.to_str().unwrap()]);
     assert_eq!(o.code, Some(0), "{}{}", o.stdout, o.stderr);
     assert!(o.stdout.contains("valid"), "{}", o.stdout);
+    assert!(!out.exists(), "check-config must not create the output file");
 
-    let dir = tmpdir("check");
+    // Each thing `run` would miss is named, and the exit code is 2.
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[capture]\ninterfaces = [\"tw-nosuch0\"]\nbpf_filter = \"tcp port nonsense\"\n\
+         [engine]\nmodel = \"/nonexistent/model.onnx\"\n\
+         [outputs]\noutputs = [\"json:/nonexistent-dir/v.json\", \"syslog:unix:/nonexistent.sock\"]\n\
+         [privileges]\nuser = \"tw-no-such-user\"\n",
+    )
+    .unwrap();
+    let o = run(&["check-config", "--config", broken.to_str().unwrap()]);
+    assert_eq!(o.code, Some(2), "{}{}", o.stdout, o.stderr);
+    for word in [
+        "tw-nosuch0",
+        "bpf_filter",
+        "/nonexistent/model.onnx",
+        "/nonexistent-dir",
+        "/nonexistent.sock",
+        "tw-no-such-user",
+    ] {
+        assert!(o.stderr.contains(word), "check-config does not name {word}: {}", o.stderr);
+    }
+    assert!(o.stderr.contains("6 problem(s)"), "{}", o.stderr);
+
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[capture]\ninterfaces = [\"eth1\"]\ninterfacez = [\"eth0\"]\n").unwrap();
     let o = run(&["check-config", "--config", bad.to_str().unwrap()]);

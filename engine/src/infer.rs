@@ -122,7 +122,8 @@ pub const ORT_LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
 
 /// Where to look for ONNX Runtime, in order: the explicit path, the
 /// `ORT_DYLIB_PATH` environment variable, then the project-local `.ort/`
-/// folder (next to the executable's `target/` or in the current directory).
+/// folder (next to the executable's `target/` or in the current directory),
+/// then `PREFIX/lib/tidewatch/` of an installed `PREFIX/bin/` executable.
 pub fn runtime_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         return vec![p.to_path_buf()];
@@ -135,6 +136,10 @@ pub fn runtime_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
         // target/<profile>/tidewatchd, or target/<profile>/deps/<test>
         for up in exe.ancestors().skip(1).take(4) {
             out.push(up.join(".ort").join(ORT_LIBRARY_FILE));
+        }
+        // `make install`: PREFIX/bin/tidewatchd beside PREFIX/lib/tidewatch/.
+        if let Some(prefix) = exe.parent().and_then(Path::parent) {
+            out.push(prefix.join("lib").join("tidewatch").join(ORT_LIBRARY_FILE));
         }
     }
     out.push(PathBuf::from(".ort").join(ORT_LIBRARY_FILE));

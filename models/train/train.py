@@ -679,7 +679,8 @@ def apply_thresholds(proba: np.ndarray, thr: Optional[Dict[str, float]],
 
 def choose_thresholds(proba: np.ndarray, y: np.ndarray, tgroup: np.ndarray,
                       max_fpr: float = DEFAULT_MAX_FPR,
-                      max_threshold: float = DEFAULT_MAX_THRESHOLD) -> tuple:
+                      max_threshold: float = DEFAULT_MAX_THRESHOLD,
+                      min_allowed: int = 0) -> tuple:
     """Per non-benign label, the smallest thresholds that keep the benign false-alarm
     share <= max_fpr in every trigger group of the validation rows.
 
@@ -698,7 +699,9 @@ def choose_thresholds(proba: np.ndarray, y: np.ndarray, tgroup: np.ndarray,
     benign = y == B
     groups = group_order(tgroup.tolist())
     n_benign = {g: int(np.sum(benign & (tgroup == g))) for g in groups}
-    allowed = {g: int(np.floor(max_fpr * n_benign[g] + 1e-9)) for g in groups}
+    # min_allowed (--min-allowed-alarms): a small group (a few hundred host rows) may keep that
+    # many false alarms, so one benign row does not set a label's threshold for every trigger.
+    allowed = {g: max(int(np.floor(max_fpr * n_benign[g] + 1e-9)), min_allowed) for g in groups}
     n_pos = {c: int(np.sum((y == c) & (pred0 == c))) for c in range(len(LABELS))}
     n_true = {c: int(np.sum(y == c)) for c in range(len(LABELS))}
     t = np.zeros(len(LABELS), dtype=np.float32)
@@ -753,7 +756,7 @@ def choose_thresholds(proba: np.ndarray, y: np.ndarray, tgroup: np.ndarray,
         recall[LABELS[c]] = {"rows": n_true[c],
                              "recall_argmax": float(np.mean(pred0[y == c] == c)),
                              "recall_thresholded": float(np.mean(pred[y == c] == c))}
-    report = {"max_fpr": max_fpr, "max_threshold": max_threshold, "steps": steps,
+    report = {"max_fpr": max_fpr, "min_allowed": min_allowed, "max_threshold": max_threshold, "steps": steps,
               "stuck_labels": sorted(LABELS[c] for c in stuck),
               "met": all(v["met"] for v in per_group.values()),
               "groups": per_group, "recall": recall, "rows": int(len(y))}
@@ -1162,6 +1165,11 @@ def parse_args(argv=None):
     ap.add_argument("--max-fpr", type=float, default=DEFAULT_MAX_FPR,
                     help=f"--thresholds validation: benign false-alarm share allowed per trigger "
                          f"group (default {DEFAULT_MAX_FPR})")
+    ap.add_argument("--min-allowed-alarms", type=int, default=0, metavar="N",
+                    help="--thresholds validation: every trigger group may keep at least N benign "
+                         "false alarms (default 0: only floor(--max-fpr x its benign rows); with ~300 "
+                         "validation host rows that is 0, so a single benign row sets a label's "
+                         "threshold for every trigger)")
     ap.add_argument("--max-threshold", type=float, default=DEFAULT_MAX_THRESHOLD,
                     help=f"--thresholds validation: never raise a threshold above this "
                          f"(default {DEFAULT_MAX_THRESHOLD}); a label that would need more is reported")
@@ -1287,7 +1295,8 @@ def run(args) -> int:
                             .SerializeToString(), threads=1)
         vproba = vsess.run(None, {INPUT_NAME: val_ds.X})[1]
         thr, thr_report = choose_thresholds(vproba, val_ds.y, val_ds.tgroup,
-                                            args.max_fpr, args.max_threshold)
+                                            args.max_fpr, args.max_threshold,
+                                            args.min_allowed_alarms)
         print(format_thresholds(thr, thr_report))
         if not thr_report["met"]:
             print(f"warning: thresholds cannot hold the benign false-alarm share <= {args.max_fpr:.2%} "

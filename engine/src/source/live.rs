@@ -120,6 +120,24 @@ fn open_interface(name: &str, cfg: &LiveConfig) -> Result<pcap::Capture<pcap::Ac
     cap.setnonblock().map_err(|e| fail("cannot set non-blocking mode", e))
 }
 
+/// Checks that a BPF filter expression compiles (for an Ethernet capture),
+/// without opening an interface: what `check-config` needs before `run`.
+pub fn check_bpf_filter(filter: &str) -> std::result::Result<(), String> {
+    if filter.trim().is_empty() {
+        return Ok(());
+    }
+    let cap = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| e.to_string())?;
+    cap.compile(filter, true).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Whether a network interface of this name exists on this machine.
+pub fn interface_exists(name: &str) -> bool {
+    if std::path::Path::new("/sys/class/net").is_dir() {
+        return std::path::Path::new("/sys/class/net").join(name).exists();
+    }
+    pcap::Device::list().is_ok_and(|devices| devices.iter().any(|d| d.name == name))
+}
+
 impl LiveSource {
     /// Opens every interface (so errors come before any privilege drop) and
     /// starts reading.
