@@ -195,9 +195,14 @@ class Lab:
         base = r.choice([f"10.{r.randrange(256)}.{r.randrange(256)}",
                          f"172.{r.randrange(16, 32)}.{r.randrange(256)}",
                          f"192.168.{r.randrange(256)}"])
+        self.place(base, clients=6, attackers=["scanner", "dos", "brute", "exfil", "implant"])
+
+    def place(self, base: str, clients: int, attackers: list[str]) -> None:
+        """Addresses in `base`.0/24 for every role, service ports, keep-alive: the same draws, in the same order, for every scenario."""
+        r = self.rng
         self.servers = ["web1", "web2", "dns", "ssh", "ftp", "c2srv"]
-        self.clients = [f"ben{i}" for i in range(1, 7)]
-        self.attackers = ["scanner", "dos", "brute", "exfil", "implant"]
+        self.clients = [f"ben{i}" for i in range(1, clients + 1)]
+        self.attackers = attackers
         roles = self.servers + self.clients + self.attackers
         hosts = r.sample(range(2, 254), len(roles))
         self.ip = {role: f"{base}.{h}" for role, h in zip(roles, hosts)}
@@ -1631,22 +1636,7 @@ class Heldout(Lab):
     def plan(self):
         r = self.rng
         base = f"10.{r.randrange(256)}.{r.randrange(256)}"   # 10/8 only, as the everyday scenario
-        self.servers = ["web1", "web2", "dns", "ssh", "ftp", "c2srv"]
-        self.clients = [f"ben{i}" for i in range(1, 5)]
-        self.attackers = list(self.ATTACKERS)
-        roles = self.servers + self.clients + self.attackers
-        hosts = r.sample(range(2, 254), len(roles))
-        self.ip = {role: f"{base}.{h}" for role, h in zip(roles, hosts)}
-        self.roles = roles
-        self.port = {
-            "http": r.choice([80, 80, 8080, 8000]),
-            "https": r.choice([443, 443, 8443]),
-            "c2http": r.choice([80, 8080, 8888]),
-            "c2https": r.choice([443, 8443, 4443]),
-            "ssh": r.choice([22, 22, 2222]),
-            "ftp": r.choice([21, 21, 2121]),
-        }
-        self.web_keepalive = r.choice([15, 30, 65])
+        self.place(base, clients=4, attackers=list(self.ATTACKERS))
         self.d2t_domain = f"{r.choice('dnsx')}{r.randint(1, 9)}.{r.choice(WORDS)}{r.randint(10, 99)}.{r.choice(['com', 'net', 'org'])}"
         self.py_domain = f"{r.choice(WORDS)}-{r.choice(WORDS)}.{r.choice(['io', 'cloud', 'site', 'info'])}"
         alpha = list("abcdefghijklmnopqrstuvwxyz234567")

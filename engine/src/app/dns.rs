@@ -71,38 +71,31 @@ impl DnsFlowStats {
 
     /// Mean length of each query's longest label.
     pub fn label_len_mean(&self) -> f32 {
-        if self.queries == 0 {
-            0.0
-        } else {
-            self.longest_label_sum as f32 / self.queries as f32
-        }
+        ratio(self.longest_label_sum as f32, self.queries)
     }
 
     /// Mean Shannon entropy of each query's first label (bits per character).
     pub fn label_entropy_mean(&self) -> f32 {
-        if self.queries == 0 {
-            0.0
-        } else {
-            self.first_label_entropy_milli as f32 / 1000.0 / self.queries as f32
-        }
+        ratio(self.first_label_entropy_milli as f32 / 1000.0, self.queries)
     }
 
     /// Share of queries of type TXT or NULL.
     pub fn txt_null_share(&self) -> f32 {
-        if self.queries == 0 {
-            0.0
-        } else {
-            self.txt_null as f32 / self.queries as f32
-        }
+        ratio(self.txt_null as f32, self.queries)
     }
 
     /// Share of responses that were NXDOMAIN.
     pub fn nxdomain_share(&self) -> f32 {
-        if self.responses == 0 {
-            0.0
-        } else {
-            self.nxdomain as f32 / self.responses as f32
-        }
+        ratio(self.nxdomain as f32, self.responses)
+    }
+}
+
+/// `part / count`, 0 when nothing was counted (FEATURES.md: ratios with a zero denominator are 0).
+fn ratio(part: f32, count: u32) -> f32 {
+    if count == 0 {
+        0.0
+    } else {
+        part / count as f32
     }
 }
 
