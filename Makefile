@@ -72,6 +72,13 @@ bench-micro: setup
 clean:
 	rm -rf build target
 
+# Real nmap, hping3 and hydra runs (root; ~2 min), each replayed: is each attack one incident?
+.PHONY: incident-check
+incident-check: setup
+	cargo build --release -p tidewatchd
+	bash pcaps/lab/make-incident-check.sh --out build/incidents
+	python3 pcaps/lab/incident_summary.py --dir build/incidents
+
 # Lab corpus (real tools in network namespaces; root) and the model trained on it (tens of minutes).
 .PHONY: lab-pcap model-lab
 lab-pcap:

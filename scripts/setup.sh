@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Tidewatch needs, idempotently: libpcap (apt), ONNX Runtime's
 # shared library from the pinned PyPI wheel into .ort/, and with --test the
-# tools the tests use (tshark, rsyslog, tcpreplay, iproute2, ethtool). Safe to run again: it skips what is present.
+# tools the tests use (tshark, rsyslog, tcpreplay, iproute2, ethtool, prometheus for a real scrape). Safe to run again: it skips what is present.
 set -euo pipefail
 
 ORT_VERSION=1.31.1
@@ -35,7 +35,7 @@ apt_install() {
 }
 
 apt_install libpcap-dev pkg-config
-[ $want_test -eq 1 ] && apt_install tshark rsyslog tcpreplay iproute2 ethtool
+[ $want_test -eq 1 ] && apt_install tshark rsyslog tcpreplay iproute2 ethtool prometheus
 # The bounded fuzz run of `make test` needs cargo-fuzz (and the nightly
 # toolchain, which rustup provides here; without it the run says SKIPPED).
 if [ $want_test -eq 1 ] && ! command -v cargo-fuzz >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep -q nightly; then

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::Failure;
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub capture: CaptureConfig,
@@ -15,10 +15,113 @@ pub struct Config {
     pub flows: FlowsConfig,
     pub outputs: OutputsConfig,
     pub stats: StatsConfig,
+    pub incidents: IncidentsConfig,
+    pub metrics: MetricsConfig,
+    pub policy: PolicyConfig,
     pub privileges: PrivilegesConfig,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// `[policy]`: which alerts count (applied live, reloaded by SIGHUP).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Per-label minimum score of an alert, e.g. `{ c2 = 0.99 }`.
+    pub min_score: std::collections::BTreeMap<String, f32>,
+    /// Alert verdicts per incident per minute that stay unsuppressed (0: no limit).
+    pub max_alerts_per_incident_per_minute: u32,
+    pub suppress: Vec<SuppressConfig>,
+}
+
+/// `[[policy.suppress]]`: every key given must match.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuppressConfig {
+    pub label: Option<String>,
+    /// CIDR or address of the flow's initiator.
+    pub src: Option<String>,
+    /// CIDR or address of the flow's responder.
+    pub dst: Option<String>,
+    /// The responder's port.
+    pub port: Option<u16>,
+    /// RFC 3339 time after which the rule no longer applies.
+    pub expires: Option<String>,
+    pub note: String,
+}
+
+impl PolicyConfig {
+    /// The engine's policy, or what is wrong with this one.
+    pub fn policy(&self) -> Result<tidewatch::Policy, String> {
+        use tidewatch::policy::{Cidr, SuppressRule};
+        let mut suppress = Vec::new();
+        for (i, r) in self.suppress.iter().enumerate() {
+            let cidr = |c: &Option<String>| c.as_deref().map(Cidr::parse).transpose();
+            let expires = r
+                .expires
+                .as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|d| d.timestamp_micros().max(0) as u64)
+                        .map_err(|e| format!("`{t}` is not an RFC 3339 time ({e})"))
+                })
+                .transpose();
+            let rule = (|| {
+                Ok::<_, String>(SuppressRule {
+                    label: r.label.clone(),
+                    src: cidr(&r.src)?,
+                    dst: cidr(&r.dst)?,
+                    port: r.port,
+                    expires: expires?,
+                    note: r.note.clone(),
+                })
+            })()
+            .map_err(|e| format!("policy.suppress rule {i}: {e}"))?;
+            suppress.push(rule);
+        }
+        let p = tidewatch::Policy {
+            min_score: self.min_score.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            suppress,
+            max_alerts_per_incident_per_minute: self.max_alerts_per_incident_per_minute,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at http://LISTEN/metrics, e.g. "127.0.0.1:9911". Empty: off.
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// Seconds between `update` records of an incident that goes on.
+    pub update_interval: f64,
+    /// An incident closes after this many seconds without a flow of it.
+    pub quiet: f64,
+    /// Incidents open at once; beyond, new actors fold into one per label.
+    pub max_open: usize,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        let d = tidewatch::IncidentConfig::default();
+        Self { update_interval: d.update_interval as f64 / 1e6, quiet: d.quiet as f64 / 1e6, max_open: d.max_incidents }
+    }
+}
+
+impl IncidentsConfig {
+    pub fn engine_config(&self) -> tidewatch::IncidentConfig {
+        let mut c =
+            tidewatch::IncidentConfig::with_timing((self.update_interval * 1e6) as u64, (self.quiet * 1e6) as u64);
+        c.max_incidents = self.max_open;
+        c
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
     pub interfaces: Vec<String>,
@@ -47,7 +150,7 @@ impl Default for CaptureConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Empty: the bundled model.
@@ -76,7 +179,7 @@ impl Default for EngineConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlowsConfig {
     pub tcp_idle_timeout: f64,
@@ -114,7 +217,7 @@ impl Default for FlowsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputsConfig {
     /// Output addresses, as on the command line.
@@ -127,6 +230,8 @@ pub struct OutputsConfig {
     pub syslog_app_name: String,
     /// Empty: the machine's hostname.
     pub syslog_hostname: String,
+    /// What syslog carries: "incident" and/or "verdict".
+    pub syslog_events: Vec<String>,
 }
 
 impl Default for OutputsConfig {
@@ -139,11 +244,12 @@ impl Default for OutputsConfig {
             syslog_severities: String::new(),
             syslog_app_name: "tidewatchd".into(),
             syslog_hostname: String::new(),
+            syslog_events: vec!["incident".into()],
         }
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
     /// Seconds between periodic statistics (0: only at exit).
@@ -156,7 +262,7 @@ impl Default for StatsConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivilegesConfig {
     /// After opening the capture, switch to this user (like tcpdump -Z). Empty: stay.
@@ -165,7 +271,36 @@ pub struct PrivilegesConfig {
     pub group: String,
 }
 
+/// Settings SIGHUP applies to a running daemon; every other change needs a restart.
+pub const LIVE_SETTINGS: [&str; 3] = ["engine.model", "policy", "stats.interval"];
+
 impl Config {
+    /// The settings (`section.key`) whose values differ between two configs.
+    pub fn changed_settings(&self, other: &Config) -> Vec<String> {
+        let (Ok(a), Ok(b)) = (toml::Value::try_from(self), toml::Value::try_from(other)) else {
+            return vec!["(config could not be compared)".into()];
+        };
+        let empty = toml::map::Map::new();
+        let (a, b) = (a.as_table().unwrap_or(&empty), b.as_table().unwrap_or(&empty));
+        let mut out = Vec::new();
+        for (section, av) in a {
+            let bv = b.get(section);
+            match (av.as_table(), bv.and_then(|v| v.as_table())) {
+                (Some(at), Some(bt)) => {
+                    for (k, v) in at {
+                        if bt.get(k) != Some(v) {
+                            out.push(format!("{section}.{k}"));
+                        }
+                    }
+                    out.extend(bt.keys().filter(|k| !at.contains_key(*k)).map(|k| format!("{section}.{k}")));
+                }
+                _ if bv != Some(av) => out.push(section.clone()),
+                _ => {}
+            }
+        }
+        out
+    }
+
     pub fn load(path: &Path) -> Result<Config, Failure> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::usage(format!("cannot read config {}: {e}", path.display())))?;
@@ -222,6 +357,20 @@ impl Config {
             .map_err(|e| format!("outputs.syslog_facility: {e}"))?;
         crate::output::syslog::parse_severity_map(&self.outputs.syslog_severities)
             .map_err(|e| format!("outputs.syslog_severities: {e}"))?;
+        crate::output::queue::Events::parse(&self.outputs.syslog_events)
+            .map_err(|e| format!("outputs.syslog_events: {e}"))?;
+        for (name, v) in [("update_interval", self.incidents.update_interval), ("quiet", self.incidents.quiet)] {
+            if !(v.is_finite() && v > 0.0 && v < 1e9) {
+                return Err(format!("incidents.{name} must be a positive number of seconds"));
+            }
+        }
+        self.policy.policy()?;
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("metrics.listen `{}` is not an IP address and port", self.metrics.listen));
+        }
+        if self.incidents.max_open == 0 {
+            return Err("incidents.max_open must be at least 1".into());
+        }
         if !(self.stats.interval.is_finite() && self.stats.interval >= 0.0) {
             return Err("stats.interval must be 0 or a positive number of seconds".into());
         }
@@ -277,6 +426,7 @@ impl Config {
         if !o_cfg.syslog_hostname.is_empty() {
             o.syslog.hostname = Some(o_cfg.syslog_hostname.clone());
         }
+        o.syslog_events = crate::output::queue::Events::parse(&o_cfg.syslog_events)?;
         Ok(o)
     }
 }
@@ -291,6 +441,44 @@ mod tests {
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{}", e.message));
         assert_eq!(cfg.capture.interfaces, ["eth1"]);
         assert!(cfg.outputs.outputs.iter().any(|o| o.starts_with("syslog:")));
+    }
+
+    #[test]
+    fn changed_settings_are_named_by_section_and_key() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.capture.snaplen = 128;
+        b.policy.max_alerts_per_incident_per_minute = 5;
+        b.stats.interval = 5.0;
+        assert_eq!(
+            a.changed_settings(&b),
+            ["capture.snaplen", "policy.max_alerts_per_incident_per_minute", "stats.interval"]
+        );
+        assert!(a.changed_settings(&a).is_empty());
+    }
+
+    #[test]
+    fn policy_rules_parse_and_bad_ones_are_named() {
+        let cfg: Config = toml::from_str(
+            "[policy]\nmin_score = { c2 = 0.99 }\nmax_alerts_per_incident_per_minute = 10\n\
+             [[policy.suppress]]\nlabel = \"scan\"\nsrc = \"10.0.0.0/8\"\nport = 53\n\
+             expires = \"2027-01-01T00:00:00Z\"\nnote = \"monitoring\"\n",
+        )
+        .unwrap();
+        let p = cfg.policy.policy().unwrap();
+        assert_eq!(p.min_score, vec![("c2".to_string(), 0.99)]);
+        assert_eq!(p.suppress[0].expires, Some(1_798_761_600_000_000));
+        assert_eq!(p.suppress[0].src.unwrap().to_string(), "10.0.0.0/8");
+        for (bad, says) in [
+            ("[[policy.suppress]]\nsrc = \"10.0.0.0/40\"\n", "rule 0"),
+            ("[[policy.suppress]]\nnote = \"everything\"\n", "no condition"),
+            ("[[policy.suppress]]\nlabel = \"dos\"\nexpires = \"tomorrow\"\n", "RFC 3339"),
+            ("[policy]\nmin_score = { dos = 2.0 }\n", "0 to 1"),
+        ] {
+            let cfg: Config = toml::from_str(bad).unwrap();
+            let e = cfg.validate().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

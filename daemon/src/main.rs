@@ -8,7 +8,9 @@
 
 mod config;
 mod features_cmd;
+mod feedback;
 mod flows_cmd;
+mod metrics;
 mod output;
 mod run;
 mod summary;
@@ -47,6 +49,9 @@ enum Command {
     },
     /// Print the feature schema this engine computes, as JSON.
     Schema,
+    /// Record an analyst's decision on an incident or verdict (false positive
+    /// or confirmed) for training; a false positive can add a suppress rule.
+    Feedback(feedback::FeedbackArgs),
 }
 
 #[derive(Subcommand)]
@@ -69,9 +74,20 @@ struct ReplayArgs {
     model: Option<PathBuf>,
     /// Where verdicts go, repeatable: `json:PATH`, `json:-` (stdout), `syslog:udp://HOST:PORT`,
     /// `syslog:tcp://HOST:PORT` (RFC 6587 octet counting), `syslog:unix:PATH` (e.g. /dev/log).
-    /// Syslog gets RFC 5424 messages for every verdict not labelled benign.
+    /// JSON gets every verdict and incident (`event_type`); syslog gets RFC 5424
+    /// messages for incidents (see --syslog-events).
     #[arg(long = "output", value_name = "OUTPUT", default_value = "json:-")]
     outputs: Vec<String>,
+    /// What syslog outputs carry, comma-separated: `incident`, `verdict`
+    /// (verdicts not labelled benign).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "incident")]
+    syslog_events: Vec<String>,
+    /// Seconds between `update` records of an incident that goes on.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    incident_update: f64,
+    /// An incident closes after this many seconds without a flow of it.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    incident_quiet: f64,
     /// Emit an early verdict after this many packets of a flow (0: never).
     #[arg(long, default_value_t = 8, value_name = "K")]
     early_packets: usize,
@@ -244,7 +260,21 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     }
     let gap = flow_cfg.tcp_idle_timeout.max(flow_cfg.udp_idle_timeout).max(flow_cfg.other_idle_timeout) + 1_000_000;
     let mut source = PcapFileSource::open_looped(&args.pcaps, args.loops, gap)?;
-    let outputs = output::open_all(&args.outputs)?;
+    let opts = output::OutputOptions {
+        syslog_events: output::queue::Events::parse(&args.syslog_events).map_err(Failure::usage)?,
+        ..Default::default()
+    };
+    let outputs = output::open_all_with(&args.outputs, &opts)?;
+    let incidents = config::IncidentsConfig {
+        update_interval: args.incident_update,
+        quiet: args.incident_quiet,
+        ..Default::default()
+    };
+    for (name, v) in [("incident-update", incidents.update_interval), ("incident-quiet", incidents.quiet)] {
+        if !(v.is_finite() && v > 0.0 && v < 1e9) {
+            return Err(Failure::usage(format!("--{name} must be a positive number of seconds, not {v}")));
+        }
+    }
     let model = args.model.clone().unwrap_or_else(default_model);
     let (inspect, defrag) = args.flows.caps();
     let mut builder = Engine::builder()
@@ -252,6 +282,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         .early_packets(args.early_packets)
         .final_verdicts_only_if_changed(args.final_verdicts == "changed")
         .batch_size(args.batch_size)
+        .incidents(incidents.engine_config())
         .flow_config(flow_cfg)
         .inspect(inspect)
         .defrag(defrag);
@@ -329,6 +360,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(a) => run::check_config(a),
         Command::Features(a) => features_cmd::run(a),
         Command::Flows(a) => flows_cmd::run(a),
+        Command::Feedback(a) => feedback::feedback(a),
         Command::Model { command: ModelCommand::Info { path, onnx_runtime } } => {
             model_info(&path, onnx_runtime.as_deref())
         }

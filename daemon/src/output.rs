@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use self::queue::{JsonFormat, OutputHandle, Overflow, QueueConfig, QueuedSink};
+use self::queue::{Events, JsonFormat, OutputHandle, Overflow, QueueConfig, QueuedSink};
 use self::syslog::{SyslogFormatter, SyslogOptions};
 use self::transport::{JsonLines, Tcp, Transport, Udp, Unix};
 use crate::Failure;
@@ -121,11 +121,15 @@ pub struct OutputOptions {
     pub queue_capacity: usize,
     /// How long `finish` waits for an output to drain.
     pub flush_timeout: Duration,
-    /// Full-queue policy of JSON outputs. Syslog outputs always drop.
+    /// Full-queue policy of JSON outputs. Syslog outputs never block.
     /// `Block` suits `replay` (a capture file can wait; a verdict file
-    /// with holes would break the replay's determinism), `Drop` suits live
-    /// capture (`run`), where stalling means losing packets.
+    /// with holes would break the replay's determinism), `WaitThenDrop`
+    /// suits live capture (`run`): a healthy output is waited for, a stuck
+    /// one must not stall capture.
     pub json_overflow: Overflow,
+    /// What syslog outputs carry (default: incidents only). JSON outputs
+    /// carry both verdicts and incidents.
+    pub syslog_events: Events,
 }
 
 impl Default for OutputOptions {
@@ -136,6 +140,7 @@ impl Default for OutputOptions {
             queue_capacity: 8192,
             flush_timeout: Duration::from_secs(5),
             json_overflow: Overflow::Block,
+            syslog_events: Events { verdicts: false, incidents: true },
         }
     }
 }
@@ -144,7 +149,7 @@ impl OutputOptions {
     /// The settings of live capture: no output may ever make the engine wait.
     #[allow(dead_code)] // for `run`
     pub fn live() -> Self {
-        Self { json_overflow: Overflow::Drop, ..Self::default() }
+        Self { json_overflow: Overflow::WaitThenDrop(queue::STALL_LIMIT), ..Self::default() }
     }
 }
 
@@ -189,11 +194,6 @@ pub struct Outputs {
     pub descriptions: OutputList,
 }
 
-/// Opens every output with the settings of `replay`.
-pub fn open_all(specs: &[String]) -> Result<Outputs, Failure> {
-    open_all_with(specs, &OutputOptions::default())
-}
-
 /// Opens every output. Addresses are checked first, then files created;
 /// sockets are connected by each output's thread, so an unreachable syslog
 /// server never delays or fails the start (it is retried, its verdicts counted as dropped).
@@ -209,6 +209,7 @@ pub fn open_all_with(specs: &[String], opts: &OutputOptions) -> Result<Outputs, 
             overflow: opts.json_overflow,
             flush_timeout: opts.flush_timeout,
             skip_label: None,
+            events: Events::ALL,
         };
         let (target, kind, transport, format, queue): (String, String, Box<dyn Transport>, Box<dyn queue::Format>, _) =
             match addr {
@@ -224,7 +225,7 @@ pub fn open_all_with(specs: &[String], opts: &OutputOptions) -> Result<Outputs, 
                         .map_err(|e| Failure::usage(format!("cannot create output file {}: {e}", path.display())))?;
                     let target = path.display().to_string();
                     let mut t = JsonLines::file(path, f);
-                    if opts.json_overflow == Overflow::Drop {
+                    if opts.json_overflow != Overflow::Block {
                         t = t.retrying();
                     }
                     (target, "JSON lines".into(), Box::new(t), Box::new(JsonFormat), json_queue)
@@ -237,9 +238,10 @@ pub fn open_all_with(specs: &[String], opts: &OutputOptions) -> Result<Outputs, 
                     };
                     let queue = QueueConfig {
                         capacity: opts.queue_capacity,
-                        overflow: Overflow::Drop,
+                        overflow: Overflow::WaitThenDrop(queue::STALL_LIMIT),
                         flush_timeout: opts.flush_timeout,
                         skip_label: (!opts.syslog.send_benign).then(|| opts.syslog.benign_label.clone()),
+                        events: opts.syslog_events,
                     };
                     let fmt = syslog_fmt.clone().unwrap_or_else(|| SyslogFormatter::new(&opts.syslog));
                     let kind = format!("syslog {}", fmt.format_kind().name());
@@ -299,11 +301,30 @@ mod tests {
     }
 
     #[test]
+    fn syslog_carries_incidents_and_not_verdicts_by_default() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let spec = vec![format!("syslog:udp://{}", sock.local_addr().unwrap())];
+        let Ok(mut out) = open_all_with(&spec, &OutputOptions::default()) else { panic!("cannot open {spec:?}") };
+        let sink = &mut out.sinks[0];
+        sink.verdict(&verdict("dos")).unwrap();
+        sink.incident(&super::syslog::tests::incident("dos")).unwrap();
+        sink.finish().unwrap();
+        let got = recv_all(&sock);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains(" incident [tidewatch@32473 incident_id=\"1\" state=\"open\" label=\"dos\""),
+            "{got:?}"
+        );
+        let c = out.descriptions.handles()[0].counters();
+        assert_eq!((c.sent, c.filtered), (1, 1));
+    }
+
+    #[test]
     fn benign_verdicts_reach_syslog_only_when_asked_and_severities_follow_the_map() {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let spec = vec![format!("syslog:udp://{}", sock.local_addr().unwrap())];
         for send_benign in [false, true] {
-            let mut opts = OutputOptions::default();
+            let mut opts = OutputOptions { syslog_events: Events::ALL, ..Default::default() };
             opts.syslog.send_benign = send_benign;
             opts.syslog.hostname = Some("probe".into());
             opts.syslog.severity_by_label.insert("dos".into(), Severity::ALERT);

@@ -6,13 +6,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tidewatch::source::live::{InterfaceCounters, LiveSource};
 use tidewatch::{Classifier, Engine, EngineCounters, ModelSwapper, OnnxClassifier};
 
-use crate::config::Config;
+use crate::config::{Config, LIVE_SETTINGS};
 use crate::output::queue::OutputHandle;
 use crate::{default_model, summary, Failure};
 
@@ -34,9 +34,17 @@ pub struct RunArgs {
     /// Worker threads; replaces engine.workers.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Send benign verdicts to syslog too.
+    /// Send benign verdicts to syslog too (with --syslog-events verdict).
     #[arg(long)]
     syslog_benign: bool,
+    /// What syslog carries, comma-separated: `incident` (default), `verdict`;
+    /// replaces outputs.syslog_events.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    syslog_events: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9911);
+    /// replaces metrics.listen.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Seconds between periodic statistics (0: only at exit).
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<f64>,
@@ -95,6 +103,11 @@ fn preflight(cfg: &Config) -> Vec<String> {
     let runtime = (!cfg.engine.onnx_runtime.as_os_str().is_empty()).then_some(cfg.engine.onnx_runtime.as_path());
     if let Err(e) = OnnxClassifier::load(&model_path(cfg), runtime) {
         problems.push(format!("model: {e}"));
+    }
+    if !cfg.metrics.listen.is_empty() {
+        if let Err(e) = std::net::TcpListener::bind(&cfg.metrics.listen) {
+            problems.push(format!("metrics.listen `{}`: cannot listen: {e}", cfg.metrics.listen));
+        }
     }
     for spec in &cfg.outputs.outputs {
         match parse_output(spec) {
@@ -204,8 +217,14 @@ fn effective_config(args: &RunArgs) -> Result<Config, Failure> {
     if args.syslog_benign {
         cfg.outputs.syslog_benign = true;
     }
+    if !args.syslog_events.is_empty() {
+        cfg.outputs.syslog_events = args.syslog_events.clone();
+    }
     if let Some(s) = args.stats_interval {
         cfg.stats.interval = s;
+    }
+    if let Some(m) = &args.metrics {
+        cfg.metrics.listen = m.clone();
     }
     if let Some(u) = &args.user {
         cfg.privileges.user = u.clone();
@@ -257,12 +276,20 @@ fn stats_json(
     )
     .into();
     j["interfaces"] = interfaces.iter().map(|c| c.to_json()).collect::<Vec<_>>().into();
-    j["outputs"] = outputs.iter().map(|h| h.summary()).collect::<Vec<_>>().into();
+    j["outputs"] = outputs.iter().map(|h| h.to_json()).collect::<Vec<_>>().into();
     j
 }
 
 /// Reloads config and model after SIGHUP; on any error keeps what runs.
-fn reload(args: &RunArgs, running_model: &mut PathBuf, swapper: &ModelSwapper, outputs: &[OutputHandle]) {
+fn reload(
+    args: &RunArgs,
+    running: &mut Config,
+    running_model: &mut PathBuf,
+    model_id: &Mutex<String>,
+    swapper: &ModelSwapper,
+    policy: &tidewatch::PolicySwapper,
+    outputs: &[OutputHandle],
+) {
     let cfg = match effective_config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -270,6 +297,21 @@ fn reload(args: &RunArgs, running_model: &mut PathBuf, swapper: &ModelSwapper, o
             return;
         }
     };
+    let changed = running.changed_settings(&cfg);
+    match cfg.policy.policy().and_then(|p| {
+        let rules = p.suppress.len();
+        policy.swap(p).map(|()| rules).map_err(|e| e.to_string())
+    }) {
+        Ok(rules) => {
+            eprintln!("tidewatchd: policy applied ({rules} suppress rules)");
+            running.policy = cfg.policy.clone();
+        }
+        Err(e) => eprintln!("tidewatchd: reload failed, keeping the running policy: {e}"),
+    }
+    if running.stats.interval != cfg.stats.interval {
+        eprintln!("tidewatchd: stats.interval is now {} s", cfg.stats.interval);
+        running.stats.interval = cfg.stats.interval;
+    }
     let path = model_path(&cfg);
     match OnnxClassifier::load(&path, None) {
         Ok(c) => {
@@ -278,6 +320,10 @@ fn reload(args: &RunArgs, running_model: &mut PathBuf, swapper: &ModelSwapper, o
                 Ok(()) => {
                     eprintln!("tidewatchd: reloaded model {id} from {}", path.display());
                     *running_model = path;
+                    running.engine.model = cfg.engine.model.clone();
+                    if let Ok(mut m) = model_id.lock() {
+                        *m = id;
+                    }
                 }
                 Err(e) => eprintln!("tidewatchd: reload failed, keeping the running model: {e}"),
             }
@@ -287,7 +333,16 @@ fn reload(args: &RunArgs, running_model: &mut PathBuf, swapper: &ModelSwapper, o
     for h in outputs {
         h.reopen();
     }
-    eprintln!("tidewatchd: outputs reopened (settings other than the model and outputs apply after a restart)");
+    let pending: Vec<&String> =
+        changed.iter().filter(|k| !LIVE_SETTINGS.iter().any(|l| *k == l || k.starts_with(&format!("{l}.")))).collect();
+    for k in &pending {
+        eprintln!("tidewatchd: setting {k} changed; it applies after a restart");
+    }
+    eprintln!(
+        "tidewatchd: outputs reopened; applied live: engine.model, [policy], stats.interval; {} changed setting(s) \
+         wait for a restart",
+        pending.len()
+    );
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
@@ -309,10 +364,12 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let mut running_model = model_path(&cfg);
     let mut builder = Engine::builder()
         .model(&running_model)
+        .policy(cfg.policy.policy().map_err(Failure::usage)?)
         .live(true)
         .early_packets(cfg.engine.early_packets)
         .final_verdicts_only_if_changed(cfg.engine.final_verdicts == "changed")
         .batch_size(cfg.engine.batch_size)
+        .incidents(cfg.incidents.engine_config())
         .flow_config(cfg.flow_config())
         .inspect(cfg.caps().0)
         .defrag(cfg.caps().1);
@@ -334,11 +391,26 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     );
     let counters = engine.counters();
     let swapper = engine.model_swapper();
+    let policy_swapper = engine.policy_swapper();
     let interfaces = live.counters();
     let stop_capture = live.stop_flag();
     let handles: Vec<OutputHandle> = outputs.descriptions.handles().to_vec();
+    let shared_model = Arc::new(Mutex::new(model_id.clone()));
+    let _metrics = if cfg.metrics.listen.is_empty() {
+        None
+    } else {
+        let sources = crate::metrics::Sources {
+            engine: counters.clone(),
+            interfaces: interfaces.clone(),
+            outputs: handles.clone(),
+            model: shared_model.clone(),
+        };
+        let m = crate::metrics::MetricsServer::start(&cfg.metrics.listen, sources).map_err(Failure::usage)?;
+        eprintln!("tidewatchd: metrics at http://{}/metrics", m.addr);
+        Some(m)
+    };
     let finished = Arc::new(AtomicBool::new(false));
-    let interval = Duration::from_secs_f64(cfg.stats.interval);
+    let mut running_cfg = cfg.clone();
     let control = {
         let (finished, counters, interfaces, handles) =
             (finished.clone(), counters.clone(), interfaces.clone(), handles);
@@ -350,8 +422,17 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                     stop_capture.store(true, Ordering::Relaxed);
                 }
                 if hup.swap(false, Ordering::Relaxed) {
-                    reload(&args, &mut running_model, &swapper, &handles);
+                    reload(
+                        &args,
+                        &mut running_cfg,
+                        &mut running_model,
+                        &shared_model,
+                        &swapper,
+                        &policy_swapper,
+                        &handles,
+                    );
                 }
+                let interval = Duration::from_secs_f64(running_cfg.stats.interval);
                 if !interval.is_zero() && last_stats.elapsed() >= interval {
                     last_stats = Instant::now();
                     let j = stats_json(&counters, &interfaces, &handles);
@@ -375,7 +456,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         eprintln!("  {}", c.to_json());
     }
     let mut last = stats_json(&counters, &interfaces, outputs.descriptions.handles());
-    last["event_type"] = "stats_final".into();
+    last["final"] = true.into();
     eprintln!("{last}");
     if let Some(reason) = live.failures().first() {
         return Err(Failure::runtime(format!("{reason}; open flows were flushed, restart when the interface is back")));

@@ -25,10 +25,15 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Checks every line is a verdict with every field; returns them.
+/// Checks every line is a verdict with every field, or an incident; returns the verdicts.
 pub fn parse_verdicts(stdout: &[u8]) -> Vec<serde_json::Value> {
     let text = String::from_utf8(stdout.to_vec()).unwrap();
     text.lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            assert!(matches!(v["event_type"].as_str(), Some("verdict" | "incident")), "{l}");
+            v["event_type"] == "verdict"
+        })
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
             for f in VERDICT_FIELDS {
@@ -230,4 +235,76 @@ fn installed_binary_finds_its_model_and_runtime() {
     assert!(verdicts.len() > 100, "{}", verdicts.len());
     assert!(verdicts.iter().all(|v| v["model"].as_str().unwrap().starts_with("lab@")));
     let _ = std::fs::remove_dir_all(&dest);
+}
+
+/// `feedback` on an incident of a replay: one JSON line with the record,
+/// and a suppress rule for its actor appended to a config that still parses.
+#[test]
+fn feedback_records_the_decision_and_can_suppress_the_actor() {
+    let dir = std::env::temp_dir().join(format!("tidewatchd-feedback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("v.jsonl");
+    let o = tidewatchd(&[
+        "replay",
+        repo().join("pcaps/demo.pcap").to_str().unwrap(),
+        "--output",
+        &format!("json:{}", json.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let scan = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["event_type"] == "incident" && v["label"] == "scan")
+        .unwrap();
+    let id = scan["incident_id"].as_u64().unwrap().to_string();
+    let config = dir.join("tidewatch.toml");
+    std::fs::write(&config, "[capture]\ninterfaces = [\"eth1\"]\n").unwrap();
+    let feedback = dir.join("feedback.jsonl");
+    let args = [
+        "feedback",
+        "--file",
+        feedback.to_str().unwrap(),
+        "--incident-id",
+        &id,
+        "--decision",
+        "false-positive",
+        "--note",
+        "our scanner",
+        "--from",
+        json.to_str().unwrap(),
+        "--suppress-to",
+        config.to_str().unwrap(),
+        "--expires",
+        "2030-01-01T00:00:00Z",
+    ];
+    let o = tidewatchd(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&feedback).unwrap().trim()).unwrap();
+    assert_eq!(line["decision"], "false_positive");
+    assert_eq!(line["incident_id"].to_string(), id);
+    assert_eq!(line["record"]["label"], "scan");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let src = scan["src_ip"].as_str().unwrap();
+    assert!(text.contains(&format!("[[policy.suppress]]\nlabel = \"scan\"\nsrc = \"{src}\"\nexpires = ")), "{text}");
+    // Confirmed needs no rule; a rule needs --from.
+    let o =
+        tidewatchd(&["feedback", "--file", feedback.to_str().unwrap(), "--flow-id", "7", "--decision", "confirmed"]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(&feedback).unwrap().lines().count(), 2);
+    let cfg = config.to_str().unwrap();
+    let o = tidewatchd(&[
+        "feedback",
+        "--file",
+        "/dev/null",
+        "--flow-id",
+        "7",
+        "--decision",
+        "false-positive",
+        "--suppress-to",
+        cfg,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs --from"));
 }

@@ -102,6 +102,9 @@ fn sweep_command(file: &Path, command: &str) -> Result<i32, String> {
     let mut lines = 0u64;
     for l in String::from_utf8_lossy(&o.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(l).map_err(|e| format!("bad JSON {e}: {l}"))?;
+        if command != "flows" && v["event_type"] == "incident" {
+            continue; // checked by the engine's incident tests
+        }
         if let Some(f) = fields.iter().find(|f| v.get(**f).is_none()) {
             return Err(format!("{command} record lacks {f}: {l}"));
         }

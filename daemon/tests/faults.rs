@@ -260,17 +260,23 @@ fn tcpreplay(test: &str, iface: &str, pcap: &str, pps: &str) -> bool {
 }
 
 fn final_stats(stderr: &str) -> Value {
-    let line = stderr.lines().rev().find(|l| l.contains("\"stats_final\"")).unwrap_or_else(|| panic!("{stderr}"));
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"event_type\":\"stats\"") && l.contains("\"final\":true"))
+        .unwrap_or_else(|| panic!("{stderr}"));
     serde_json::from_str(line).unwrap()
 }
 
-/// `target (JSON lines: sent N, dropped M, ...)` → (sent, dropped).
-fn sent_dropped(summary: &str) -> (u64, u64) {
-    let num = |w: &str| {
-        let i = summary.find(w).unwrap_or_else(|| panic!("no {w} in {summary}")) + w.len();
-        summary[i..].chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u64>().unwrap()
-    };
-    (num("sent "), num("dropped "))
+/// An output's entry in the stats (`{"output": .., "sent": N, "dropped": M, ..}`) → (sent, dropped).
+fn sent_dropped(out: &Value) -> (u64, u64) {
+    let num = |w: &str| out[w].as_u64().unwrap_or_else(|| panic!("no {w} in {out}"));
+    (num("sent"), num("dropped"))
+}
+
+/// Records every output was given: verdicts and incident records.
+fn records(stats: &Value) -> u64 {
+    stats["verdicts"].as_u64().unwrap() + stats["incident_records"].as_u64().unwrap()
 }
 
 #[test]
@@ -297,11 +303,11 @@ fn run_with_a_json_output_on_a_full_device_drops_counts_and_keeps_running() {
     let stats = final_stats(&o.stderr);
     let verdicts = stats["verdicts"].as_u64().unwrap();
     assert!(verdicts > 0, "no verdicts: were the packets captured? {}", o.stderr);
-    let outs: Vec<&str> = stats["outputs"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    let (_, dropped) = sent_dropped(outs[0]);
+    let outs = stats["outputs"].as_array().unwrap();
+    let (_, dropped) = sent_dropped(&outs[0]);
     assert!(dropped > 0, "the full output dropped nothing: {}", outs[0]);
     // The other output lost nothing.
-    assert_eq!(sent_dropped(outs[1]), (verdicts, 0), "{}", outs[1]);
+    assert_eq!(sent_dropped(&outs[1]), (records(&stats), 0), "{}", outs[1]);
     eprintln!("full output: {}", outs[0]);
 }
 
@@ -366,13 +372,15 @@ fn an_output_nobody_reads_drops_and_counts_without_stalling_the_others() {
     let stats = final_stats(&o.stderr);
     let verdicts = stats["verdicts"].as_u64().unwrap();
     assert!(verdicts > 10_000, "{verdicts} verdicts: were the packets captured? {}", o.stderr);
-    let outs: Vec<&str> = stats["outputs"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    let (sent, dropped) = sent_dropped(outs[0]);
+    let outs = stats["outputs"].as_array().unwrap();
+    let records = records(&stats);
+    let (sent, dropped) = sent_dropped(&outs[0]);
     assert!(dropped > 0, "the stuck output dropped nothing: {}", outs[0]);
-    assert_eq!(sent + dropped, verdicts, "stuck output: sent + dropped vs verdicts: {}", outs[0]);
-    // The other output lost nothing and has every verdict on disk.
-    assert_eq!(sent_dropped(outs[1]), (verdicts, 0), "{}", outs[1]);
-    assert_eq!(whole_lines(&good) as u64, verdicts);
+    assert_eq!(sent + dropped, records, "stuck output: sent + dropped vs records: {}", outs[0]);
+    assert!(outs[0]["stalls"].as_u64().unwrap() >= 1, "{}", outs[0]);
+    // The other output lost nothing and has every record on disk.
+    assert_eq!(sent_dropped(&outs[1]), (records, 0), "{}", outs[1]);
+    assert_eq!(whole_lines(&good) as u64, records);
     eprintln!("stuck output: {}", outs[0]);
     drop(reader);
 }
@@ -402,6 +410,6 @@ fn an_interface_that_disappears_flushes_and_exits_1() {
     let verdicts = stats["verdicts"].as_u64().unwrap();
     assert!(verdicts > 0 && stats["packets"].as_u64().unwrap() > 0, "{}", o.stderr);
     // The flows open when the interface went were ended and classified, and reached the output.
-    assert_eq!(whole_lines(&json) as u64, verdicts);
+    assert_eq!(whole_lines(&json) as u64, records(&stats));
     eprintln!("interface gone: exit 1 after {took:?}, {verdicts} verdicts flushed");
 }

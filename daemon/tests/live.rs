@@ -484,7 +484,7 @@ fn read_verdicts(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", path.display())))
-        .filter(|v| v.get("event_type").is_none())
+        .filter(|v| v["event_type"] == "verdict")
         .inspect(|v| assert!(v.get("trigger").is_some() && v.get("flow_id").is_some(), "not a verdict: {v}"))
         .collect()
 }
@@ -865,7 +865,9 @@ fn run_sends_verdicts_to_a_real_rsyslog() {
     let tcp = format!("syslog:tcp://127.0.0.1:{}", rsyslog.tcp_port);
     let outputs = [format!("json:{}", json.display()), udp.clone(), tcp.clone()];
     let rcvbuf_errors_before = udp_rcvbuf_errors();
-    let mut d = Daemon::capturing(&live_args(&ns.host_if, &outputs, "0.2"));
+    let mut args = live_args(&ns.host_if, &outputs, "0.2");
+    args.extend(["--syslog-events", "verdict"]);
+    let mut d = Daemon::capturing(&args);
     let sent = tcpreplay(&tools, &ns.send_end(), &["--mbps", "20"], 1, Duration::from_secs(60));
     d.wait_engine_packets(sent, Duration::from_secs(5));
     d.terminate_ok(Duration::from_secs(20));
@@ -1101,7 +1103,9 @@ fn dead_syslog_server_is_counted_and_recovered() {
     let port = server.port;
     let target = format!("syslog:tcp://127.0.0.1:{port}");
     let outputs = [format!("json:{}", json.display()), target.clone()];
-    let mut d = Daemon::capturing(&live_args(&ns.host_if, &outputs, "0.2"));
+    let mut args = live_args(&ns.host_if, &outputs, "0.2");
+    args.extend(["--syslog-events", "verdict,incident"]);
+    let mut d = Daemon::capturing(&args);
     let to = ns.send_end();
     let pass = || tcpreplay(&tools, &to, &["--topspeed"], 1, Duration::from_secs(60));
     let mut sent = pass();
@@ -1110,7 +1114,13 @@ fn dead_syslog_server_is_counted_and_recovered() {
 
     // The server dies. The daemon must notice (a write fails) and count drops.
     server.stop();
-    let syslog_stats = |d: &Daemon| d.stats().last().map(|s| output_counts(&s["outputs"].to_string(), &target));
+    let syslog_stats = |d: &Daemon| {
+        d.stats().last().and_then(|s| {
+            let o = s["outputs"].as_array()?.iter().find(|o| o["output"] == target.as_str())?.clone();
+            let n = |k: &str| o[k].as_u64().unwrap_or(0);
+            Some((n("sent"), n("dropped"), n("failed"), n("reconnects")))
+        })
+    };
     let noticed = wait_until("dropped > 0 in the stats", Duration::from_secs(20), || {
         sent += pass();
         syslog_stats(&d).is_some_and(|(_, dropped, _, _)| dropped > 0)
@@ -1137,8 +1147,9 @@ fn dead_syslog_server_is_counted_and_recovered() {
          dropped {dropped}, failed {failed}, reconnects {reconnects}"
     );
     assert!(dropped > 0 && reconnects >= 1, "{stderr}");
-    // Every non-benign verdict is accounted for: sent, failed or dropped.
-    let expected = non_benign(&read_verdicts(&json)).len() as u64;
+    // Every non-benign verdict and every incident record is accounted for: sent, failed or dropped.
+    let incident_records = std::fs::read_to_string(&json).unwrap().matches("\"event_type\":\"incident\"").count();
+    let expected = (non_benign(&read_verdicts(&json)).len() + incident_records) as u64;
     assert_eq!(sent_msgs + failed + dropped, expected, "{stderr}");
     // What reached a server was sent; a few sent into the dying connection may be lost.
     let received = (before + after) as u64;
@@ -1251,4 +1262,102 @@ fn drops_privileges_after_opening_the_capture() {
     let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
     assert!(!uids.is_empty() && uids.iter().all(|u| *u != "0"), "still root: {uid_line}");
     assert!(!read_verdicts(&json).is_empty(), "no verdicts after dropping privileges");
+}
+
+/// A real Prometheus server, scraping one target every second.
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(prometheus: &Path, dir: &Path, target: &str) -> Prometheus {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: tidewatch\n    \
+                 static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Prometheus { child, port };
+        assert!(wait_until("prometheus ready", Duration::from_secs(30), || p.get("/-/ready").contains(" 200 ")));
+        p
+    }
+
+    /// A raw HTTP/1.0 GET; the whole response, or "" when it fails.
+    fn get(&self, path: &str) -> String {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return String::new() };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        if write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return String::new();
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    /// The value of an instant query with one result, as Prometheus holds it now.
+    fn value(&self, query: &str) -> Option<f64> {
+        let resp = self.get(&format!("/api/v1/query?query={query}"));
+        let body: Value = serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()?;
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--metrics` scraped by a real Prometheus during a live capture: the
+/// counters it stored match the daemon's final stats.
+#[test]
+fn a_real_prometheus_scrapes_metrics_that_match_the_final_stats() {
+    const TEST: &str = "a_real_prometheus_scrapes_metrics_that_match_the_final_stats";
+    let Some(prometheus) = common::find_tool("prometheus") else {
+        skipped(TEST, "prometheus is not installed (apt-get install prometheus)");
+        return;
+    };
+    let Some(tools) = live_tools(TEST) else { return };
+    let _serial = serial();
+    let Some(ns) = netns_or_skip(TEST, &tools, 'p') else { return };
+    let dir = tmpdir("prometheus");
+    let metrics = format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let prom = Prometheus::start(&prometheus, &dir, &metrics);
+    let outputs = [format!("json:{}", dir.join("v.jsonl").display())];
+    let mut args = live_args(&ns.host_if, &outputs, "0.2");
+    args.extend(["--metrics", &metrics]);
+    let mut d = Daemon::capturing(&args);
+    let sent = tcpreplay(&tools, &ns.send_end(), &["--mbps", "20"], 1, Duration::from_secs(60));
+    assert!(d.wait_engine_packets(sent, Duration::from_secs(10)), "{}", d.stderr());
+    // Prometheus has scraped once the value it holds reaches what was sent.
+    let scraped = wait_until("prometheus holds every packet", Duration::from_secs(30), || {
+        prom.value("tidewatch_packets_total").is_some_and(|v| v as u64 >= sent)
+    });
+    assert!(scraped, "up = {:?}; {}", prom.value("up"), d.stderr());
+    let flows = prom.value("tidewatch_flows_total").unwrap() as u64;
+    let verdicts = prom.value("sum(tidewatch_verdicts_total)").unwrap() as u64;
+    let model = prom.get("/api/v1/query?query=tidewatch_model_info");
+    d.terminate_ok(Duration::from_secs(20));
+    let last = d.stats().into_iter().rfind(|s| s["final"] == true).unwrap_or_else(|| panic!("{}", d.stderr()));
+    assert_eq!(prom.value("tidewatch_packets_total").unwrap() as u64, last["packets"].as_u64().unwrap());
+    assert_eq!(prom.value("tidewatch_bytes_total").unwrap() as u64, last["bytes"].as_u64().unwrap());
+    assert_eq!(flows, last["flows"].as_u64().unwrap(), "no packet came after the traffic");
+    // Verdicts only grow (SIGTERM ends the open flows): the scrape saw some, never more.
+    assert!(verdicts > 0 && verdicts <= last["verdicts"].as_u64().unwrap(), "{verdicts} vs {last}");
+    assert!(model.contains("\"name\":\"lab\""), "{model}");
 }

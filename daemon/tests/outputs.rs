@@ -1,7 +1,8 @@
 //! `tidewatchd replay --output ...` into real listeners: syslog over UDP,
 //! TCP (RFC 6587 octet counting), unix sockets, a dead server, and (when
 //! installed) a real rsyslogd. The JSON output of the same run is the
-//! reference: syslog gets its non-benign verdicts, one message each.
+//! reference: syslog gets its incidents (by default) and, when asked, its
+//! non-benign verdicts, one message each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -74,8 +75,14 @@ fn tidewatchd(args: &[&str], limit: Duration) -> Run {
     }
 }
 
+/// A replay whose syslog outputs carry verdicts and incidents.
 fn replay_ok(outputs: &[String], json: &Path) -> Run {
+    replay_with(outputs, json, &["--syslog-events", "verdict,incident"])
+}
+
+fn replay_with(outputs: &[String], json: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["replay".to_string(), demo(), "--output".into(), format!("json:{}", json.display())];
+    args.extend(extra.iter().map(|s| s.to_string()));
     for o in outputs {
         args.push("--output".into());
         args.push(o.clone());
@@ -92,13 +99,45 @@ fn non_benign(json: &Path) -> BTreeMap<(String, String), serde_json::Value> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if v["label"] != "benign" {
+        if v["event_type"] == "verdict" && v["label"] != "benign" {
             let key = (v["flow_id"].to_string(), v["trigger"].as_str().unwrap().to_string());
             assert!(out.insert(key, v).is_none(), "two verdicts for one flow and trigger");
         }
     }
     assert!(out.len() > 100, "the demo has attacks: {}", out.len());
     out
+}
+
+type IncidentKey = (String, String, String);
+
+/// The JSON incident records of a run, keyed by (incident_id, state, ts).
+fn incidents(json: &Path) -> BTreeMap<IncidentKey, serde_json::Value> {
+    let text = std::fs::read_to_string(json).unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["event_type"] == "incident" {
+            let key = (
+                v["incident_id"].to_string(),
+                v["state"].as_str().unwrap().to_string(),
+                v["ts"].as_str().unwrap().to_string(),
+            );
+            assert!(out.insert(key, v).is_none(), "two incident records with one id, state and time");
+        }
+    }
+    out
+}
+
+/// Checks one incident message's SD params (and its TIMESTAMP) against the JSON record.
+fn check_incident(sd: &BTreeMap<String, String>, ts: &str, json: &BTreeMap<IncidentKey, serde_json::Value>, m: &str) {
+    let key = (sd["incident_id"].clone(), sd["state"].clone(), ts.to_string());
+    let v = json.get(&key).unwrap_or_else(|| panic!("no such incident record in the JSON: {m}"));
+    for f in ["label", "actor", "first_seen", "last_seen", "model"] {
+        assert_eq!(sd[f], v[f].as_str().unwrap(), "{f} in {m}");
+    }
+    for f in ["src_count", "targets", "ports", "flows", "packets", "bytes", "time_to_detect_ms"] {
+        assert_eq!(sd[f], v[f].to_string(), "{f} in {m}");
+    }
 }
 
 /// Splits an RFC 5424 message into its header fields, its SD params
@@ -145,15 +184,29 @@ fn parse_rfc5424(msg: &str) -> (Vec<String>, BTreeMap<String, String>, String) {
     (header, params, text.to_string())
 }
 
-/// Checks that `messages` are exactly the non-benign verdicts of `json`.
+/// Checks that `messages` are exactly the non-benign verdicts and the
+/// incident records of `json`.
 fn check_against_json(messages: &[String], json: &Path) {
     let expected = non_benign(json);
-    assert_eq!(messages.len(), expected.len(), "one syslog message per non-benign verdict");
+    let incidents = incidents(json);
+    assert!(!incidents.is_empty(), "the demo's attacks make incidents");
+    assert_eq!(
+        messages.len(),
+        expected.len() + incidents.len(),
+        "one syslog message per non-benign verdict and incident"
+    );
     let mut seen = BTreeMap::new();
     for m in messages {
         let (header, sd, text) = parse_rfc5424(m);
         assert_eq!(header[0], "132", "local0 (16) * 8 + warning (4): {m}");
         assert!(header[1].ends_with('Z') && header[1].len() == 27, "{m}");
+        if header[5] == "incident" {
+            check_incident(&sd, &header[1], &incidents, m);
+            assert!(text.starts_with(&format!("tidewatch: {} incident ", sd["label"])), "{m}");
+            let key = (format!("incident {} {} {}", sd["incident_id"], sd["state"], header[1]), String::new());
+            assert!(seen.insert(key, ()).is_none(), "duplicate {m}");
+            continue;
+        }
         assert_eq!((header[3].as_str(), header[5].as_str()), ("tidewatchd", "verdict"));
         assert!(header[4].parse::<u32>().is_ok(), "PROCID is the pid: {m}");
         let key = (sd["flow_id"].clone(), sd["trigger"].clone());
@@ -216,6 +269,44 @@ fn syslog_udp_gets_one_datagram_per_non_benign_verdict() {
 }
 
 #[test]
+fn syslog_carries_only_incidents_by_default() {
+    let _serial = serial();
+    let dir = tmpdir("default-events");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        loop {
+            match sock.recv(&mut buf) {
+                Ok(n) => out.push(String::from_utf8(buf[..n].to_vec()).unwrap()),
+                Err(_) if !out.is_empty() => return out,
+                Err(_) => {}
+            }
+        }
+    });
+    let json = dir.join("v.jsonl");
+    let target = format!("syslog:udp://127.0.0.1:{port}");
+    let run = replay_with(std::slice::from_ref(&target), &json, &[]);
+    let got = reader.join().unwrap();
+    let incidents = incidents(&json);
+    let alerts = non_benign(&json).len();
+    assert_eq!(got.len(), incidents.len(), "{}", run.stderr);
+    for m in &got {
+        let (header, sd, _) = parse_rfc5424(m);
+        assert_eq!(header[5], "incident", "{m}");
+        check_incident(&sd, &header[1], &incidents, m);
+    }
+    // Every incident opens and closes; far fewer messages than alerts.
+    let opened = incidents.keys().filter(|(_, s, _)| s == "open").count();
+    let closed = incidents.keys().filter(|(_, s, _)| s == "closed").count();
+    assert_eq!(opened, closed);
+    assert!(got.len() * 5 < alerts, "{} incident messages for {alerts} alert verdicts", got.len());
+    assert_eq!(summary_counts(&run.stderr, &target), (got.len() as u64, 0), "{}", run.stderr);
+}
+
+#[test]
 fn syslog_tcp_uses_octet_counting_frames() {
     let _serial = serial();
     let dir = tmpdir("tcp");
@@ -256,7 +347,7 @@ fn a_dead_tcp_syslog_server_neither_fails_nor_stalls_the_replay() {
     let target = format!("syslog:tcp://127.0.0.1:{port}");
     let run = replay_ok(std::slice::from_ref(&target), &json);
     assert!(run.took < Duration::from_secs(20), "{:?}", run.took);
-    let expected = non_benign(&json).len() as u64;
+    let expected = (non_benign(&json).len() + incidents(&json).len()) as u64;
     assert_eq!(summary_counts(&run.stderr, &target), (0, expected), "{}", run.stderr);
     assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
     // JSON output is unaffected.
@@ -379,22 +470,33 @@ fn rsyslog_parses_what_replay_sends() {
     let run =
         replay_ok(&[format!("syslog:udp://127.0.0.1:{udp_port}"), format!("syslog:tcp://127.0.0.1:{tcp_port}")], &json);
     let expected = non_benign(&json);
+    let incidents = incidents(&json);
+    let total = expected.len() + incidents.len();
     for (name, probes) in [("udp.log", udp_probes), ("tcp.log", tcp_probes)] {
         let started = Instant::now();
-        while lines(name).len() < probes + expected.len() && started.elapsed() < Duration::from_secs(20) {
+        while lines(name).len() < probes + total && started.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(50));
         }
         let got: Vec<String> = lines(name).into_iter().filter(|l| !l.contains("|probe|")).collect();
-        assert_eq!(got.len(), expected.len(), "{name}: {}", run.stderr);
+        assert_eq!(got.len(), total, "{name}: {}", run.stderr);
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
         for line in &got {
             let f: Vec<&str> = line.splitn(8, '|').collect();
             assert_eq!(f[0], "132", "{line}");
             assert_eq!(f[2], hostname.trim(), "{line}");
-            assert_eq!((f[3], f[5]), ("tidewatchd", "verdict"), "{line}");
             assert!(f[4].parse::<u32>().is_ok(), "{line}");
             let sd: serde_json::Value = serde_json::from_str(f[6]).unwrap_or_else(|e| panic!("{e}: {line}"));
             let sd = &sd["tidewatch@32473"];
+            if f[5] == "incident" {
+                let id = sd["incident_id"].as_str().unwrap();
+                let state = sd["state"].as_str().unwrap();
+                assert!(
+                    incidents.iter().any(|((i, s, _), v)| i == id && s == state && v["label"] == sd["label"]),
+                    "{line}"
+                );
+                continue;
+            }
+            assert_eq!((f[3], f[5]), ("tidewatchd", "verdict"), "{line}");
             let key = (sd["flow_id"].as_str().unwrap().to_string(), sd["trigger"].as_str().unwrap().to_string());
             let v = &expected[&key];
             for k in ["proto", "src_ip", "dst_ip", "label", "model", "ts", "flow_start"] {

@@ -4,11 +4,11 @@
 //! model out, on ordinary hardware.
 //!
 //! ```text
-//! source → decode → flow table → features (+ host context) → batcher → classifier → sinks
+//! source → decode → flow table → features (+ host context) → batcher → classifier → incidents → sinks
 //! ```
 //!
 //! Modules follow that order: [`source`], [`decode`], [`flow`],
-//! [`features`], [`infer`], [`pipeline`], [`sink`].
+//! [`features`], [`infer`], [`pipeline`], [`incident`], [`sink`].
 //!
 //! ## Example: replay a capture through the bundled model
 //!
@@ -77,16 +77,20 @@ pub mod defrag;
 pub mod error;
 pub mod features;
 pub mod flow;
+pub mod incident;
 pub mod infer;
 pub mod inspect;
 pub mod pipeline;
+pub mod policy;
 pub mod reassembly;
 pub mod sink;
 pub mod source;
 
 pub use error::{Error, Result, SinkError};
+pub use incident::{Incident, IncidentConfig, IncidentState};
 pub use infer::{init_onnx_runtime, Classifier, ModelInfo, OnnxClassifier};
-pub use pipeline::{Engine, EngineBuilder, EngineCounters, ModelSwapper, Stats};
+pub use pipeline::{Engine, EngineBuilder, EngineCounters, ModelSwapper, PolicySwapper, Stats};
+pub use policy::{Policy, Suppressed};
 pub use sink::{
     CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict, VerdictSink,
 };

@@ -1,7 +1,7 @@
 //! Sinks: where verdicts (and, for training, feature rows) leave the engine.
 //!
 //! Contract of both traits, in the manner of ripgrep's `Sink`: the engine
-//! calls `verdict`/`row` once per item, in order, from one thread; a sink
+//! calls `verdict`/`incident`/`row` once per item, in order, from one thread; a sink
 //! returns [`SinkControl::Stop`] to ask the engine to stop reading input
 //! (open flows are still flushed, so the sink may get more items); an `Err`
 //! stops the engine at once and is returned from `run`. `finish` is called
@@ -16,7 +16,9 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use crate::app::{AppMeta, AppProto};
 use crate::decode::Tunnels;
 use crate::error::SinkError;
+use crate::incident::Incident;
 use crate::inspect::PayloadSummary;
+use crate::policy::Suppressed;
 use crate::source::Micros;
 
 /// What a sink wants after an item.
@@ -119,6 +121,11 @@ pub struct Verdict {
     /// end verdict at an idle timeout, when the timeout fired, not the
     /// flow's last packet. Time to detect is measured from it.
     pub detected_at: Micros,
+    /// The incident this alert belongs to ([`crate::incident`]).
+    pub incident_id: Option<u64>,
+    /// Set when the operator's policy suppressed this alert
+    /// ([`crate::policy`]): delivered and counted, but not an alert.
+    pub suppressed: Option<Suppressed>,
 }
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-01-01T00:00:00.000000Z`.
@@ -147,7 +154,8 @@ impl serde::Serialize for Scores<'_> {
 impl serde::Serialize for Verdict {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let f = &self.flow;
-        let mut st = s.serialize_struct("Verdict", 20)?;
+        let mut st = s.serialize_struct("Verdict", 24)?;
+        st.serialize_field("event_type", "verdict")?;
         st.serialize_field("ts", &rfc3339_micros(f.ts))?;
         st.serialize_field("detected_at", &rfc3339_micros(self.detected_at))?;
         st.serialize_field("flow_id", &f.flow_id)?;
@@ -164,6 +172,15 @@ impl serde::Serialize for Verdict {
         st.serialize_field("bytes", &f.bytes)?;
         st.serialize_field("model", &*self.model)?;
         st.serialize_field("trigger", f.trigger.name())?;
+        if let Some(id) = self.incident_id {
+            st.serialize_field("incident_id", &id)?;
+        }
+        if let Some(s) = self.suppressed {
+            st.serialize_field("suppressed", s.name())?;
+            if let Suppressed::Rule(i) = s {
+                st.serialize_field("suppress_rule", &i)?;
+            }
+        }
         if let Some(r) = f.end_reason {
             st.serialize_field("end_reason", r)?;
         }
@@ -177,9 +194,15 @@ impl serde::Serialize for Verdict {
     }
 }
 
-/// Receives verdicts. See the module documentation for the contract.
+/// Receives verdicts and incidents. See the module documentation for the contract.
 pub trait VerdictSink: Send {
     fn verdict(&mut self, verdict: &Verdict) -> Result<SinkControl, SinkError>;
+    /// An incident opened, was updated or closed ([`crate::incident`]).
+    /// Incidents group the alert verdicts this sink also received; a sink
+    /// that only wants verdicts ignores them (the default).
+    fn incident(&mut self, _incident: &Incident) -> Result<SinkControl, SinkError> {
+        Ok(SinkControl::Continue)
+    }
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
@@ -193,7 +216,8 @@ pub trait FeatureSink: Send {
     }
 }
 
-/// Writes one JSON object per verdict, one per line.
+/// Writes one JSON object per verdict or incident, one per line; each
+/// says what it is in `event_type`.
 pub struct JsonLinesSink<W: Write + Send> {
     out: std::io::BufWriter<W>,
 }
@@ -211,16 +235,23 @@ impl<W: Write + Send> VerdictSink for JsonLinesSink<W> {
         Ok(SinkControl::Continue)
     }
 
+    fn incident(&mut self, i: &Incident) -> Result<SinkControl, SinkError> {
+        serde_json::to_writer(&mut self.out, i).map_err(|e| SinkError::Other(e.to_string()))?;
+        self.out.write_all(b"\n")?;
+        Ok(SinkControl::Continue)
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush()?;
         Ok(())
     }
 }
 
-/// Keeps every verdict in memory; for tests and small embeddings.
+/// Keeps every verdict and incident in memory; for tests and small embeddings.
 #[derive(Clone, Default)]
 pub struct CollectSink {
     pub verdicts: Arc<std::sync::Mutex<Vec<Verdict>>>,
+    pub incidents: Arc<std::sync::Mutex<Vec<Incident>>>,
 }
 
 impl CollectSink {
@@ -228,9 +259,17 @@ impl CollectSink {
         Self::default()
     }
 
-    /// A copy of what was collected so far.
+    /// The verdicts collected so far, removed from the sink.
     pub fn take(&self) -> Vec<Verdict> {
         match self.verdicts.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+
+    /// The incident records collected so far, removed from the sink.
+    pub fn take_incidents(&self) -> Vec<Incident> {
+        match self.incidents.lock() {
             Ok(mut v) => std::mem::take(&mut *v),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         }
@@ -245,6 +284,14 @@ impl VerdictSink for CollectSink {
         }
         Ok(SinkControl::Continue)
     }
+
+    fn incident(&mut self, i: &Incident) -> Result<SinkControl, SinkError> {
+        match self.incidents.lock() {
+            Ok(mut g) => g.push(i.clone()),
+            Err(p) => p.into_inner().push(i.clone()),
+        }
+        Ok(SinkControl::Continue)
+    }
 }
 
 /// Calls a closure for each verdict.
@@ -254,5 +301,44 @@ impl<F: FnMut(&Verdict) + Send> VerdictSink for FnSink<F> {
     fn verdict(&mut self, v: &Verdict) -> Result<SinkControl, SinkError> {
         (self.0)(v);
         Ok(SinkControl::Continue)
+    }
+}
+
+/// A verdict on a one-packet TCP flow that started 1 ms before `ts`, for tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::too_many_arguments)]
+pub(crate) fn test_verdict(
+    label: &str,
+    score: f32,
+    src: &str,
+    dst: &str,
+    port: u16,
+    flow_id: u64,
+    ts: Micros,
+    trigger: Trigger,
+) -> Verdict {
+    Verdict {
+        flow: FlowRecord {
+            ts,
+            flow_id,
+            flow_start: ts.saturating_sub(1000),
+            proto: "tcp",
+            src_ip: src.parse().unwrap(),
+            src_port: 40000,
+            dst_ip: dst.parse().unwrap(),
+            dst_port: port,
+            packets: 1,
+            bytes: 60,
+            trigger,
+            end_reason: None,
+            detail: Arc::new(FlowDetail::default()),
+        },
+        label: Arc::from(label),
+        score,
+        scores: Vec::new(),
+        model: Arc::from("m@1"),
+        detected_at: ts,
+        incident_id: None,
+        suppressed: None,
     }
 }

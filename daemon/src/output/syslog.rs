@@ -1,4 +1,5 @@
-//! Verdicts as syslog messages: RFC 5424 (default) or RFC 3164, and the
+//! Verdicts and incidents as syslog messages (MSGID `verdict` or
+//! `incident`): RFC 5424 (default) or RFC 3164, and the
 //! RFC 6587 octet-counting frame for stream transports.
 //!
 //! Written here rather than taken from a crate because the message must
@@ -17,14 +18,19 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use chrono::{Datelike, Timelike};
+use tidewatch::incident::ActorKind;
 use tidewatch::sink::rfc3339_micros;
-use tidewatch::Verdict;
+use tidewatch::{Incident, Verdict};
+
+use super::queue::Record;
 
 /// The structured-data ID: `tidewatch` at the documentation private
 /// enterprise number 32473 (RFC 5612).
 pub const SD_ID: &str = "tidewatch@32473";
 /// MSGID of every verdict message.
 pub const MSGID: &str = "verdict";
+/// MSGID of every incident message.
+pub const MSGID_INCIDENT: &str = "incident";
 /// Longest message sent (bytes, before framing); longer ones are cut at a
 /// UTF-8 character boundary and counted as truncated.
 pub const MAX_MESSAGE: usize = 8192;
@@ -303,8 +309,9 @@ fn endpoint(ip: IpAddr, port: u16, out: &mut String) {
     };
 }
 
-/// The verdict fields, in message order, as text.
-fn fields(v: &Verdict) -> Vec<(&'static str, String)> {
+/// The verdict fields, in message order, as text: the flow, the decision,
+/// and the application metadata an analyst acts on (SNI, HTTP host, DNS query).
+fn verdict_fields(v: &Verdict) -> Vec<(&'static str, String)> {
     let f = &v.flow;
     let mut out = vec![
         ("flow_id", f.flow_id.to_string()),
@@ -325,10 +332,126 @@ fn fields(v: &Verdict) -> Vec<(&'static str, String)> {
     if let Some(r) = f.end_reason {
         out.push(("end_reason", r.to_string()));
     }
+    if let Some(app) = f.detail.app.as_ref().filter(|a| a.proto != tidewatch::app::AppProto::Unknown) {
+        out.push(("app", app.proto.name().to_string()));
+        if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_ref()) {
+            out.push(("tls_sni", sni.clone()));
+        }
+        if let Some(host) = app.http.as_ref().and_then(|h| h.host.as_ref()) {
+            out.push(("http_host", host.clone()));
+        }
+        if let Some(d) = app.dns.as_ref() {
+            out.push(("dns_query", d.query.clone()));
+        }
+    }
     out
 }
 
-/// Formats verdicts as syslog messages. Built once per output.
+fn join<T: ToString>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The incident fields, in message order, as text (names as in JSON).
+fn incident_fields(i: &Incident) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("incident_id", i.incident_id.to_string()),
+        ("state", i.state.name().to_string()),
+        ("label", i.label.to_string()),
+        ("actor", i.actor.name().to_string()),
+    ];
+    if let Some(ip) = i.src_ip {
+        out.push(("src_ip", ip.to_string()));
+    }
+    out.push(("src_count", i.src_count.to_string()));
+    out.push(("targets", i.targets.to_string()));
+    out.push(("targets_first", join(&i.targets_first)));
+    out.push(("ports", i.ports.to_string()));
+    out.push(("ports_first", join(&i.ports_first)));
+    if let Some(d) = &i.domain {
+        out.push(("domain", d.to_string()));
+    }
+    out.extend([
+        ("flows", i.flows.to_string()),
+        ("packets", i.packets.to_string()),
+        ("bytes", i.bytes.to_string()),
+        ("peak_score", i.peak_score.to_string()),
+        ("time_to_detect_ms", i.time_to_detect_ms.to_string()),
+        ("first_seen", rfc3339_micros(i.first_seen)),
+        ("last_seen", rfc3339_micros(i.last_seen)),
+        ("model", i.model.to_string()),
+    ]);
+    out
+}
+
+/// What a syslog message needs of a record.
+struct Message {
+    msgid: &'static str,
+    label: String,
+    ts: u64,
+    fields: Vec<(&'static str, String)>,
+    readable: String,
+}
+
+impl Message {
+    fn of(r: &Record) -> Message {
+        match r {
+            Record::Verdict(v) => Message {
+                msgid: MSGID,
+                label: v.label.to_string(),
+                ts: v.flow.ts,
+                fields: verdict_fields(v),
+                readable: readable_verdict(v),
+            },
+            Record::Incident(i) => Message {
+                msgid: MSGID_INCIDENT,
+                label: i.label.to_string(),
+                ts: i.ts,
+                fields: incident_fields(i),
+                readable: readable_incident(i),
+            },
+        }
+    }
+}
+
+/// `tidewatch: dos verdict (0.97) tcp 10.0.0.1:1234 -> 10.0.0.2:80, 12 packets, early`
+fn readable_verdict(v: &Verdict) -> String {
+    let f = &v.flow;
+    let mut line = String::with_capacity(128);
+    let _ = write!(line, "tidewatch: {} verdict ({:.2}) {} ", v.label, v.score, f.proto);
+    endpoint(f.src_ip, f.src_port, &mut line);
+    line.push_str(" -> ");
+    endpoint(f.dst_ip, f.dst_port, &mut line);
+    let _ = write!(line, ", {} packets, {}", f.packets, f.trigger.name());
+    if let Some(r) = f.end_reason {
+        let _ = write!(line, " ({r})");
+    }
+    line
+}
+
+/// `tidewatch: scan incident 3 open (0.99) from 10.0.0.1: 1 targets, 1000 ports, 1000 flows`
+fn readable_incident(i: &Incident) -> String {
+    let mut line = String::with_capacity(128);
+    let _ = write!(line, "tidewatch: {} incident {} {} ({:.2}) ", i.label, i.incident_id, i.state.name(), i.peak_score);
+    match (i.src_ip, i.actor) {
+        (_, ActorKind::Target) => {
+            let target = i.targets_first.first().map(ToString::to_string).unwrap_or_default();
+            let _ = write!(line, "against {target} from {} sources", i.src_count);
+        }
+        (Some(ip), _) => {
+            let _ = write!(line, "from {ip}");
+        }
+        (None, _) => {
+            let _ = write!(line, "from {} sources", i.src_count);
+        }
+    }
+    if let Some(d) = &i.domain {
+        let _ = write!(line, " via {d}");
+    }
+    let _ = write!(line, ": {} targets, {} ports, {} flows", i.targets, i.ports, i.flows);
+    line
+}
+
+/// Formats verdicts and incidents as syslog messages. Built once per output.
 #[derive(Clone, Debug)]
 pub struct SyslogFormatter {
     format: SyslogFormat,
@@ -401,13 +524,14 @@ impl SyslogFormatter {
         self.facility.code() * 8 + self.severity(label).code()
     }
 
-    /// Appends the message for `v` (no framing, no trailing newline) to
+    /// Appends the message for `r` (no framing, no trailing newline) to
     /// `out`, cut to [`MAX_MESSAGE`] bytes. Returns whether it was cut.
-    pub fn format(&self, v: &Verdict, out: &mut Vec<u8>) -> bool {
+    pub fn format(&self, r: &Record, out: &mut Vec<u8>) -> bool {
+        let m = Message::of(r);
         let start = out.len();
         let text = match self.format {
-            SyslogFormat::Rfc5424 => self.rfc5424(v),
-            SyslogFormat::Rfc3164 => self.rfc3164(v),
+            SyslogFormat::Rfc5424 => self.rfc5424(&m),
+            SyslogFormat::Rfc3164 => self.rfc3164(&m),
         };
         out.extend_from_slice(text.as_bytes());
         let mut msg = out.split_off(start);
@@ -416,43 +540,41 @@ impl SyslogFormatter {
         cut
     }
 
-    fn rfc5424(&self, v: &Verdict) -> String {
-        let f = &v.flow;
+    fn rfc5424(&self, m: &Message) -> String {
         let mut s = String::with_capacity(640);
         let _ = write!(
             s,
             "<{}>1 {} {} {} {} {} [{}",
-            self.pri(&v.label),
-            rfc3339_micros(f.ts),
+            self.pri(&m.label),
+            rfc3339_micros(m.ts),
             self.hostname,
             self.app_name,
             self.procid,
-            MSGID,
+            m.msgid,
             SD_ID
         );
-        for (name, value) in fields(v) {
+        for (name, value) in &m.fields {
             s.push(' ');
             s.push_str(name);
             s.push_str("=\"");
-            escape_param_value(&value, &mut s);
+            escape_param_value(value, &mut s);
             s.push('"');
         }
         s.push_str("] ");
-        self.readable(v, &mut s);
+        s.extend(m.readable.chars().map(|c| if c.is_control() { '?' } else { c }));
         s
     }
 
-    fn rfc3164(&self, v: &Verdict) -> String {
+    fn rfc3164(&self, m: &Message) -> String {
         const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-        let f = &v.flow;
-        let secs = i64::try_from(f.ts / 1_000_000).unwrap_or(i64::MAX);
+        let secs = i64::try_from(m.ts / 1_000_000).unwrap_or(i64::MAX);
         let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
         let month = MONTHS.get(t.month0() as usize).copied().unwrap_or("Jan");
         let mut s = String::with_capacity(512);
         let _ = write!(
             s,
             "<{}>{} {:>2} {:02}:{:02}:{:02} {} {}[{}]:",
-            self.pri(&v.label),
+            self.pri(&m.label),
             month,
             t.day(),
             t.hour(),
@@ -462,28 +584,16 @@ impl SyslogFormatter {
             self.app_name,
             self.procid
         );
-        for (name, value) in fields(v) {
+        if m.msgid == MSGID_INCIDENT {
+            s.push_str(" event_type=incident");
+        }
+        for (name, value) in &m.fields {
             s.push(' ');
             s.push_str(name);
             s.push('=');
-            kv_value(&value, &mut s);
+            kv_value(value, &mut s);
         }
         s
-    }
-
-    /// `tidewatch: dos verdict (0.97) tcp 10.0.0.1:1234 -> 10.0.0.2:80, 12 packets, early`
-    fn readable(&self, v: &Verdict, s: &mut String) {
-        let f = &v.flow;
-        let mut line = String::with_capacity(128);
-        let _ = write!(line, "tidewatch: {} verdict ({:.2}) {} ", v.label, v.score, f.proto);
-        endpoint(f.src_ip, f.src_port, &mut line);
-        line.push_str(" -> ");
-        endpoint(f.dst_ip, f.dst_port, &mut line);
-        let _ = write!(line, ", {} packets, {}", f.packets, f.trigger.name());
-        if let Some(r) = f.end_reason {
-            let _ = write!(line, " ({r})");
-        }
-        s.extend(line.chars().map(|c| if c.is_control() { '?' } else { c }));
     }
 }
 
@@ -520,6 +630,8 @@ pub(crate) mod tests {
             scores: vec![(Arc::from("benign"), 0.03), (Arc::from(label), 0.97)],
             model: "baseline@1.0.0".into(),
             detected_at: 1_772_618_401_234_600,
+            incident_id: None,
+            suppressed: None,
         }
     }
 
@@ -529,7 +641,7 @@ pub(crate) mod tests {
 
     fn text(f: &SyslogFormatter, v: &Verdict) -> String {
         let mut out = Vec::new();
-        assert!(!f.format(v, &mut out));
+        assert!(!f.format(&Record::Verdict(v.clone()), &mut out));
         String::from_utf8(out).unwrap()
     }
 
@@ -545,6 +657,46 @@ pub(crate) mod tests {
             tidewatch: dos verdict (0.97) tcp 10.0.0.1:1234 -> 10.0.0.2:80, 12 packets, early";
         assert_eq!(got, want);
         check_rfc5424_grammar(&got);
+    }
+
+    /// The opening record of an incident made of `verdict(label)`.
+    pub fn incident(label: &str) -> Incident {
+        let mut t = tidewatch::incident::IncidentTracker::new(tidewatch::IncidentConfig::default());
+        let mut out = Vec::new();
+        t.observe(&verdict(label), &mut out);
+        out.remove(0)
+    }
+
+    #[test]
+    fn incidents_are_messages_with_their_own_msgid_and_every_field() {
+        let f = SyslogFormatter::new(&opts(SyslogFormat::Rfc5424)).with_procid(4242);
+        let mut out = Vec::new();
+        assert!(!f.format(&Record::Incident(incident("scan")), &mut out));
+        let got = String::from_utf8(out).unwrap();
+        let want = "<132>1 2026-03-04T10:00:01.234600Z sensor1 tidewatchd 4242 incident \
+            [tidewatch@32473 incident_id=\"1\" state=\"open\" label=\"scan\" actor=\"source\" src_ip=\"10.0.0.1\" \
+            src_count=\"1\" targets=\"1\" targets_first=\"10.0.0.2\" ports=\"1\" ports_first=\"80\" flows=\"1\" \
+            packets=\"12\" bytes=\"3400\" peak_score=\"0.97\" time_to_detect_ms=\"3234\" \
+            first_seen=\"2026-03-04T09:59:58.000005Z\" last_seen=\"2026-03-04T10:00:01.234567Z\" \
+            model=\"baseline@1.0.0\"] tidewatch: scan incident 1 open (0.97) from 10.0.0.1: 1 targets, 1 ports, 1 flows";
+        assert_eq!(got, want);
+        check_rfc5424_grammar(&got);
+        // A flood's incident names its target.
+        let mut out = Vec::new();
+        SyslogFormatter::new(&opts(SyslogFormat::Rfc3164)).format(&Record::Incident(incident("dos")), &mut out);
+        let got = String::from_utf8(out).unwrap();
+        assert!(got.contains(" event_type=incident incident_id=1 state=open label=dos actor=target "), "{got}");
+    }
+
+    #[test]
+    fn verdicts_carry_the_application_metadata_an_analyst_acts_on() {
+        let mut v = verdict("exfil");
+        let dns = tidewatch::app::dns::DnsMeta { query: "aGk.t.example.com".into(), qtype: 16, ..Default::default() };
+        let app =
+            tidewatch::app::AppMeta { proto: tidewatch::app::AppProto::Dns, dns: Some(dns), ..Default::default() };
+        v.flow.detail = Arc::new(tidewatch::sink::FlowDetail { app: Some(app), ..Default::default() });
+        let got = text(&SyslogFormatter::new(&opts(SyslogFormat::Rfc5424)), &v);
+        assert!(got.contains(" app=\"dns\" dns_query=\"aGk.t.example.com\"]"), "{got}");
     }
 
     #[test]
@@ -631,7 +783,7 @@ pub(crate) mod tests {
         let mut v = verdict("dos");
         v.model = Arc::from("é".repeat(MAX_MESSAGE).as_str());
         let mut out = Vec::new();
-        assert!(f.format(&v, &mut out));
+        assert!(f.format(&Record::Verdict(v), &mut out));
         assert!(out.len() <= MAX_MESSAGE && out.len() >= MAX_MESSAGE - 1);
         assert!(String::from_utf8(out).is_ok());
     }
@@ -639,7 +791,7 @@ pub(crate) mod tests {
     #[test]
     fn names_are_valid_sd_names_and_facilities_parse() {
         assert!(is_sd_name(SD_ID));
-        for (name, _) in fields(&verdict("x")) {
+        for (name, _) in verdict_fields(&verdict("x")) {
             assert!(is_sd_name(name), "{name}");
         }
         for bad in ["", "a b", "a=b", "a]", "a\"", &"x".repeat(33), "é"] {

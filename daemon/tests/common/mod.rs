@@ -29,6 +29,7 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
 
 /// Every verdict line carries these fields (a public interface: other tools parse them).
 pub const VERDICT_FIELDS: &[&str] = &[
+    "event_type",
     "ts",
     "detected_at",
     "flow_id",

@@ -16,28 +16,54 @@ use hdrhistogram::Histogram;
 use super::shard::{Event, EventBody, RowEvent};
 use crate::error::Error;
 use crate::features::{HostContext, NUM_FEATURES};
+use crate::incident::{Incident, IncidentConfig, IncidentTracker};
 use crate::infer::Classifier;
+use crate::policy::{Policy, Suppressed, SuppressedStats};
 use crate::sink::{FeatureSink, FlowRecord, SinkControl, Trigger, Verdict, VerdictSink};
 use crate::source::Micros;
 
 /// Latency and inference-time histograms, in microseconds (1 µs to 1 h,
-/// 3 significant digits: fixed memory, never resized).
+/// 3 significant digits: fixed memory, never resized), and the same values
+/// in the fixed buckets of [`super::LATENCY_BUCKETS_US`] for metrics.
 pub(crate) struct Timings {
     pub packet_to_verdict: Option<Histogram<u64>>,
     pub batch_inference: Option<Histogram<u64>>,
+    pub packet_to_verdict_buckets: super::BucketCounts,
+    pub batch_inference_buckets: super::BucketCounts,
 }
 
 impl Timings {
     fn new() -> Self {
         let h = || Histogram::new_with_bounds(1, 3_600_000_000, 3).ok();
-        Self { packet_to_verdict: h(), batch_inference: h() }
+        Self {
+            packet_to_verdict: h(),
+            batch_inference: h(),
+            packet_to_verdict_buckets: Default::default(),
+            batch_inference_buckets: Default::default(),
+        }
     }
 }
 
-fn record_micros(h: &mut Option<Histogram<u64>>, micros: u64) {
+fn record_micros(h: &mut Option<Histogram<u64>>, buckets: &mut super::BucketCounts, micros: u64) {
+    buckets.record(micros);
     if let Some(h) = h {
         // Values above the top bound are clamped rather than lost.
         let _ = h.record(micros.clamp(1, 3_600_000_000));
+    }
+}
+
+/// Applies a sink's answer: a stop request stops reading; an error stops
+/// at once and is kept (the first one) for `run` to return.
+fn obey(answer: Result<SinkControl, crate::error::SinkError>, stop: &mut bool, error: &mut Option<Error>) {
+    match answer {
+        Ok(SinkControl::Stop) => *stop = true,
+        Ok(SinkControl::Continue) => {}
+        Err(e) => {
+            if error.is_none() {
+                *error = Some(e.into());
+            }
+            *stop = true;
+        }
     }
 }
 
@@ -50,6 +76,8 @@ pub(crate) struct Merger {
     model_id: Arc<str>,
     /// Labels, thresholds and their rule (`ModelInfo::decide`) of the current model.
     model_info: Option<crate::infer::ModelInfo>,
+    /// Index of the `benign` label: its verdicts are not alerts.
+    benign: Option<usize>,
     pub sinks: Vec<Box<dyn VerdictSink>>,
     pub feature_sink: Option<Box<dyn FeatureSink>>,
     batch_size: usize,
@@ -88,6 +116,18 @@ pub(crate) struct Merger {
     /// Replacement classifiers (a model reload), taken between batches.
     pub model_swap: Option<crossbeam_channel::Receiver<Box<dyn Classifier>>>,
     pub stop: bool,
+    /// Alert verdicts grouped into incidents, fed in verdict order.
+    pub incidents: IncidentTracker,
+    /// Incident records delivered (open, update, closed).
+    pub incident_records: u64,
+    /// Incident records waiting to be delivered (reused).
+    incident_out: Vec<Incident>,
+    /// Time of the latest event applied (engine clock).
+    clock: Micros,
+    /// The operator's policy, and its replacements (SIGHUP), taken between batches.
+    policy: Policy,
+    pub policy_swap: Option<crossbeam_channel::Receiver<Policy>>,
+    pub suppressed: SuppressedStats,
 }
 
 pub(crate) struct MergerConfig {
@@ -99,6 +139,8 @@ pub(crate) struct MergerConfig {
     pub batch_deadline: Micros,
     pub batch_wall_deadline: std::time::Duration,
     pub final_only_if_changed: bool,
+    pub incidents: IncidentConfig,
+    pub policy: Policy,
 }
 
 impl Merger {
@@ -111,7 +153,9 @@ impl Merger {
         let model_id: Arc<str> =
             cfg.classifier.as_ref().map(|c| Arc::from(c.info().id().as_str())).unwrap_or_else(|| Arc::from(""));
         let model_info = cfg.classifier.as_ref().map(|c| c.info().clone());
+        let benign = labels.iter().position(|l| &**l == "benign");
         Self {
+            benign,
             hosts: cfg.hosts,
             streams: Vec::new(),
             watermarks: Vec::new(),
@@ -145,6 +189,13 @@ impl Merger {
             counters: None,
             model_swap: None,
             stop: false,
+            incidents: IncidentTracker::new(cfg.incidents),
+            incident_records: 0,
+            incident_out: Vec::new(),
+            clock: 0,
+            policy: cfg.policy,
+            policy_swap: None,
+            suppressed: SuppressedStats::default(),
         }
     }
 
@@ -165,6 +216,8 @@ impl Merger {
             batch_deadline: 0,
             batch_wall_deadline: std::time::Duration::ZERO,
             final_only_if_changed: false,
+            incidents: IncidentConfig::default(),
+            policy: Policy::default(),
         })
     }
 
@@ -218,9 +271,31 @@ impl Merger {
             self.apply(e);
         }
         self.flush_if_due(limit);
+        // Updates and closings fall due with time, not only with verdicts.
+        // Only with no verdict pending: then every verdict before `limit`
+        // has been observed, and a record due by `limit` holds exactly what
+        // it would hold had the next verdict triggered it (deterministic).
+        if self.records.is_empty() && limit != Micros::MAX && !self.stop {
+            self.incidents.poll(limit, &mut self.incident_out);
+            self.deliver_incidents();
+        }
+    }
+
+    /// Hands the pending incident records to every sink.
+    fn deliver_incidents(&mut self) {
+        if self.incident_out.is_empty() {
+            return;
+        }
+        for inc in self.incident_out.drain(..) {
+            self.incident_records += 1;
+            for s in self.sinks.iter_mut() {
+                obey(s.incident(&inc), &mut self.stop, &mut self.error);
+            }
+        }
     }
 
     fn apply(&mut self, e: Event) {
+        self.clock = self.clock.max(e.time);
         match e.body {
             EventBody::Start { initiator, responder, responder_port, first } => {
                 self.hosts.on_flow_start(e.time, &initiator, &responder, responder_port);
@@ -287,9 +362,13 @@ impl Merger {
     pub fn flush(&mut self) {
         if let Some(new) = self.model_swap.as_ref().and_then(|rx| rx.try_recv().ok()) {
             self.labels = new.info().labels.iter().map(|l| Arc::from(l.as_str())).collect();
+            self.benign = self.labels.iter().position(|l| &**l == "benign");
             self.model_id = Arc::from(new.info().id().as_str());
             self.model_info = Some(new.info().clone());
             self.classifier = Some(new);
+        }
+        if let Some(p) = self.policy_swap.as_ref().and_then(|rx| rx.try_iter().last()) {
+            self.policy = p;
         }
         let rows = self.records.len();
         let Some(classifier) = self.classifier.as_mut() else {
@@ -311,7 +390,7 @@ impl Merger {
         let outcome = classifier.classify(&self.rows, padded, &mut self.probabilities);
         let took = started.elapsed().as_micros() as u64;
         self.inference_micros += took;
-        record_micros(&mut self.timings.batch_inference, took);
+        record_micros(&mut self.timings.batch_inference, &mut self.timings.batch_inference_buckets, took);
         self.batches += 1;
         self.rows.clear();
         if let Err(e) = outcome {
@@ -356,36 +435,77 @@ impl Merger {
                 Trigger::End => self.verdicts_end += 1,
                 Trigger::Host => self.verdicts_host += 1,
             }
-            let verdict = Verdict {
+            let mut verdict = Verdict {
                 flow: record,
                 label,
                 score,
                 scores: self.labels.iter().cloned().zip(probs.iter().copied()).collect(),
                 model: self.model_id.clone(),
                 detected_at,
+                incident_id: None,
+                suppressed: None,
             };
-            for s in self.sinks.iter_mut() {
-                match s.verdict(&verdict) {
-                    Ok(SinkControl::Stop) => self.stop = true,
-                    Ok(SinkControl::Continue) => {}
-                    Err(e) => {
-                        if self.error.is_none() {
-                            self.error = Some(e.into());
+            // Closings and updates due before this verdict go first, then
+            // policy; an alert it lets through joins (or opens) its incident
+            // before it is delivered, and learns its id.
+            self.incidents.poll(detected_at, &mut self.incident_out);
+            if Some(best) != self.benign {
+                verdict.suppressed = self.policy.judge(&verdict);
+                if verdict.suppressed.is_none() {
+                    if let Some(m) = self.incidents.observe(&verdict, &mut self.incident_out) {
+                        verdict.incident_id = Some(m.incident_id);
+                        let limit = self.policy.max_alerts_per_incident_per_minute;
+                        if limit > 0 && m.alerts_this_minute > limit {
+                            verdict.suppressed = Some(Suppressed::RateLimit);
                         }
-                        self.stop = true;
                     }
                 }
+                if let Some(s) = verdict.suppressed {
+                    self.suppressed.count(s);
+                }
+            }
+            self.deliver_incidents();
+            for s in self.sinks.iter_mut() {
+                obey(s.verdict(&verdict), &mut self.stop, &mut self.error);
             }
             if let Some(a) = arrival {
-                record_micros(&mut self.timings.packet_to_verdict, a.elapsed().as_micros() as u64);
+                let t = &mut self.timings;
+                record_micros(
+                    &mut t.packet_to_verdict,
+                    &mut t.packet_to_verdict_buckets,
+                    a.elapsed().as_micros() as u64,
+                );
             }
         }
         self.records = records;
+        self.publish_counters();
+    }
+
+    /// Publishes the live counters, for readers on other threads.
+    fn publish_counters(&self) {
         if let Some(c) = &self.counters {
             use std::sync::atomic::Ordering::Relaxed;
             c.verdicts.store(self.verdicts_early + self.verdicts_end + self.verdicts_host, Relaxed);
             c.verdicts_early.store(self.verdicts_early, Relaxed);
             c.verdicts_end.store(self.verdicts_end, Relaxed);
+            c.incident_records.store(self.incident_records, Relaxed);
+            c.suppressed_min_score.store(self.suppressed.min_score, Relaxed);
+            c.suppressed_rule.store(self.suppressed.rule, Relaxed);
+            c.suppressed_rate_limit.store(self.suppressed.rate_limit, Relaxed);
+            c.packet_to_verdict.publish(&self.timings.packet_to_verdict_buckets);
+            c.batch_inference.publish(&self.timings.batch_inference_buckets);
+            if let Ok(mut by_label) = c.verdicts_by_label.lock() {
+                if by_label.len() != self.verdicts_by_label.len() {
+                    *by_label = self.verdicts_by_label.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                } else {
+                    for ((_, n), (_, v)) in by_label.iter_mut().zip(self.verdicts_by_label.iter()) {
+                        *n = *v;
+                    }
+                }
+            }
+            if let Ok(mut by_label) = c.incidents_by_label.lock() {
+                self.incidents.opened_by_label(&mut by_label);
+            }
             if let Some(h) = &self.timings.packet_to_verdict {
                 c.latency_p50_us.store(h.value_at_quantile(0.5), Relaxed);
                 c.latency_p99_us.store(h.value_at_quantile(0.99), Relaxed);
@@ -400,5 +520,10 @@ impl Merger {
         }
         self.apply_ready();
         self.flush();
+        if self.classifier.is_some() {
+            self.incidents.close_all(self.clock, &mut self.incident_out);
+            self.deliver_incidents();
+        }
+        self.publish_counters();
     }
 }

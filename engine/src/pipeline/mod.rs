@@ -22,8 +22,10 @@ use crate::defrag::{DefragConfig, DefragOutcome, DefragStats, Defragmenter};
 use crate::error::{Error, Result};
 use crate::features::{HostContext, HostContextConfig};
 use crate::flow::{EndReason, FlowConfig, FlowKey};
+use crate::incident::{IncidentConfig, IncidentStats};
 use crate::infer::{Classifier, ModelInfo, OnnxClassifier};
 use crate::inspect::InspectConfig;
+use crate::policy::{Policy, SuppressedStats};
 use crate::sink::{FeatureSink, VerdictSink};
 use crate::source::{Micros, PacketSource, PartialRead, RawPacket, MAX_TIMESTAMP};
 use merge::{Merger, MergerConfig};
@@ -57,6 +59,10 @@ pub struct Stats {
     /// (`EngineBuilder::final_verdicts_only_if_changed`).
     pub verdicts_unchanged: u64,
     pub verdicts_by_label: BTreeMap<String, u64>,
+    /// Incidents opened, updated and closed, and the verdicts they grouped.
+    pub incidents: IncidentStats,
+    /// Alert verdicts the policy suppressed, by reason.
+    pub suppressed: SuppressedStats,
     pub batches: u64,
     pub inference_micros: u64,
     pub host_context_untracked: u64,
@@ -166,6 +172,8 @@ impl Stats {
             "host_rows": self.host_rows,
             "verdicts_unchanged": self.verdicts_unchanged,
             "verdicts_by_label": self.verdicts_by_label,
+            "incidents": self.incidents,
+            "verdicts_suppressed": self.suppressed,
             "batches": self.batches,
             "inference_us": self.inference_micros,
             "host_context_untracked": self.host_context_untracked,
@@ -177,6 +185,58 @@ impl Stats {
             "inference_batch_us": self.inference_batch_us,
             "cpu_seconds": self.cpu_seconds,
         })
+    }
+}
+
+/// Upper bounds (µs) of the buckets of the latency histograms published in
+/// [`EngineCounters`] (Prometheus-style, cumulative when read; +Inf last).
+pub const LATENCY_BUCKETS_US: [u64; 14] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000];
+
+/// Non-cumulative counts per bucket (the last is +Inf), with sum and count.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BucketCounts {
+    pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl BucketCounts {
+    pub fn record(&mut self, micros: u64) {
+        let i = LATENCY_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i] += 1;
+        self.sum_us += micros;
+        self.count += 1;
+    }
+}
+
+/// A [`BucketCounts`] readable from other threads.
+#[derive(Debug, Default)]
+pub struct AtomicHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl AtomicHistogram {
+    fn publish(&self, b: &BucketCounts) {
+        for (a, v) in self.buckets.iter().zip(b.buckets.iter()) {
+            a.store(*v, Ordering::Relaxed);
+        }
+        self.sum_us.store(b.sum_us, Ordering::Relaxed);
+        self.count.store(b.count, Ordering::Relaxed);
+    }
+
+    /// A copy, for a reader (each value read once; a copy taken during a
+    /// publish may mix two publishes, never lose a count for good).
+    pub fn read(&self) -> BucketCounts {
+        let mut b = BucketCounts::default();
+        for (v, a) in b.buckets.iter_mut().zip(self.buckets.iter()) {
+            *v = a.load(Ordering::Relaxed);
+        }
+        b.sum_us = self.sum_us.load(Ordering::Relaxed);
+        b.count = self.count.load(Ordering::Relaxed);
+        b
     }
 }
 
@@ -196,6 +256,20 @@ pub struct EngineCounters {
     pub verdicts: AtomicU64,
     pub verdicts_early: AtomicU64,
     pub verdicts_end: AtomicU64,
+    /// Incident records (open, update, closed) delivered to the sinks.
+    pub incident_records: AtomicU64,
+    /// Alert verdicts suppressed by the policy, by reason.
+    pub suppressed_min_score: AtomicU64,
+    pub suppressed_rule: AtomicU64,
+    pub suppressed_rate_limit: AtomicU64,
+    /// Flows ended, by reason (indexed as [`EndReason::ALL`]).
+    pub flows_ended: [AtomicU64; EndReason::ALL.len()],
+    /// Verdicts by label, and incidents opened by label (label order).
+    pub verdicts_by_label: std::sync::Mutex<Vec<(String, u64)>>,
+    pub incidents_by_label: std::sync::Mutex<Vec<(String, u64)>>,
+    /// Packet arrival → verdict (live capture), and one batch's inference.
+    pub packet_to_verdict: AtomicHistogram,
+    pub batch_inference: AtomicHistogram,
     /// Latest packet-to-verdict percentiles, in µs.
     pub latency_p50_us: AtomicU64,
     pub latency_p99_us: AtomicU64,
@@ -210,6 +284,7 @@ impl EngineCounters {
             "drops": DropReason::ALL.iter().map(|r| (r.name(), g(&self.dropped_by_reason[r.index()])))
                 .collect::<BTreeMap<_, _>>(),
             "verdicts": g(&self.verdicts), "verdicts_early": g(&self.verdicts_early), "verdicts_end": g(&self.verdicts_end),
+            "incident_records": g(&self.incident_records),
             "latency_us": {"p50": g(&self.latency_p50_us), "p99": g(&self.latency_p99_us)},
         })
     }
@@ -227,6 +302,19 @@ impl ModelSwapper {
     /// Queues `c` to replace the current classifier.
     pub fn swap(&self, c: Box<dyn Classifier>) -> Result<()> {
         self.0.try_send(c).map_err(|_| Error::Config("a model swap is already pending; try again".into()))
+    }
+}
+
+/// Replaces the engine's policy while it runs (e.g. on SIGHUP), between two
+/// batches: verdicts classified after the swap follow the new policy.
+#[derive(Clone)]
+pub struct PolicySwapper(Sender<Policy>);
+
+impl PolicySwapper {
+    /// Checks `p` and queues it to replace the current policy.
+    pub fn swap(&self, p: Policy) -> Result<()> {
+        p.validate().map_err(Error::Config)?;
+        self.0.try_send(p).map_err(|_| Error::Config("policy swaps are pending; try again".into()))
     }
 }
 
@@ -248,6 +336,8 @@ pub struct EngineBuilder {
     workers: usize,
     live: bool,
     final_only_if_changed: bool,
+    incidents: IncidentConfig,
+    policy: Policy,
 }
 
 impl Default for EngineBuilder {
@@ -269,6 +359,8 @@ impl Default for EngineBuilder {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             live: false,
             final_only_if_changed: false,
+            incidents: IncidentConfig::default(),
+            policy: Policy::default(),
         }
     }
 }
@@ -354,6 +446,21 @@ impl EngineBuilder {
         self
     }
 
+    /// How alert verdicts are grouped into incidents (cadence of updates,
+    /// quiet period, memory bound); see [`crate::incident`].
+    pub fn incidents(mut self, cfg: IncidentConfig) -> Self {
+        self.incidents = cfg;
+        self
+    }
+
+    /// The operator's policy: per-label minimum scores, suppress rules, a
+    /// rate limit per incident ([`crate::policy`]). Replace it while the
+    /// engine runs with [`Engine::policy_swapper`].
+    pub fn policy(mut self, p: Policy) -> Self {
+        self.policy = p;
+        self
+    }
+
     /// IP defragmentation caps and timeout.
     pub fn defrag(mut self, cfg: DefragConfig) -> Self {
         self.defrag = cfg;
@@ -380,6 +487,7 @@ impl EngineBuilder {
         if self.batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
         }
+        self.policy.validate().map_err(Error::Config)?;
         if self.flow.max_flows == 0 {
             return Err(Error::Config("the flow table needs room for at least one flow".into()));
         }
@@ -411,12 +519,16 @@ impl EngineBuilder {
             batch_deadline: self.batch_deadline,
             batch_wall_deadline: self.batch_wall_deadline,
             final_only_if_changed: self.final_only_if_changed,
+            incidents: self.incidents,
+            policy: self.policy,
         });
         merger.set_streams(1);
         let counters = Arc::new(EngineCounters::default());
         let model_swap = crossbeam_channel::bounded(2);
         merger.counters = Some(counters.clone());
         merger.model_swap = Some(model_swap.1.clone());
+        let policy_swap = crossbeam_channel::bounded(4);
+        merger.policy_swap = Some(policy_swap.1.clone());
         let mut inspect = self.inspect;
         // Whole-engine caps are shared out among the shards that will use them.
         let shards = self.workers.max(1);
@@ -437,6 +549,7 @@ impl EngineBuilder {
             live: self.live,
             counters,
             model_swap,
+            policy_swap: policy_swap.0,
             partial_reads: Vec::new(),
             cpu_seconds: BTreeMap::new(),
             used_workers: 0,
@@ -595,6 +708,7 @@ pub struct Engine {
     live: bool,
     counters: Arc<EngineCounters>,
     model_swap: (Sender<BoxedClassifier>, Receiver<BoxedClassifier>),
+    policy_swap: Sender<Policy>,
     partial_reads: Vec<PartialRead>,
     cpu_seconds: BTreeMap<String, f64>,
     used_workers: usize,
@@ -640,6 +754,11 @@ impl Engine {
     /// A handle to replace the classifier while the engine runs.
     pub fn model_swapper(&self) -> ModelSwapper {
         ModelSwapper(self.model_swap.0.clone())
+    }
+
+    /// A handle to replace the policy while the engine runs.
+    pub fn policy_swapper(&self) -> PolicySwapper {
+        PolicySwapper(self.policy_swap.clone())
     }
 
     fn publish_capture(&self) {
@@ -689,16 +808,25 @@ impl Engine {
         self.merger.push(0, &mut self.inline.events, self.capture.clock);
         if self.capture.packets % 256 == 0 {
             self.publish_capture();
-            self.counters.flows.store(self.inline.stats.flows_created, Ordering::Relaxed);
+            self.publish_inline_flows();
         }
         self.take_error()
+    }
+
+    /// Flow counters of the calling thread's shard (no workers).
+    fn publish_inline_flows(&self) {
+        let st = &self.inline.stats;
+        self.counters.flows.store(st.flows_created, Ordering::Relaxed);
+        for (a, v) in self.counters.flows_ended.iter().zip(st.flows_ended.iter()) {
+            a.store(*v, Ordering::Relaxed);
+        }
     }
 
     /// Moves engine time to `now` with no packet (an idle live capture):
     /// flows whose timeouts passed end, and pending rows are classified.
     pub fn tick(&mut self, now: Micros) -> Result<()> {
         self.publish_capture();
-        self.counters.flows.store(self.inline.stats.flows_created, Ordering::Relaxed);
+        self.publish_inline_flows();
         if let Some(t) = self.capture.advance(now) {
             self.inline.sweep(t, None);
         }
@@ -754,6 +882,8 @@ impl Engine {
             host_rows: m.host_rows,
             verdicts_unchanged: m.verdicts_unchanged,
             verdicts_by_label: m.verdicts_by_label.clone(),
+            incidents: m.incidents.stats(),
+            suppressed: m.suppressed,
             batches: m.batches,
             inference_micros: m.inference_micros,
             host_context_untracked: m.hosts.untracked,
@@ -1026,6 +1156,7 @@ fn worker(
     counters: &EngineCounters,
 ) -> (ShardStats, Option<f64>) {
     let mut flows_published = 0;
+    let mut ended_published = [0u64; EndReason::ALL.len()];
     while let Ok(mut chunk) = rx.recv() {
         for item in chunk.items.iter() {
             match item {
@@ -1041,6 +1172,12 @@ fn worker(
         };
         counters.flows.fetch_add(shard.stats.flows_created - flows_published, Ordering::Relaxed);
         flows_published = shard.stats.flows_created;
+        for ((a, now), before) in
+            counters.flows_ended.iter().zip(shard.stats.flows_ended.iter()).zip(ended_published.iter_mut())
+        {
+            a.fetch_add(now - *before, Ordering::Relaxed);
+            *before = *now;
+        }
         let replacement = spare.try_recv().unwrap_or_default();
         let batch = EventBatch { worker: id, events: std::mem::replace(&mut shard.events, replacement), watermark };
         if events.send(batch).is_err() {

@@ -1,0 +1,69 @@
+//! Operator policy on a real capture: suppressed alerts are delivered,
+//! marked and counted, and make no incident; the rate limit marks an
+//! incident's alerts beyond it without taking them out of the incident.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use tidewatch::policy::{Cidr, SuppressRule};
+use tidewatch::{CollectSink, Engine, PcapFileSource, Policy, Suppressed, Verdict};
+
+fn run(policy: Policy) -> (Vec<Verdict>, Vec<tidewatch::Incident>, tidewatch::Stats) {
+    let sink = CollectSink::new();
+    let mut engine = Engine::builder()
+        .model(common::repo().join("models/lab/model.onnx"))
+        .workers(1)
+        .policy(policy)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let stats = engine.run(&mut PcapFileSource::open(&[common::pcap("demo.pcap")]).unwrap()).unwrap();
+    (sink.take(), sink.take_incidents(), stats)
+}
+
+#[test]
+fn suppressed_alerts_are_marked_counted_and_make_no_incident() {
+    let (plain, plain_incidents, _) = run(Policy::default());
+    let scanner = plain.iter().find(|v| &*v.label == "scan").map(|v| v.flow.src_ip).unwrap();
+    let rule = SuppressRule {
+        src: Some(Cidr::parse(&scanner.to_string()).unwrap()),
+        label: Some("scan".into()),
+        ..Default::default()
+    };
+    let policy = Policy { suppress: vec![rule], min_score: vec![("c2".into(), 0.9999)], ..Default::default() };
+    let (verdicts, incidents, stats) = run(policy);
+    // The same verdicts, in the same number: nothing is dropped.
+    assert_eq!(verdicts.len(), plain.len());
+    let by_rule: Vec<_> = verdicts.iter().filter(|v| v.suppressed == Some(Suppressed::Rule(0))).collect();
+    let by_score: Vec<_> = verdicts.iter().filter(|v| v.suppressed == Some(Suppressed::MinScore)).collect();
+    assert!(!by_rule.is_empty() && by_rule.iter().all(|v| v.flow.src_ip == scanner && &*v.label == "scan"));
+    assert!(!by_score.is_empty() && by_score.iter().all(|v| &*v.label == "c2" && v.score < 0.9999));
+    assert!(by_rule.iter().chain(by_score.iter()).all(|v| v.incident_id.is_none()));
+    assert_eq!((stats.suppressed.rule, stats.suppressed.min_score), (by_rule.len() as u64, by_score.len() as u64));
+    // No incident for that scanner, none for c2 below the bar; the rest as before.
+    let of = |inc: &[tidewatch::Incident], label: &str| inc.iter().filter(|i| &*i.label == label).count();
+    assert!(incidents.iter().all(|i| !(&*i.label == "scan" && i.src_ip == Some(scanner))));
+    assert!(of(&incidents, "c2") < of(&plain_incidents, "c2"));
+    assert_eq!(of(&incidents, "dos"), of(&plain_incidents, "dos"));
+    let j = serde_json::to_value(by_rule[0]).unwrap();
+    assert_eq!((j["suppressed"].as_str(), j["suppress_rule"].as_u64()), (Some("rule"), Some(0)));
+}
+
+#[test]
+fn the_rate_limit_marks_alerts_beyond_it_and_keeps_them_in_their_incident() {
+    let (verdicts, incidents, stats) = run(Policy { max_alerts_per_incident_per_minute: 3, ..Default::default() });
+    let limited: Vec<_> = verdicts.iter().filter(|v| v.suppressed == Some(Suppressed::RateLimit)).collect();
+    assert!(!limited.is_empty());
+    assert_eq!(stats.suppressed.rate_limit, limited.len() as u64);
+    // Every alert not suppressed otherwise names its incident; the incidents
+    // still count the rate-limited ones.
+    let alerts: Vec<_> = verdicts.iter().filter(|v| &*v.label != "benign").collect();
+    assert!(alerts.iter().all(|v| v.incident_id.is_some()), "an alert without its incident");
+    for v in &limited {
+        let id = v.incident_id.unwrap();
+        let members = alerts.iter().filter(|a| a.incident_id == Some(id)).count() as u64;
+        let closed = incidents.iter().find(|i| i.incident_id == id && i.state == tidewatch::IncidentState::Closed);
+        let counted = closed.map_or(0, |c| c.verdicts);
+        assert!(counted > 3 && counted <= members, "incident {id}: {counted} counted, {members} alerts");
+    }
+}
