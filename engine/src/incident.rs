@@ -37,6 +37,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::app::AppProto;
+use crate::explain::{Reason, EXPLAINED_PER_MINUTE};
 use crate::sink::{rfc3339_micros, Verdict};
 use crate::source::Micros;
 
@@ -179,6 +180,8 @@ pub struct Incident {
     pub time_to_detect_ms: u64,
     /// `name@version` of the model of the opening verdict.
     pub model: Arc<str>,
+    /// The reasons of its latest explained alert ([`crate::explain`]).
+    pub reasons: Option<Arc<[Reason]>>,
 }
 
 /// JSON field names are a public interface: other tools parse them.
@@ -212,6 +215,9 @@ impl serde::Serialize for Incident {
         m.serialize_entry("peak_score", &self.peak_score)?;
         m.serialize_entry("time_to_detect_ms", &self.time_to_detect_ms)?;
         m.serialize_entry("model", &*self.model)?;
+        if let Some(r) = &self.reasons {
+            m.serialize_entry("reasons", &**r)?;
+        }
         m.end()
     }
 }
@@ -395,6 +401,7 @@ struct Open {
     /// The current minute (from its first alert) and its alerts, for the rate limit.
     minute_start: Micros,
     minute_alerts: u32,
+    reasons: Option<Arc<[Reason]>>,
 }
 
 impl Open {
@@ -404,8 +411,16 @@ impl Open {
             self.minute_alerts = 0;
         }
         self.minute_alerts = self.minute_alerts.saturating_add(1);
+        if v.reasons.is_some() && !v.reasons_inherited {
+            self.reasons = v.reasons.clone();
+        }
         self.count(v);
-        Membership { incident_id: self.id, alerts_this_minute: self.minute_alerts }
+        Membership { incident_id: self.id, alerts_this_minute: self.minute_alerts, reasons: self.reasons.clone() }
+    }
+
+    /// Whether an alert at `at` would be among the first explained this minute.
+    fn wants_reasons(&self, at: Micros) -> bool {
+        at >= self.minute_start.saturating_add(60_000_000) || self.minute_alerts < EXPLAINED_PER_MINUTE
     }
 
     fn count(&mut self, v: &Verdict) {
@@ -468,6 +483,7 @@ impl Open {
             peak_score: self.peak_score,
             time_to_detect_ms: self.time_to_detect_ms,
             model: self.model.clone(),
+            reasons: self.reasons.clone(),
         }
     }
 
@@ -498,12 +514,14 @@ struct Closed {
 }
 
 /// Where an alert verdict went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Membership {
     pub incident_id: u64,
     /// Alerts of this incident within the current minute, this one included
     /// (0 for a late verdict of a closed incident).
     pub alerts_this_minute: u32,
+    /// The incident's latest reasons, for an alert that was not explained.
+    pub reasons: Option<Arc<[Reason]>>,
 }
 
 /// Groups alert verdicts into incidents. See the module documentation.
@@ -574,6 +592,20 @@ impl IncidentTracker {
         }
     }
 
+    /// Whether this alert verdict should be explained before [`observe`]:
+    /// it opens an incident, or is among its incident's first
+    /// [`EXPLAINED_PER_MINUTE`] alerts this minute.
+    ///
+    /// [`observe`]: Self::observe
+    pub fn wants_reasons(&self, v: &Verdict) -> bool {
+        if self.cfg.ignore_labels.iter().any(|l| **l == *v.label) {
+            return false;
+        }
+        let (actor, _) = Self::actor(ActorKind::for_label(&v.label), v);
+        let key = Key { label: v.label.clone(), actor };
+        self.open.get(&key).is_none_or(|o| o.wants_reasons(v.detected_at))
+    }
+
     /// Takes one alert verdict (in the engine's order). Emits into `out`
     /// whatever fell due before it, then the opening of a new incident, and
     /// says which incident it joined (`None` for an ignored label).
@@ -594,7 +626,7 @@ impl IncidentTracker {
         if let Some(c) = self.closed.get(&key) {
             if v.flow.ts < c.last_seen.saturating_add(self.cfg.quiet) {
                 self.stats.late_verdicts += 1;
-                return Some(Membership { incident_id: c.id, alerts_this_minute: 0 });
+                return Some(Membership { incident_id: c.id, alerts_this_minute: 0, reasons: None });
             }
             self.closed.remove(&key);
         }
@@ -637,6 +669,7 @@ impl IncidentTracker {
             dirty: false,
             minute_start: v.detected_at,
             minute_alerts: 0,
+            reasons: None,
         };
         self.next_id += 1;
         let membership = open.add(v);
@@ -849,6 +882,11 @@ mod tests {
             got.push(t.observe(&v, &mut out).map(|m| (m.incident_id, m.alerts_this_minute)));
         }
         assert_eq!(got, vec![Some((1, 1)), Some((1, 2)), Some((1, 3)), Some((1, 1)), Some((1, 2))]);
+        let v = verdict("scan", "10.0.0.1", "10.0.0.2", 80, 10, 64 * S, Trigger::Host);
+        assert!(t.wants_reasons(&v), "the third alert of the minute is explained");
+        t.observe(&v, &mut out);
+        assert!(!t.wants_reasons(&verdict("scan", "10.0.0.1", "10.0.0.2", 80, 11, 65 * S, Trigger::Host)));
+        assert!(t.wants_reasons(&verdict("scan", "10.0.0.9", "10.0.0.2", 80, 12, 65 * S, Trigger::Host)));
         assert_eq!(t.observe(&verdict("benign", "10.0.0.1", "10.0.0.2", 80, 9, 72 * S, Trigger::End), &mut out), None);
     }
 

@@ -20,6 +20,9 @@ pub mod meta_keys {
     pub const MODEL_VERSION: &str = "tidewatch.model_version";
     /// Optional: JSON object of per-label alert thresholds, e.g. `{"scan": 0.9}`.
     pub const THRESHOLDS: &str = "tidewatch.thresholds";
+    /// Optional: JSON array, the median of each feature over the benign
+    /// training rows (feature order): what alerts are explained against.
+    pub const BENIGN_MEDIANS: &str = "tidewatch.benign_medians";
 }
 
 /// What a model says about itself.
@@ -35,6 +38,9 @@ pub struct ModelInfo {
     /// a row whose best label scores below its threshold is called `benign`.
     /// Chosen on validation data to hold the false-alarm target.
     pub thresholds: Vec<f32>,
+    /// Median of each feature over benign training rows, in feature order
+    /// (empty when the model has none: alerts then carry no reasons).
+    pub benign_medians: Vec<f32>,
 }
 
 impl ModelInfo {
@@ -55,6 +61,22 @@ impl ModelInfo {
             }
         }
         Some((best, score))
+    }
+
+    /// Parses the `tidewatch.benign_medians` metadata value: one finite
+    /// number per feature, or nothing.
+    pub fn parse_benign_medians(features: usize, value: Option<&str>) -> std::result::Result<Vec<f32>, String> {
+        let Some(v) = value else { return Ok(Vec::new()) };
+        let m: Vec<f32> = serde_json::from_str(v)
+            .map_err(|e| format!("metadata `{}` is not a JSON array of numbers: {e}", meta_keys::BENIGN_MEDIANS))?;
+        if m.len() != features || m.iter().any(|x| !x.is_finite()) {
+            return Err(format!(
+                "metadata `{}` has {} values for {features} features (or a non-finite one)",
+                meta_keys::BENIGN_MEDIANS,
+                m.len()
+            ));
+        }
+        Ok(m)
     }
 
     /// Parses the `tidewatch.thresholds` metadata value against `labels`.
@@ -206,6 +228,10 @@ fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> 
     let labels = split(get(meta_keys::LABELS)?);
     let thresholds =
         ModelInfo::parse_thresholds(&labels, meta.custom(meta_keys::THRESHOLDS).as_deref()).map_err(bad)?;
+    let features = split(get(meta_keys::FEATURES)?);
+    let benign_medians =
+        ModelInfo::parse_benign_medians(features.len(), meta.custom(meta_keys::BENIGN_MEDIANS).as_deref())
+            .map_err(bad)?;
     Ok(ModelInfo {
         name: get(meta_keys::MODEL_NAME)?,
         version: get(meta_keys::MODEL_VERSION)?,
@@ -213,9 +239,10 @@ fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> 
         schema_version: schema_version.parse().map_err(|_| {
             bad(format!("metadata `{}` = {schema_version:?} is not a number", meta_keys::SCHEMA_VERSION))
         })?,
-        features: split(get(meta_keys::FEATURES)?),
+        features,
         labels,
         thresholds,
+        benign_medians,
     })
 }
 
@@ -315,7 +342,16 @@ mod tests {
             features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
             labels,
             thresholds,
+            benign_medians: Vec::new(),
         })
+    }
+
+    #[test]
+    fn benign_medians_are_one_finite_number_per_feature() {
+        assert_eq!(ModelInfo::parse_benign_medians(2, None), Ok(vec![]));
+        assert_eq!(ModelInfo::parse_benign_medians(2, Some("[1, 2.5]")), Ok(vec![1.0, 2.5]));
+        assert!(ModelInfo::parse_benign_medians(3, Some("[1, 2.5]")).unwrap_err().contains("2 values for 3"));
+        assert!(ModelInfo::parse_benign_medians(1, Some("{}")).is_err());
     }
 
     #[test]

@@ -55,6 +55,7 @@
 //!     features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
 //!     labels: vec!["quiet".into(), "chatty".into()],
 //!     thresholds: vec![0.0, 0.0],
+//!     benign_medians: vec![],
 //! };
 //! let verdicts = CollectSink::new();
 //! let mut engine = Engine::builder()
@@ -75,6 +76,7 @@ pub mod app;
 pub mod decode;
 pub mod defrag;
 pub mod error;
+pub mod explain;
 pub mod features;
 pub mod flow;
 pub mod incident;

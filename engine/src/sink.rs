@@ -16,6 +16,7 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use crate::app::{AppMeta, AppProto};
 use crate::decode::Tunnels;
 use crate::error::SinkError;
+use crate::explain::Reason;
 use crate::incident::Incident;
 use crate::inspect::PayloadSummary;
 use crate::policy::Suppressed;
@@ -126,6 +127,12 @@ pub struct Verdict {
     /// Set when the operator's policy suppressed this alert
     /// ([`crate::policy`]): delivered and counted, but not an alert.
     pub suppressed: Option<Suppressed>,
+    /// Why it is an alert ([`crate::explain`]); `None` for benign and
+    /// suppressed verdicts, or a model without benign medians.
+    pub reasons: Option<Arc<[Reason]>>,
+    /// The reasons are its incident's latest, not computed for this verdict
+    /// (the incident's first alerts of each minute are explained).
+    pub reasons_inherited: bool,
 }
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-01-01T00:00:00.000000Z`.
@@ -154,7 +161,7 @@ impl serde::Serialize for Scores<'_> {
 impl serde::Serialize for Verdict {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let f = &self.flow;
-        let mut st = s.serialize_struct("Verdict", 24)?;
+        let mut st = s.serialize_struct("Verdict", 26)?;
         st.serialize_field("event_type", "verdict")?;
         st.serialize_field("ts", &rfc3339_micros(f.ts))?;
         st.serialize_field("detected_at", &rfc3339_micros(self.detected_at))?;
@@ -183,6 +190,12 @@ impl serde::Serialize for Verdict {
         }
         if let Some(r) = f.end_reason {
             st.serialize_field("end_reason", r)?;
+        }
+        if let Some(r) = &self.reasons {
+            st.serialize_field("reasons", &**r)?;
+            if self.reasons_inherited {
+                st.serialize_field("reasons_inherited", &true)?;
+            }
         }
         if let Some(app) = f.detail.app.as_ref().filter(|a| a.proto != AppProto::Unknown) {
             st.serialize_field("app", app)?;
@@ -340,5 +353,7 @@ pub(crate) fn test_verdict(
         detected_at: ts,
         incident_id: None,
         suppressed: None,
+        reasons: None,
+        reasons_inherited: false,
     }
 }

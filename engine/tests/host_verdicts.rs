@@ -34,6 +34,7 @@ fn info(thresholds: [f32; 2]) -> ModelInfo {
         features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
         labels: vec!["benign".into(), "alert".into()],
         thresholds: thresholds.to_vec(),
+        benign_medians: Vec::new(),
     }
 }
 

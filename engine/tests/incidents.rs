@@ -77,3 +77,45 @@ fn the_demo_attacks_are_a_few_incidents_each_opened_once_and_closed_once() {
     let v = serde_json::to_value(&verdicts[0]).unwrap();
     assert_eq!(v["event_type"], "verdict");
 }
+
+/// The bundled model carries benign medians, so every alert says why: its
+/// own reasons, or its incident's latest when it is not among the
+/// incident's first alerts of the minute. Each reason names a feature whose
+/// value differs from the benign median and that moved the score.
+#[test]
+fn every_alert_and_incident_carries_reasons_it_can_show() {
+    let sink = CollectSink::new();
+    let mut engine = Engine::builder()
+        .model(common::repo().join("models/lab/model.onnx"))
+        .workers(1)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    assert_eq!(engine.model_info().unwrap().benign_medians.len(), tidewatch::features::NUM_FEATURES);
+    let stats = engine.run(&mut PcapFileSource::open(&[common::pcap("demo.pcap")]).unwrap()).unwrap();
+    let verdicts = sink.take();
+    let alerts: Vec<_> = verdicts.iter().filter(|v| &*v.label != "benign").collect();
+    let own = alerts.iter().filter(|v| v.reasons.is_some() && !v.reasons_inherited).count() as u64;
+    assert_eq!(own, stats.explained);
+    assert!(alerts.iter().all(|v| v.reasons.is_some()), "an alert without reasons");
+    assert!(verdicts.iter().filter(|v| &*v.label == "benign").all(|v| v.reasons.is_none()));
+    let mut named = 0;
+    for v in &alerts {
+        let r = v.reasons.as_ref().unwrap();
+        assert!(r.len() <= tidewatch::explain::MAX_REASONS);
+        for (a, b) in r.iter().zip(r.iter().skip(1)) {
+            assert!(a.effect >= b.effect, "not by effect: {r:?}");
+        }
+        for x in r.iter() {
+            assert!(x.value != x.typical && x.effect >= tidewatch::explain::MIN_EFFECT && x.effect <= 1.0, "{x:?}");
+            named += 1;
+        }
+    }
+    assert!(named > alerts.len(), "most alerts have at least one reason: {named} for {}", alerts.len());
+    let incidents = sink.take_incidents();
+    assert!(incidents.iter().all(|i| i.reasons.is_some()), "an incident without reasons");
+    let j = serde_json::to_value(alerts[0]).unwrap();
+    assert!(j["reasons"]
+        .as_array()
+        .is_some_and(|r| r.iter().all(|x| x["feature"].is_string() && x["typical"].is_number())));
+}

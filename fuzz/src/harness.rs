@@ -60,6 +60,7 @@ impl CheckingClassifier {
             features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
             labels: vec!["a".into(), "b".into()],
             thresholds: vec![0.0, 0.0],
+            benign_medians: Vec::new(),
         })
     }
 }

@@ -88,6 +88,12 @@ def onnx_facts(path: str) -> dict:
     }
 
 
+def benign_rows(metrics: dict) -> int:
+    """Benign training rows (every trigger) of train.py's metrics."""
+    return sum(sum(c.get("benign", 0) for c in f["counts"].values())
+               for f in metrics["data"]["train"]["files"])
+
+
 def fmt(v, pct=False) -> str:
     if v is None:
         return "n/a"
@@ -179,6 +185,10 @@ def build(metrics: dict, facts: dict, data_desc: str, command: str, model_rel: s
     a(f"- **ONNX:** IR version {facts['ir_version']}, opsets {facts['opsets']}; "
       f"producer `{facts['producer']}`.")
     a(f"- **Input:** {'; '.join(facts['inputs'])} — one row per flow, features in schema order.")
+    if "tidewatch.benign_medians" in facts["meta"]:
+        a("- **Benign medians:** metadata `tidewatch.benign_medians`, the median of each feature over the "
+          f"{benign_rows(metrics):,} benign training rows (every trigger); the engine's alert explanations "
+          "set one feature at a time to it (occlusion) and show it as the feature's typical value.")
     a(f"- **Outputs:** {'; '.join(facts['outputs'])} — `label` is the index into the class list "
       f"below, `probabilities` are the per-class scores ({proba_text}).")
     chk = metrics.get("onnx_check", {})
@@ -430,6 +440,7 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
     feats = m["model_meta"]["tidewatch.features"].split(",")
     kmid = m.get("kmid") or f"K={m['ks'][len(m['ks']) // 2]}"
     thr = m.get("thresholds")
+    med = "tidewatch.benign_medians" in m["model_meta"]
     L = []
     a = L.append
     a(f"# Model card: `{mod['name']}` {mod['version']}")
@@ -535,10 +546,15 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
     a(f"- **ONNX:** opset {ops}, IR {mod['onnx']['ir_version']} (loads in ONNX Runtime 1.31); input "
       f"`features` float32 [N, {len(feats)}]; outputs `label` int64 [N] (arg-max), `probabilities` float32 "
       f"[N, {len(labels)}] (no ZipMap); metadata `tidewatch.schema`/`schema_version`/`features`/`labels`/"
-      f"`model_name`/`model_version`/`thresholds`. File {mod['file_bytes']:,} bytes, sha256 `{mod['sha256']}`.")
+      f"`model_name`/`model_version`/`thresholds`{'/`benign_medians`' if med else ''}. "
+      f"File {mod['file_bytes']:,} bytes, sha256 `{mod['sha256']}`.")
     a(f"- **Schema:** `{m['model_meta']['tidewatch.schema']}` v{m['model_meta']['tidewatch.schema_version']}, "
       f"{len(feats)} features exported by the engine (`tidewatchd features`; see FEATURES.md). "
       "No feature is computed in Python; addresses, ports and timestamps are not inputs.")
+    if med:
+        a(f"- **Benign medians:** metadata `tidewatch.benign_medians`, the median of each feature over the "
+          f"{benign_rows(tm):,} benign training rows (every trigger); the engine's alert explanations set one "
+          "feature at a time to it (occlusion) and show it as the feature's typical value.")
     a("")
     # ---- thresholds
     ts = m.get("threshold_selection")

@@ -7,7 +7,9 @@ a tree ensemble (rf/et, exported with skl2onnx) or an MLP (mlp: sign(x)*log1p(|x
 StandardScaler, MLPClassifier; exported as a plain ONNX graph that takes the raw
 features) -- checks the ONNX model against scikit-learn with ONNX Runtime,
 evaluates it on the test CSVs (separately per trigger), measures ONNX Runtime
-throughput, and writes the model and a metrics JSON.
+throughput, and writes the model and a metrics JSON. The model's metadata carries the
+alert thresholds (optional) and the per-feature median of the benign training rows
+(`tidewatch.benign_medians`, for the engine's alert explanations).
 
 Typical use (from the repo root, with the venv from models/train/requirements.txt):
 
@@ -557,7 +559,8 @@ def convert_mlp_pipeline(pipe, n_feat: int, name: str):
 
 
 def export_onnx(model, schema: dict, name: str, version: str, description: str,
-                thresholds: Optional[Dict[str, float]] = None):
+                thresholds: Optional[Dict[str, float]] = None,
+                medians: Optional[Sequence[float]] = None):
     import onnx
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -621,12 +624,37 @@ def export_onnx(model, schema: dict, name: str, version: str, description: str,
         "tidewatch.model_name": name,
         "tidewatch.model_version": version,
         **({} if thresholds is None else {THRESHOLDS_KEY: thresholds_json(thresholds)}),
+        **({} if medians is None else {BENIGN_MEDIANS_KEY: medians_json(medians)}),
     })
     onx.producer_name = "tidewatch-train"
     onx.producer_version = version
     onx.doc_string = description
     onnx.checker.check_model(onx, full_check=True)
     return onx
+
+
+# --------------------------------------------------------------------------- benign medians
+
+BENIGN_MEDIANS_KEY = "tidewatch.benign_medians"
+MEDIAN_DIGITS = 6   # significant digits written
+
+
+def benign_medians(X: np.ndarray, y: np.ndarray) -> List[float]:
+    """Per-feature median of the benign rows (every trigger), in feature order, rounded to
+    MEDIAN_DIGITS significant digits: the `typical` value the engine's alert explanations
+    (occlusion, engine/src/explain.rs) set one feature at a time to."""
+    Xb = np.asarray(X, dtype=np.float64)[np.asarray(y) == LABEL_INDEX["benign"]]
+    if len(Xb) == 0:
+        raise InputError("no benign rows: cannot compute the benign medians")
+    med = [float(f"{v:.{MEDIAN_DIGITS}g}") for v in np.median(Xb, axis=0)]
+    if not all(np.isfinite(med)):
+        raise InputError("a benign median is not finite")
+    return med
+
+
+def medians_json(med: Sequence[float]) -> str:
+    """[0.0, 2.0, 1234.57, ...]: one number per feature."""
+    return json.dumps([float(v) for v in med])
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -1340,7 +1368,10 @@ def run(args) -> int:
                    f"{'/'.join(LABELS)}")
     if thr is not None:
         description += "; alert thresholds " + thresholds_json(thr)
-    onx = export_onnx(model, schema, args.name, args.version, description, thr)
+    medians = benign_medians(train.X, train.y)
+    print(f"benign medians ({BENIGN_MEDIANS_KEY}) of {int(np.sum(train.y == LABEL_INDEX['benign']))} "
+          "benign training rows")
+    onx = export_onnx(model, schema, args.name, args.version, description, thr, medians)
     model_bytes = onx.SerializeToString()
 
     sess = ort_session(model_bytes, threads=1)

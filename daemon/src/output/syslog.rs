@@ -332,6 +332,12 @@ fn verdict_fields(v: &Verdict) -> Vec<(&'static str, String)> {
     if let Some(r) = f.end_reason {
         out.push(("end_reason", r.to_string()));
     }
+    if let Some(r) = v.reasons.as_ref().and_then(|r| r.first()) {
+        out.push(("reason", r.to_string()));
+    }
+    if let Some(id) = v.incident_id {
+        out.push(("incident_id", id.to_string()));
+    }
     if let Some(app) = f.detail.app.as_ref().filter(|a| a.proto != tidewatch::app::AppProto::Unknown) {
         out.push(("app", app.proto.name().to_string()));
         if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_ref()) {
@@ -369,6 +375,9 @@ fn incident_fields(i: &Incident) -> Vec<(&'static str, String)> {
     out.push(("ports_first", join(&i.ports_first)));
     if let Some(d) = &i.domain {
         out.push(("domain", d.to_string()));
+    }
+    if let Some(r) = i.reasons.as_ref().and_then(|r| r.first()) {
+        out.push(("reason", r.to_string()));
     }
     out.extend([
         ("flows", i.flows.to_string()),
@@ -632,6 +641,8 @@ pub(crate) mod tests {
             detected_at: 1_772_618_401_234_600,
             incident_id: None,
             suppressed: None,
+            reasons: None,
+            reasons_inherited: false,
         }
     }
 

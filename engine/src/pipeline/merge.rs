@@ -128,6 +128,9 @@ pub(crate) struct Merger {
     policy: Policy,
     pub policy_swap: Option<crossbeam_channel::Receiver<Policy>>,
     pub suppressed: SuppressedStats,
+    explainer: crate::explain::Explainer,
+    /// Alerts explained (one classifier call each).
+    pub explained: u64,
 }
 
 pub(crate) struct MergerConfig {
@@ -196,6 +199,8 @@ impl Merger {
             policy: cfg.policy,
             policy_swap: None,
             suppressed: SuppressedStats::default(),
+            explainer: Default::default(),
+            explained: 0,
         }
     }
 
@@ -392,8 +397,8 @@ impl Merger {
         self.inference_micros += took;
         record_micros(&mut self.timings.batch_inference, &mut self.timings.batch_inference_buckets, took);
         self.batches += 1;
-        self.rows.clear();
         if let Err(e) = outcome {
+            self.rows.clear();
             self.records.clear();
             return self.fail(e);
         }
@@ -410,30 +415,17 @@ impl Merger {
             let Some(label) = self.labels.get(best).cloned() else {
                 continue;
             };
+            // An end verdict that repeats the flow's early label is not
+            // delivered (counted), but still counts in its incident.
+            let mut deliver = true;
             if self.final_only_if_changed {
                 match record.trigger {
                     Trigger::Early => {
                         self.early_labels.insert(record.flow_id, best);
                     }
-                    Trigger::End => {
-                        if self.early_labels.remove(&record.flow_id) == Some(best) {
-                            self.verdicts_unchanged += 1;
-                            continue;
-                        }
-                    }
+                    Trigger::End => deliver = self.early_labels.remove(&record.flow_id) != Some(best),
                     Trigger::Host => {}
                 }
-            }
-            match self.verdicts_by_label.get_mut(&*label) {
-                Some(n) => *n += 1,
-                None => {
-                    self.verdicts_by_label.insert(label.to_string(), 1);
-                }
-            }
-            match record.trigger {
-                Trigger::Early => self.verdicts_early += 1,
-                Trigger::End => self.verdicts_end += 1,
-                Trigger::Host => self.verdicts_host += 1,
             }
             let mut verdict = Verdict {
                 flow: record,
@@ -444,6 +436,8 @@ impl Merger {
                 detected_at,
                 incident_id: None,
                 suppressed: None,
+                reasons: None,
+                reasons_inherited: false,
             };
             // Closings and updates due before this verdict go first, then
             // policy; an alert it lets through joins (or opens) its incident
@@ -452,19 +446,54 @@ impl Merger {
             if Some(best) != self.benign {
                 verdict.suppressed = self.policy.judge(&verdict);
                 if verdict.suppressed.is_none() {
+                    let medians = self.model_info.as_ref().map_or(&[][..], |m| &m.benign_medians[..]);
+                    if !medians.is_empty() && self.incidents.wants_reasons(&verdict) {
+                        if let Some(c) = self.classifier.as_mut() {
+                            let row = &self.rows[i * NUM_FEATURES..(i + 1) * NUM_FEATURES];
+                            match self.explainer.explain(c.as_mut(), medians, row, best, n_labels, score) {
+                                Ok(r) => {
+                                    self.explained += 1;
+                                    verdict.reasons = Some(r);
+                                }
+                                Err(e) => {
+                                    self.fail(e);
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     if let Some(m) = self.incidents.observe(&verdict, &mut self.incident_out) {
                         verdict.incident_id = Some(m.incident_id);
+                        if verdict.reasons.is_none() && m.reasons.is_some() {
+                            verdict.reasons = m.reasons;
+                            verdict.reasons_inherited = true;
+                        }
                         let limit = self.policy.max_alerts_per_incident_per_minute;
                         if limit > 0 && m.alerts_this_minute > limit {
                             verdict.suppressed = Some(Suppressed::RateLimit);
                         }
                     }
                 }
-                if let Some(s) = verdict.suppressed {
-                    self.suppressed.count(s);
-                }
             }
             self.deliver_incidents();
+            if !deliver {
+                self.verdicts_unchanged += 1;
+                continue;
+            }
+            if let Some(s) = verdict.suppressed {
+                self.suppressed.count(s);
+            }
+            match self.verdicts_by_label.get_mut(&*verdict.label) {
+                Some(n) => *n += 1,
+                None => {
+                    self.verdicts_by_label.insert(verdict.label.to_string(), 1);
+                }
+            }
+            match verdict.flow.trigger {
+                Trigger::Early => self.verdicts_early += 1,
+                Trigger::End => self.verdicts_end += 1,
+                Trigger::Host => self.verdicts_host += 1,
+            }
             for s in self.sinks.iter_mut() {
                 obey(s.verdict(&verdict), &mut self.stop, &mut self.error);
             }
@@ -477,6 +506,8 @@ impl Merger {
                 );
             }
         }
+        // The rows stay until here: an alert is explained from its own row.
+        self.rows.clear();
         self.records = records;
         self.publish_counters();
     }

@@ -63,6 +63,8 @@ pub struct Stats {
     pub incidents: IncidentStats,
     /// Alert verdicts the policy suppressed, by reason.
     pub suppressed: SuppressedStats,
+    /// Alerts explained by occlusion (one classifier call each).
+    pub explained: u64,
     pub batches: u64,
     pub inference_micros: u64,
     pub host_context_untracked: u64,
@@ -174,6 +176,7 @@ impl Stats {
             "verdicts_by_label": self.verdicts_by_label,
             "incidents": self.incidents,
             "verdicts_suppressed": self.suppressed,
+            "alerts_explained": self.explained,
             "batches": self.batches,
             "inference_us": self.inference_micros,
             "host_context_untracked": self.host_context_untracked,
@@ -884,6 +887,7 @@ impl Engine {
             verdicts_by_label: m.verdicts_by_label.clone(),
             incidents: m.incidents.stats(),
             suppressed: m.suppressed,
+            explained: m.explained,
             batches: m.batches,
             inference_micros: m.inference_micros,
             host_context_untracked: m.hosts.untracked,
