@@ -506,11 +506,12 @@ impl Open {
 }
 
 /// A closed incident's key, remembered to absorb late verdicts.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Closed {
     id: u64,
     last_seen: Micros,
     closed_at: Micros,
+    reasons: Option<Arc<[Reason]>>,
 }
 
 /// Where an alert verdict went.
@@ -603,7 +604,11 @@ impl IncidentTracker {
         }
         let (actor, _) = Self::actor(ActorKind::for_label(&v.label), v);
         let key = Key { label: v.label.clone(), actor };
-        self.open.get(&key).is_none_or(|o| o.wants_reasons(v.detected_at))
+        match self.open.get(&key) {
+            Some(o) => o.wants_reasons(v.detected_at),
+            // A late verdict of a closed incident inherits its reasons.
+            None => self.closed.get(&key).is_none_or(|c| v.flow.ts >= c.last_seen.saturating_add(self.cfg.quiet)),
+        }
     }
 
     /// Takes one alert verdict (in the engine's order). Emits into `out`
@@ -626,7 +631,7 @@ impl IncidentTracker {
         if let Some(c) = self.closed.get(&key) {
             if v.flow.ts < c.last_seen.saturating_add(self.cfg.quiet) {
                 self.stats.late_verdicts += 1;
-                return Some(Membership { incident_id: c.id, alerts_this_minute: 0, reasons: None });
+                return Some(Membership { incident_id: c.id, alerts_this_minute: 0, reasons: c.reasons.clone() });
             }
             self.closed.remove(&key);
         }
@@ -719,7 +724,8 @@ impl IncidentTracker {
                 self.stats.closed += 1;
                 let closed_at = inc.close_at(cfg);
                 if self.closed.len() < cfg.max_incidents {
-                    self.closed.insert(key, Closed { id: inc.id, last_seen: inc.last_seen, closed_at });
+                    let reasons = inc.reasons.clone();
+                    self.closed.insert(key, Closed { id: inc.id, last_seen: inc.last_seen, closed_at, reasons });
                 }
             }
         }
@@ -854,6 +860,8 @@ mod tests {
         }
         assert_eq!(out.iter().filter(|i| i.state == IncidentState::Open).count(), 1);
         assert_eq!(t.stats().late_verdicts, 20);
+        // Late verdicts are not explained again: they inherit.
+        assert!(!t.wants_reasons(&verdict("scan", "10.0.0.1", "10.0.0.2", 3, 3, 100 * S, Trigger::End)));
         // A new scan by the same source later is a new incident.
         t.observe(&verdict("scan", "10.0.0.1", "10.0.0.2", 1, 100, 500 * S, Trigger::Host), &mut out);
         let opens: Vec<u64> = out.iter().filter(|i| i.state == IncidentState::Open).map(|i| i.incident_id).collect();
