@@ -221,30 +221,23 @@ pub fn render(s: &Sources) -> String {
     }
     Family::new(o, "tidewatch_incident_records_total", "counter", "Incident records (open, update, closed) emitted.")
         .sample("tidewatch_incident_records_total", &[], get(&e.incident_records));
-    for (name, help, pick) in [
-        ("tidewatch_output_records_total", "Records per output, by fate (sent, dropped, failed, filtered).", 0),
-        ("tidewatch_output_stalls_total", "Times an output was declared stuck.", 1),
-        ("tidewatch_output_reopen_failures_total", "Reopens (SIGHUP) that failed.", 2),
-    ] {
-        let mut f = Family::new(o, name, "counter", help);
-        for h in &s.outputs {
-            let c = h.counters();
-            match pick {
-                0 => {
-                    for (fate, v) in
-                        [("sent", c.sent), ("dropped", c.dropped()), ("failed", c.failed), ("filtered", c.filtered)]
-                    {
-                        f.sample(name, &[("output", &h.spec), ("fate", fate)], v);
-                    }
-                }
-                1 => {
-                    f.sample(name, &[("output", &h.spec)], c.stalls);
-                }
-                _ => {
-                    f.sample(name, &[("output", &h.spec)], c.reopen_failures);
-                }
-            }
+    let outputs: Vec<_> = s.outputs.iter().map(|h| (h.spec.as_str(), h.counters())).collect();
+    let name = "tidewatch_output_records_total";
+    let mut f = Family::new(o, name, "counter", "Records per output, by fate (sent, dropped, failed, filtered).");
+    for (spec, c) in &outputs {
+        for (fate, v) in [("sent", c.sent), ("dropped", c.dropped()), ("failed", c.failed), ("filtered", c.filtered)] {
+            f.sample(name, &[("output", spec), ("fate", fate)], v);
         }
+    }
+    let name = "tidewatch_output_stalls_total";
+    let mut f = Family::new(o, name, "counter", "Times an output was declared stuck.");
+    for (spec, c) in &outputs {
+        f.sample(name, &[("output", spec)], c.stalls);
+    }
+    let name = "tidewatch_output_reopen_failures_total";
+    let mut f = Family::new(o, name, "counter", "Reopens (SIGHUP) that failed.");
+    for (spec, c) in &outputs {
+        f.sample(name, &[("output", spec)], c.reopen_failures);
     }
     histogram(
         o,

@@ -110,6 +110,24 @@ fn non_benign(json: &Path) -> BTreeMap<(String, String), serde_json::Value> {
 
 type IncidentKey = (String, String, String);
 
+/// Collects datagrams from `recv` (a socket with a read timeout) until the
+/// first timeout after at least one arrived.
+fn datagrams(
+    mut recv: impl FnMut(&mut [u8]) -> std::io::Result<usize> + Send + 'static,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        loop {
+            match recv(&mut buf) {
+                Ok(n) => out.push(String::from_utf8(buf[..n].to_vec()).unwrap()),
+                Err(_) if !out.is_empty() => return out,
+                Err(_) => {}
+            }
+        }
+    })
+}
+
 /// The JSON incident records of a run, keyed by (incident_id, state, ts).
 fn incidents(json: &Path) -> BTreeMap<IncidentKey, serde_json::Value> {
     let text = std::fs::read_to_string(json).unwrap();
@@ -275,17 +293,7 @@ fn syslog_carries_only_incidents_by_default() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
     sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        let mut out = Vec::new();
-        loop {
-            match sock.recv(&mut buf) {
-                Ok(n) => out.push(String::from_utf8(buf[..n].to_vec()).unwrap()),
-                Err(_) if !out.is_empty() => return out,
-                Err(_) => {}
-            }
-        }
-    });
+    let reader = datagrams(move |buf| sock.recv(buf));
     let json = dir.join("v.jsonl");
     let target = format!("syslog:udp://127.0.0.1:{port}");
     let run = replay_with(std::slice::from_ref(&target), &json, &[]);
@@ -361,17 +369,7 @@ fn syslog_unix_datagram_socket() {
     let path = dir.join("log.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        let mut out = Vec::new();
-        loop {
-            match sock.recv(&mut buf) {
-                Ok(n) => out.push(String::from_utf8(buf[..n].to_vec()).unwrap()),
-                Err(_) if !out.is_empty() => return out,
-                Err(_) => {}
-            }
-        }
-    });
+    let reader = datagrams(move |buf| sock.recv(buf));
     let json = dir.join("v.jsonl");
     let target = format!("syslog:unix:{}", path.display());
     let run = replay_ok(std::slice::from_ref(&target), &json);
