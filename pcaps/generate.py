@@ -9,7 +9,8 @@ Output is a pure function of the command line (same --seed => same bytes).
   python3 pcaps/generate.py labeled   --seed N --out DIR [--scale S]
         DIR/lab-seedN.pcap + DIR/lab-seedN.labels.csv
   python3 pcaps/generate.py linktypes --out DIR
-        DIR/linktypes/*.pcap, eth.pcapng, malformed.expected.txt, EXPECTED.md
+        DIR/linktypes/*.pcap, *.pcapng, eth.pcap.gz, malformed.expected.txt,
+        EXPECTED.md, EXPECTED.json
   python3 pcaps/generate.py tiny      --out DIR
         DIR/tiny_tcp.pcap + DIR/tiny_tcp.expected.md
   python3 pcaps/generate.py all       --out DIR
@@ -28,6 +29,7 @@ import array
 import base64
 import binascii
 import email.utils
+import gzip
 import ipaddress
 import json
 import math
@@ -1755,6 +1757,377 @@ def summarize(ips):
     return len(ips), v4, v6, {k: len(v) for k, v in flows.items()}
 
 
+# --- extra link types and capture-file formats (linktypes subcommand) ---------------
+
+DLT_PPP, DLT_PPP_SERIAL, DLT_C_HDLC = 9, 50, 104
+DLT_IEEE802_11, DLT_IEEE802_11_RADIO, DLT_PPI = 105, 127, 192
+PPP_IP, PPP_IPV6, PPP_LCP = 0x0021, 0x0057, 0xC021
+ETH_SLARP = 0x8035
+LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
+WLAN_BSSID = mac_bytes("02:54:57:00:00:01")    # the access point the client is associated with
+WLAN_PEER_AP = mac_bytes("02:54:57:00:00:02")  # second AP of the WDS link
+PCAPNG_SHB, PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB = 0x0A0D0D0A, 1, 2, 3
+PCAPNG_NRB, PCAPNG_ISB, PCAPNG_EPB, PCAPNG_DSB, PCAPNG_CB = 4, 5, 6, 0x0A, 0x0BAD
+
+
+def is_v4(ip: bytes) -> bool:
+    return ip[0] >> 4 == 4
+
+
+def ppp_frame(ip: bytes, acfc: bool = False) -> bytes:
+    """PPP in HDLC-like framing without FCS: ff 03 + protocol + IP (acfc: address/control omitted)."""
+    return (b"" if acfc else b"\xff\x03") + struct.pack("!H", PPP_IP if is_v4(ip) else PPP_IPV6) + ip
+
+
+def lcp_echo_request(ident: int, magic: int) -> bytes:
+    return b"\xff\x03" + struct.pack("!HBBHI", PPP_LCP, 9, ident, 8, magic)
+
+
+def chdlc_frame(ethertype: int, payload: bytes, broadcast: bool = False) -> bytes:
+    return struct.pack("!BBH", 0x8F if broadcast else 0x0F, 0, ethertype) + payload
+
+
+def radiotap_header(flags: int = 0) -> bytes:
+    """Flags (bit 1), Rate (bit 2), Channel (bit 3, 2-byte aligned at offset 10), dBm antenna signal (bit 5)."""
+    body = struct.pack("<BBHHb", flags, 108, 2437, 0x00C0, -42)  # 54 Mb/s, channel 6, 2.4 GHz OFDM, -42 dBm
+    return struct.pack("<BBHI", 0, 0, 8 + len(body), (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5)) + body
+
+
+def ppi_header(dlt: int, fields: bytes = b"") -> bytes:
+    return struct.pack("<BBHI", 0, 0, 8 + len(fields), dlt) + fields
+
+
+def ppi_80211_common(tsf: int) -> bytes:
+    """PPI field type 2 (802.11-Common), 20 bytes: TSF, flags (no FCS), rate, channel, FHSS, signal, noise."""
+    return struct.pack("<HH", 2, 20) + struct.pack("<QHHHHBBbb", tsf, 0, 108, 2437, 0x00C0, 0, 0, -42, -95)
+
+
+def dot11_header(fc0, fc1, a1, a2, a3, seq, a4=None, qos=None, duration=0x002C):
+    h = struct.pack("<BBH", fc0, fc1, duration) + a1 + a2 + a3 + struct.pack("<H", (seq & 0xFFF) << 4)
+    if a4 is not None:
+        h += a4
+    if qos is not None:
+        h += struct.pack("<H", qos)
+    return h
+
+
+def dot11_data(ip, sm, dm, to_ap, seq, qos=False, wds=False):
+    """802.11 data frame (type 2; subtype 0 Data or 8 QoS Data) + LLC/SNAP + IP.
+    to_ap: ToDS (addr1 BSSID, addr2 SA, addr3 DA), else FromDS (addr1 DA, addr2 BSSID, addr3 SA);
+    wds: ToDS and FromDS (addr1 RA, addr2 TA, addr3 DA, addr4 SA; 30-byte header)."""
+    fc0 = 0x88 if qos else 0x08
+    q = 0 if qos else None
+    if wds:
+        h = dot11_header(fc0, 0x03, WLAN_PEER_AP, WLAN_BSSID, dm, seq, a4=sm, qos=q)
+    elif to_ap:
+        h = dot11_header(fc0, 0x01, WLAN_BSSID, sm, dm, seq, qos=q)
+    else:
+        h = dot11_header(fc0, 0x02, dm, WLAN_BSSID, sm, seq, qos=q)
+    return h + LLC_SNAP + struct.pack("!H", ETH_IPV4 if is_v4(ip) else ETH_IPV6) + ip
+
+
+def dot11_beacon(seq, tsf):
+    ies = (b"\x00\x0d" + b"tidewatch-lab" + b"\x01\x08\x82\x84\x8b\x96\x0c\x12\x18\x24" + b"\x03\x01\x06")
+    return dot11_header(0x80, 0x00, b"\xff" * 6, WLAN_BSSID, WLAN_BSSID, seq, duration=0) + \
+        struct.pack("<QHH", tsf, 100, 0x0431) + ies
+
+
+def dot11_protected(sta, seq, body):
+    """QoS Data, ToDS, Protected bit (0x40) set: CCMP header + undecryptable body + MIC."""
+    ccmp = bytes([0x01, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00])  # PN 1, ExtIV, key id 0
+    return dot11_header(0x88, 0x41, WLAN_BSSID, sta, WLAN_BSSID, seq, qos=0) + ccmp + body
+
+
+def dot11_null(sta, seq):
+    """Null function (type 2, subtype 4), ToDS + power management, no body."""
+    return dot11_header(0x48, 0x11, WLAN_BSSID, sta, WLAN_BSSID, seq)
+
+
+def pcap_bytes(linktype, records, endian="<", nsec=False, snaplen=65535):
+    """Classic pcap in either byte order, micro- or nanosecond magic. records: (ts_ns, data)."""
+    magic = 0xA1B23C4D if nsec else 0xA1B2C3D4
+    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
+    unit = 1 if nsec else 1000
+    for ts_ns, data in records:
+        assert ts_ns % unit == 0
+        sub = 1_000_000_000 if nsec else 1_000_000
+        t = ts_ns // unit
+        out.append(struct.pack(endian + "IIII", t // sub, t % sub, len(data), len(data)) + data)
+    return b"".join(out)
+
+
+def ng_opt(e, code, value):
+    return struct.pack(e + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def ng_opts(e, opts):
+    return b"".join(ng_opt(e, c, v) for c, v in opts) + struct.pack(e + "HH", 0, 0) if opts else b""
+
+
+def ng_block(e, btype, body):
+    body += b"\0" * (-len(body) % 4)
+    total = 12 + len(body)
+    return struct.pack(e + "II", btype, total) + body + struct.pack(e + "I", total)
+
+
+def ng_shb(e, opts=((4, b"tidewatch pcaps/generate.py"),)):
+    return ng_block(e, PCAPNG_SHB, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1) + ng_opts(e, opts))
+
+
+def ng_idb(e, linktype, snaplen, opts):
+    return ng_block(e, PCAPNG_IDB, struct.pack(e + "HHI", linktype, 0, snaplen) + ng_opts(e, opts))
+
+
+def ng_epb(e, ifid, ts_units, data, opts=()):
+    body = struct.pack(e + "IIIII", ifid, ts_units >> 32, ts_units & MASK32, len(data), len(data)) + \
+        data + b"\0" * (-len(data) % 4)
+    return ng_block(e, PCAPNG_EPB, body + ng_opts(e, opts))
+
+
+def ng_units_to_ns(units, resol):
+    """What a pcapng reader (and tshark 4.0) reports: whole seconds + fraction truncated to ns."""
+    per_s = 1 << (resol & 0x7F) if resol & 0x80 else 10 ** resol
+    return units // per_s * 1_000_000_000 + (units % per_s) * 1_000_000_000 // per_s
+
+
+def dns_name_record(addr: bytes, *names: str) -> bytes:
+    return addr + b"".join(n.encode() + b"\0" for n in names)
+
+
+def capture_facts(frames, dlts, extra=None):
+    """EXPECTED.json entry. frames: [(ts_ns, ip bytes or None)] in file order; dlts: one DLT or a
+    per-packet list. Returns (entry, (IPv4 packets, IPv6 packets))."""
+    ips = [ip for _, ip in frames if ip is not None]
+    n, n4, n6, fl = summarize(ips)
+    f = {"packets": len(frames), "ip_packets": n, "non_ip": len(frames) - n,
+         "tcp_flows": fl["tcp"], "udp_flows": fl["udp"], "icmp_flows": fl["icmp"],
+         "first_ts_ns": frames[0][0], "last_ts_ns": frames[-1][0],
+         "link_types": dlts if isinstance(dlts, list) else [dlts] * len(frames)}
+    f.update(extra or {})
+    return f, (n4, n6)
+
+
+def linktypes_ext(d, pkts, cli):
+    """New link types and capture-file formats. Returns (linktype rows, format rows, facts),
+    facts: file -> dict for EXPECTED.json (see fact())."""
+    mine = {cli.mac}
+    T = pkts[0][0]  # first packet (DNS query), whole second
+    ip_of = [p[1] for p in pkts]
+    lt_rows, fmt_rows, facts = [], [], {}
+
+    def linktype_file(name, dlt, desc, frames, non_ip_desc):
+        """frames: [(ts_us, data, ip or None)] in time order."""
+        write_pcap(os.path.join(d, name), dlt, [(ts, data) for ts, data, _ in frames])
+        f, (n4, n6) = capture_facts([(ts * 1000, ip) for ts, _, ip in frames], dlt)
+        facts[name] = f
+        lt_rows.append(f"| {name} | {dlt} | {desc} | {f['packets']} | {n4} | {n6} | {f['tcp_flows']} | "
+                       f"{f['udp_flows']} | {f['icmp_flows']} | {f['non_ip']}: {non_ip_desc} |")
+
+    def insert(frames, extra):
+        return sorted(frames + extra, key=lambda r: r[0])  # stable: extras never tie with conversation times
+
+    # ---- PPP (DLT 9): ff 03 + protocol + IP; frames 5 and 12 (TCP ACK, ICMP echo request) without ff 03
+    acfc = {4, 11}
+    frames = [(ts, ppp_frame(ip, i in acfc), ip) for i, (ts, ip, sm, dm) in enumerate(pkts)]
+    frames = insert(frames, [(T + 200_000, lcp_echo_request(1, 0x54570001), None)])
+    linktype_file("ppp.pcap", DLT_PPP, "PPP: ff 03 + 2-byte protocol (0x0021 IPv4, 0x0057 IPv6); the TCP ACK "
+                  "(frame 5) and ICMP echo request (frame 13) omit ff 03 (start with 00 21)", frames,
+                  "LCP Echo-Request (protocol 0xc021), frame 12")
+    # ---- PPP_SERIAL (DLT 50)
+    frames = [(ts, ppp_frame(ip), ip) for ts, ip, sm, dm in pkts]
+    frames = insert(frames, [(T + 200_000, lcp_echo_request(2, 0x54570002), None)])
+    linktype_file("ppp_hdlc.pcap", DLT_PPP_SERIAL, "PPP in HDLC-like framing (PPP_SERIAL): ff 03 + protocol + IP, "
+                  "no FCS", frames, "LCP Echo-Request (protocol 0xc021), frame 12")
+    # ---- Cisco HDLC (DLT 104): the DNS query (frame 1) is sent to the broadcast address 0x8f
+    frames = [(ts, chdlc_frame(ETH_IPV4 if is_v4(ip) else ETH_IPV6, ip, broadcast=(i == 0)), ip)
+              for i, (ts, ip, sm, dm) in enumerate(pkts)]
+    slarp = chdlc_frame(ETH_SLARP, struct.pack("!IIIH", 2, 5, 4, 0xFFFF))
+    frames = insert(frames, [(T + 200_000, slarp, None)])
+    linktype_file("chdlc.pcap", DLT_C_HDLC, "Cisco HDLC: address 0x0f (frame 1: 0x8f broadcast), control 0x00, "
+                  "ethertype 0x0800/0x86dd", frames, "SLARP keepalive (ethertype 0x8035, address 0x0f), frame 12")
+
+    # ---- 802.11 data framing shared by ppi.pcap and radiotap.pcap
+    def wlan(i, ts, ip, sm, dm, seq, **kw):
+        return dot11_data(ip, sm, dm, sm in mine, seq, qos=(i % 2 == 1), **kw)
+
+    # ---- PPI (DLT 192): 802.11 inside (pph_dlt 105, one 802.11-Common field, 32-byte header);
+    # the ICMP echo pair as Ethernet inside (pph_dlt 1, no fields, 8-byte header)
+    frames = []
+    for i, (ts, ip, sm, dm) in enumerate(pkts):
+        if ip[9] == 1 and is_v4(ip):
+            data = ppi_header(DLT_EN10MB) + ethernet(dm, sm, ETH_IPV4, ip)
+        else:
+            data = ppi_header(DLT_IEEE802_11, ppi_80211_common(ts - T + 1_000_000)) + wlan(i, ts, ip, sm, dm, 100 + i)
+        frames.append((ts, data, ip))
+    linktype_file("ppi.pcap", DLT_PPI, "PPI: 13 frames pph_dlt 105 (802.11 Data/QoS Data, ToDS from the client, "
+                  "FromDS to it, LLC/SNAP) with one 802.11-Common field (header 32 bytes); the ICMP echo pair "
+                  "(frames 12, 13) pph_dlt 1 (Ethernet), no fields (header 8 bytes)", frames, "none")
+
+    # ---- radiotap (DLT 127)
+    wds_i, fcs_i = 12, 6  # ICMP echo reply over a WDS link; the HTTP response with an FCS
+    frames = []
+    for i, (ts, ip, sm, dm) in enumerate(pkts):
+        if i == wds_i:
+            f80211, flags = wlan(i, ts, ip, sm, dm, 200 + i, wds=True), 0
+        else:
+            f80211, flags = wlan(i, ts, ip, sm, dm, 200 + i), 0
+        if i == fcs_i:
+            f80211, flags = f80211 + struct.pack("<I", binascii.crc32(f80211)), 0x10
+        frames.append((ts, radiotap_header(flags) + f80211, ip))
+    wrng = random.Random(127)
+    frames = insert(frames, [
+        (T + 200_000, radiotap_header() + dot11_beacon(300, 200_000), None),
+        (T + 300_000, radiotap_header() + dot11_null(cli.mac, 301), None),
+        (T + 400_000, radiotap_header() + dot11_protected(cli.mac, 302, wrng.randbytes(64)), None)])
+    linktype_file("radiotap.pcap", DLT_IEEE802_11_RADIO,
+                  "radiotap (it_len 15: Flags, Rate, Channel, dBm signal) + 802.11 + LLC/SNAP; conversation "
+                  "packets 1, 3, 5, ... are Data (subtype 0, 24-byte header), 2, 4, ... QoS Data (subtype 8, "
+                  "26 bytes); ToDS from the client, FromDS to it; frame 7 (HTTP response) has radiotap Flags "
+                  "0x10 and a 4-byte FCS (CRC-32, correct); frame 16 (ICMP echo reply) is WDS (ToDS+FromDS, "
+                  "4 addresses, 30-byte header)", frames,
+                  "beacon (frame 12), Null function without body (frame 13), Protected QoS Data with an "
+                  "undecryptable CCMP body (frame 14)")
+
+    # ---- capture-file formats: the eth.pcap packets (ts_ns, frame, ip, sll frame)
+    eth = [(ts * 1000, ethernet(dm, sm, ETH_IPV4 if is_v4(ip) else ETH_IPV6, ip), ip,
+            sll_header(ip, sm, sm in mine) + ip) for ts, ip, sm, dm in pkts]
+
+    def fmt_file(name, blob, frames, dlts, fmt, extra=None, note="", tshark=None):
+        with open(os.path.join(d, name), "wb") as fh:
+            fh.write(blob)
+        f, _ = capture_facts(frames, dlts, extra)
+        facts[name] = f
+        lt = dlts if not isinstance(dlts, list) else " ".join(map(str, dlts))
+        fmt_rows.append(f"| {name} | {fmt} | {lt} | {tshark or f['packets']} | {f['first_ts_ns'] // 10**9}."
+                        f"{f['first_ts_ns'] % 10**9:09d} | {f['last_ts_ns'] // 10**9}.{f['last_ts_ns'] % 10**9:09d} "
+                        f"| {note} |")
+
+    conv = [(ts, ip) for ts, _, ip, _ in eth]
+    fmt_file("eth-be.pcap", pcap_bytes(DLT_EN10MB, [(ts, fr) for ts, fr, _, _ in eth], endian=">"), conv,
+             DLT_EN10MB, "classic pcap, big-endian (bytes a1 b2 c3 d4), microseconds")
+    ns = [(ts + 123, ip) for ts, ip in conv]
+    fmt_file("eth-ns.pcap", pcap_bytes(DLT_EN10MB, [(ts + 123, fr) for ts, fr, _, _ in eth], nsec=True), ns,
+             DLT_EN10MB, "classic pcap, nanosecond magic a1b23c4d, little-endian (bytes 4d 3c b2 a1)",
+             note="every timestamp = eth.pcap's + 123 ns")
+
+    # multi-if.pcapng: interface 0 Ethernet (us), interface 1 Linux SLL (if_tsresol 9); even packets on 0
+    blob = ng_shb("<") + ng_idb("<", DLT_EN10MB, 262144, [(2, b"eth0")]) + \
+        ng_idb("<", DLT_LINUX_SLL, 65535, [(2, b"any"), (9, bytes([9]))])
+    for i, (ts, fr, ip, sll) in enumerate(eth):
+        blob += ng_epb("<", 0, ts // 1000, fr) if i % 2 == 0 else ng_epb("<", 1, ts, sll)
+    fmt_file("multi-if.pcapng", blob, conv, [DLT_EN10MB if i % 2 == 0 else DLT_LINUX_SLL for i in range(len(eth))],
+             "pcapng, 1 section, IDB 0 Ethernet snaplen 262144 (no if_tsresol: us), IDB 1 Linux SLL snaplen 65535 "
+             "if_tsresol 9 (ns)", note="packets alternate: odd frame numbers interface 0 (Ethernet), even frame "
+             "numbers interface 1 (SLL); timestamps equal eth.pcap's. libpcap 1.10 refuses this file")
+
+    # two-sections.pcapng: LE section (Ethernet, packets 1-8), BE section (raw IP, if_tsresol 6, packets 9-15)
+    blob = ng_shb("<") + ng_idb("<", DLT_EN10MB, 65535, [(2, b"eth0")])
+    for ts, fr, ip, _ in eth[:8]:
+        blob += ng_epb("<", 0, ts // 1000, fr)
+    blob += ng_shb(">") + ng_idb(">", DLT_RAW, 65535, [(2, b"raw0"), (9, bytes([6]))])
+    for ts, fr, ip, _ in eth[8:]:
+        blob += ng_epb(">", 0, ts // 1000, ip)
+    fmt_file("two-sections.pcapng", blob, conv, [DLT_EN10MB] * 8 + [DLT_RAW] * 7,
+             "pcapng, 2 sections: little-endian SHB + IDB Ethernet (us) + 8 EPBs, then big-endian SHB + IDB "
+             "LINKTYPE_RAW (if_tsresol 6) + 7 EPBs; interface id 0 in both",
+             note="frames 1-8 Ethernet, 9-15 raw IP; timestamps equal eth.pcap's. tshark 4.0 decodes frames 9-15 "
+             "as raw IP (encap 7) but labels them frame.interface_name eth0 (section 2, interface id 0)")
+
+    # blocks.pcapng: if_tsresol 0x94 (2^-20 s); EPB, SPB, obsolete PB and blocks to skip
+    res = 0x80 | 20
+    units = lambda ts_ns: (ts_ns * (1 << 20) + 500_000_000) // 1_000_000_000  # nearest 2^-20 s
+    e = "<"
+    blob = ng_shb(e) + ng_idb(e, DLT_EN10MB, 65535, [(2, b"eth0"), (9, bytes([res]))])
+    nrb = ng_opt(e, 1, dns_name_record(bytes([192, 168, 56, 20]), "web.tidewatch.example")) + \
+        ng_opt(e, 1, dns_name_record(bytes([192, 168, 56, 1]), "dns.tidewatch.example")) + \
+        ng_opt(e, 2, dns_name_record(ipaddress.IPv6Address("fd00:56::1").packed, "dns.tidewatch.example")) + \
+        struct.pack(e + "HH", 0, 0)
+    secrets = b"CLIENT_RANDOM " + bytes(range(32)).hex().encode() + b" " + bytes(range(48)).hex().encode() + b"\n"
+    frames, kinds = [], []
+    spb_i, pb_i, opt_i = 5, 8, 6
+    for i, (ts, fr, ip, _) in enumerate(eth):
+        if i == 2:
+            blob += ng_block(e, PCAPNG_NRB, nrb)
+        if i == 4:
+            blob += ng_block(e, PCAPNG_DSB, struct.pack(e + "II", 0x544C534B, len(secrets)) + secrets)
+        if i == 8:
+            blob += ng_block(e, PCAPNG_CB, struct.pack(e + "I", 32473) + b"tidewatch custom block, skip me")
+        u = units(ts)
+        if i == spb_i:  # Simple Packet Block: original length + data, no timestamp, interface 0
+            blob += ng_block(e, PCAPNG_SPB, struct.pack(e + "I", len(fr)) + fr)
+            frames.append((0, ip))
+            kinds.append("SPB")
+            continue
+        if i == pb_i:  # obsolete Packet Block: if id u16, drops u16, ts high, ts low, caplen, len, data
+            blob += ng_block(e, PCAPNG_PB, struct.pack(e + "HHIIII", 0, 0, u >> 32, u & MASK32, len(fr), len(fr))
+                             + fr + b"\0" * (-len(fr) % 4))
+            kinds.append("PB")
+        elif i == opt_i:
+            blob += ng_epb(e, 0, u, fr, [(1, b"tidewatch: EPB with options"), (2, struct.pack(e + "I", 1))])
+            kinds.append("EPB+opts")
+        else:
+            blob += ng_epb(e, 0, u, fr)
+            kinds.append("EPB")
+        frames.append((ng_units_to_ns(u, res), ip))
+    last_u = units(eth[-1][0])
+    blob += ng_block(e, PCAPNG_ISB, struct.pack(e + "III", 0, last_u >> 32, last_u & MASK32) +
+                     ng_opts(e, [(1, b"tidewatch statistics"), (4, struct.pack(e + "Q", 15)),
+                                 (5, struct.pack(e + "Q", 0))]))
+    fmt_file("blocks.pcapng", blob, frames, DLT_EN10MB,
+             "pcapng, IDB Ethernet snaplen 65535 if_tsresol 0x94 (2^-20 s); blocks in order: SHB, IDB, EPB x2, "
+             "NRB, EPB x2, DSB (TLS key log), EPB, SPB (packet 6), EPB with opt_comment + epb_flags=1 (inbound) "
+             "(packet 7), EPB, custom block 0x00000BAD (PEN 32473), obsolete PB (packet 9), EPB x6, ISB",
+             {"no_timestamp_packets": [spb_i + 1]},
+             note="times are the nearest multiple of 2^-20 s to eth.pcap's, truncated to ns as tshark prints "
+             "them; packet 6 (SPB) has no timestamp (tshark prints an empty frame.time_epoch and then starts "
+             "the TCP conversation at time 0); NRB, DSB, ISB and the custom block are not packets, but "
+             "tshark 4.0 lists the custom block as a record of its own (frame 9, 32 bytes of data, no "
+             "encapsulation), so tshark's frames 10-16 are packets 9-15",
+             tshark="15 packets (tshark: 16 records, see notes)")
+
+    # tsoffset.pcapng: if_tsresol 3 (ms), if_tsoffset 1700000000 s; EPB times in ms relative to the offset
+    off = 1_700_000_000
+    blob = ng_shb(e) + ng_idb(e, DLT_EN10MB, 65535, [(2, b"eth0"), (9, bytes([3])), (14, struct.pack(e + "q", off))])
+    frames = []
+    for ts, fr, ip, _ in eth:
+        ms = ts // 1_000_000 - off * 1000
+        blob += ng_epb(e, 0, ms, fr)
+        frames.append(((off * 1000 + ms) * 1_000_000, ip))
+    fmt_file("tsoffset.pcapng", blob, frames, DLT_EN10MB,
+             "pcapng, IDB Ethernet if_tsresol 3 (ms) + if_tsoffset 1700000000 s; EPB times = ms since the offset",
+             note="eth.pcap's times truncated to the millisecond")
+
+    # eth.pcap.gz, truncated.pcap, truncated.pcapng
+    TRUNC = ("8, then exit status 2: 'The file \"...\" appears to have been cut short in the middle of a "
+             "packet.'")
+    with open(os.path.join(d, "eth.pcap"), "rb") as fh:
+        raw = fh.read()
+    fmt_file("eth.pcap.gz", gzip.compress(raw, 9, mtime=0), conv, DLT_EN10MB, "gzip (mtime 0) of eth.pcap",
+             note="tshark reads it directly (wiretap's zlib)")
+    off_rec, recs = 24, []
+    while off_rec < len(raw):
+        recs.append(off_rec)
+        off_rec += 16 + struct.unpack_from("<I", raw, off_rec + 8)[0]
+    caplen9 = struct.unpack_from("<I", raw, recs[8] + 8)[0]
+    cut = recs[8] + 16 + caplen9 // 2
+    fmt_file("truncated.pcap", raw[:cut], conv[:8], DLT_EN10MB,
+             f"eth.pcap cut at byte {cut}: inside the 9th packet's data ({caplen9 // 2} of {caplen9} bytes)",
+             {"truncated": True}, note="8 whole packets", tshark=TRUNC)
+    with open(os.path.join(d, "eth.pcapng"), "rb") as fh:
+        rawng = fh.read()
+    off_blk, blocks = 0, []
+    while off_blk < len(rawng):
+        blocks.append(off_blk)
+        off_blk += struct.unpack_from("<I", rawng, off_blk + 4)[0]
+    epbs = [o for o in blocks if struct.unpack_from("<I", rawng, o)[0] == PCAPNG_EPB]
+    blen9 = struct.unpack_from("<I", rawng, epbs[8] + 4)[0]
+    cut = epbs[8] + blen9 // 2
+    fmt_file("truncated.pcapng", rawng[:cut], conv[:8], DLT_EN10MB,
+             f"eth.pcapng cut at byte {cut}: inside the 9th EPB ({blen9 // 2} of {blen9} bytes)",
+             {"truncated": True}, note="8 whole packets", tshark=TRUNC)
+    return lt_rows, fmt_rows, facts
+
+
 def cmd_linktypes(out):
     d = os.path.join(out, "linktypes")
     os.makedirs(d, exist_ok=True)
@@ -1866,10 +2239,22 @@ def cmd_linktypes(out):
                  "# counts frames 3-6 and 8 as malformed and frame 7 as non-IP; none of frames 3-8 should\n"
                  "# create a flow or crash it. (Wireshark 4.0 still dissects frame 8's UDP/DNS leniently.)\n")
 
+    # ---- new link types and capture-file formats
+    lt_rows, fmt_rows, facts = linktypes_ext(d, pkts, cli)
+    for name, dlt, desc, ips in files:
+        fam = {"ipv4.pcap": 4, "ipv6.pcap": 6}.get(name)
+        facts[name] = capture_facts([(p[0] * 1000, p[1]) for p in pkts if fam in (None, p[1][0] >> 4)], dlt)[0]
+    facts["unsupported.pcap"] = capture_facts([((EPOCH_2026 + 7200 + i) * 10 ** 9, None) for i in range(3)],
+                                              DLT_USER0, {"unsupported_link_type": True})[0]
+    good = {0, 1, 8, 9}  # the DNS pair and the ICMP echo pair; frame 7 (index 6) is ARP, the rest malformed
+    mal = [(r[0] * 1000, r[1][14:] if k in good else None) for k, r in enumerate(recs)]
+    facts["malformed.pcap"] = capture_facts(mal, DLT_EN10MB, {"non_ip": 1, "malformed": len(recs) - len(good) - 1})[0]
+
     # ---- EXPECTED.md
     lines = ["# Link-type test captures", "",
              "Generated by `python3 pcaps/generate.py linktypes --out pcaps`. Every file except "
-             "unsupported.pcap and malformed.pcap carries the same conversation (or its IPv4 / IPv6 subset):",
+             "unsupported.pcap and malformed.pcap carries the same conversation (or its IPv4 / IPv6 subset; "
+             "the truncated files its first 8 packets), the tables below say where non-IP frames are added:",
              "",
              "- TCP 192.168.56.10:45678 -> 192.168.56.20:80: SYN, SYN-ACK, ACK, GET (PSH|ACK), "
              "response (PSH|ACK), ACK, FIN|ACK, FIN|ACK, ACK = 9 packets",
@@ -1892,12 +2277,46 @@ def cmd_linktypes(out):
               "(IHL < 5, IP header cut by caplen, TCP header cut short), 1 runt Ethernet frame (10 bytes), "
               "1 ARP (not IP) and 1 IPv6 packet shorter than its payload length. Flow counts are for the good "
               "packets only; a lenient decoder that accepts the short IPv6 packet would see 2 UDP flows.",
-              "", "All timestamps are whole microseconds; eth.pcapng stores them in nanoseconds "
-              "(if_tsresol=9) with identical values. Byte order of all pcap files is little-endian "
-              "(magic bytes d4 c3 b2 a1)."]
+              "", "## More link types", "",
+              "Classic little-endian pcap, microsecond timestamps equal to eth.pcap's; non-IP frames are "
+              "inserted at T+0.2 s, T+0.3 s, T+0.4 s (T = 1767229200, the first packet), between the TCP "
+              "close and the ICMP echo, so first and last timestamps are eth.pcap's. Frame numbers are 1-based.",
+              "",
+              "| file | DLT | encapsulation | packets | IPv4 pkts | IPv6 pkts | TCP flows | UDP flows | ICMP flows "
+              "| non-IP frames |",
+              "|---|---|---|---|---|---|---|---|---|---|"] + lt_rows
+    lines += ["", "## Capture-file formats", "",
+              "Each carries the eth.pcap packets (Ethernet frames, 13 IPv4 + 2 IPv6, 1 TCP / 2 UDP / 1 ICMP "
+              "flows) unless the table says otherwise. Packets = what tshark 4.0 reads; timestamps exactly as "
+              "tshark prints frame.time_epoch. Link type = the DLT of each packet's interface.", "",
+              "| file | format | link type per packet | packets | first frame.time_epoch | last frame.time_epoch "
+              "| notes |",
+              "|---|---|---|---|---|---|---|"] + fmt_rows
+    lines += ["", "## EXPECTED.json", "",
+              "The same facts for every capture in this directory, one object per file: packets (records a "
+              "reader returns), ip_packets, non_ip (frames that are well-formed but not IPv4/IPv6), "
+              "tcp_flows, udp_flows, icmp_flows, first_ts_ns / last_ts_ns (first and last record in file "
+              "order, ns since the epoch) and link_types (DLT per packet). Extra keys: malformed (malformed.pcap: "
+              "frames to drop as malformed; its ip_packets are the 4 good ones), unsupported_link_type "
+              "(unsupported.pcap), truncated (the file ends inside a record: a reader returns the whole "
+              "packets before it, then reports the truncation), no_timestamp_packets (1-based packet numbers "
+              "whose block carries no timestamp: the blocks.pcapng SPB; its first/last times are unaffected).",
+              "", "For comparison, libpcap 1.10.3 (pcap_open_offline + pcap_next_ex) reads every file in the first "
+              "two tables and eth-be.pcap, eth-ns.pcap, blocks.pcapng (15 packets) and tsoffset.pcapng, but: "
+              "multi-if.pcapng fails before the first packet with \"an interface has a type 113 different from "
+              "the type of the first interface\"; two-sections.pcapng returns the 8 packets of the first section "
+              "and then fails on the big-endian SHB (\"pcapng block size 1073741824 > maximum 16777216\"); "
+              "eth.pcap.gz is an \"unknown file format\"; the truncated files return 8 packets and then an "
+              "error (\"truncated dump file; ...\", \"truncated pcapng dump file; ...\").",
+              "", "Timestamps of the files in the first two tables are whole microseconds (eth.pcapng stores "
+              "them in nanoseconds, if_tsresol=9, with identical values) and those pcap files are little-endian "
+              "(magic bytes d4 c3 b2 a1); the format files differ as their table says."]
     with open(os.path.join(d, "EXPECTED.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
-    print(f"{d}: {len(files) + 2} captures written")
+    names = sorted(facts)
+    with open(os.path.join(d, "EXPECTED.json"), "w") as fh:
+        fh.write("{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(facts[k])}" for k in names) + "\n}\n")
+    print(f"{d}: {len(facts)} captures written")
 
 
 # ============================================================== tiny

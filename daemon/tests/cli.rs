@@ -308,3 +308,33 @@ fn feedback_records_the_decision_and_can_suppress_the_actor() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs --from"));
 }
+
+/// `flows` on a gzip-compressed capture read from standard input: every
+/// HTTP transaction of the keep-alive connection is in the record.
+#[test]
+fn flows_from_stdin_compressed_carry_every_transaction() {
+    use std::io::Write;
+    let plain = std::fs::read(repo().join("pcaps/apps/http-keepalive.pcap")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewatchd"))
+        .args(["flows", "-", "--output", "json:-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&gz).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let flows: Vec<serde_json::Value> =
+        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let keep_alive = flows.iter().find(|f| f["dst_port"] == 80).unwrap_or_else(|| panic!("{flows:?}"));
+    let http = &keep_alive["app"]["http"];
+    assert_eq!(http["host"], "a.example", "{http}");
+    assert_eq!(http["transaction_count"], 5, "{http}");
+    let uris: Vec<&str> = http["transactions"].as_array().unwrap().iter().map(|t| t["uri"].as_str().unwrap()).collect();
+    assert_eq!(uris, ["/img.png", "/api", "/x", "/chunked"]);
+    assert_eq!(http["transactions"][3]["response_body_len"], 59, "{http}");
+}

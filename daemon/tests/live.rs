@@ -276,9 +276,23 @@ impl Netns {
 /// Sends the demo capture once (or `loops` times) from inside the namespace;
 /// returns the packets tcpreplay reports as sent.
 fn tcpreplay(tools: &Tools, to: &SendEnd, rate: &[&str], loops: u32, limit: Duration) -> u64 {
+    tcpreplay_with(tools, tools.tcpreplay.to_str().unwrap(), to, rate, loops, limit)
+}
+
+/// One pass of the demo with its addresses rewritten by `seed` (tcpreplay-edit
+/// `--seed`): new flows every pass. Passes of the same bytes would not make
+/// new flows: a SYN repeating a flow's initial sequence number is a
+/// retransmission in that flow.
+fn tcpreplay_fresh(tools: &Tools, to: &SendEnd, seed: u32, limit: Duration) -> u64 {
+    let edit = tools.tcpreplay.with_file_name("tcpreplay-edit");
+    let seed = format!("--seed={seed}");
+    tcpreplay_with(tools, edit.to_str().unwrap(), to, &["--topspeed", &seed], 1, limit)
+}
+
+fn tcpreplay_with(tools: &Tools, program: &str, to: &SendEnd, rate: &[&str], loops: u32, limit: Duration) -> u64 {
     let loops = loops.to_string();
     let demo = demo();
-    let mut args = vec!["netns", "exec", &to.netns, tools.tcpreplay.to_str().unwrap(), "-i", &to.iface];
+    let mut args = vec!["netns", "exec", &to.netns, program, "-i", &to.iface];
     args.extend_from_slice(rate);
     args.extend(["--loop", &loops, &demo]);
     let o = run_bounded(&tools.ip, &args, limit);
@@ -1107,7 +1121,12 @@ fn dead_syslog_server_is_counted_and_recovered() {
     args.extend(["--syslog-events", "verdict,incident"]);
     let mut d = Daemon::capturing(&args);
     let to = ns.send_end();
-    let pass = || tcpreplay(&tools, &to, &["--topspeed"], 1, Duration::from_secs(60));
+    // Every pass makes new flows, so verdicts keep coming.
+    let seed = std::cell::Cell::new(0u32);
+    let pass = || {
+        seed.set(seed.get() + 1);
+        tcpreplay_fresh(&tools, &to, seed.get(), Duration::from_secs(60))
+    };
     let mut sent = pass();
     assert!(wait_until("messages", Duration::from_secs(15), || server.count() > 0), "{}", d.stderr());
     let before = server.count();

@@ -322,6 +322,97 @@ fn walk_mpls(data: &[u8], mut off: usize, t: &mut Tunnels) -> Result<Net, DropRe
     Err(DropReason::NotIp)
 }
 
+/// PPP (RFC 1661), with or without the HDLC address and control bytes
+/// (`ff 03`, RFC 1662): the protocol field says what follows. Frames of
+/// PPP-in-HDLC captures may be Cisco HDLC frames instead.
+fn walk_ppp(data: &[u8], mut off: usize, t: &mut Tunnels) -> Result<Net, DropReason> {
+    match (data.get(off), data.get(off + 1)) {
+        (Some(0xff), Some(0x03)) => off += 2,
+        (Some(0x0f | 0x8f), Some(0x00)) => return walk_cisco_hdlc(data, off, t),
+        (None, _) | (_, None) => return Err(DropReason::Truncated),
+        _ => {}
+    }
+    // Protocol-field compression (RFC 1661 §6.5): an odd first byte is a one-byte protocol.
+    let first = *data.get(off).ok_or(DropReason::Truncated)?;
+    let (proto, len) =
+        if first & 1 == 1 { (u16::from(first), 1) } else { (be16(data, off).ok_or(DropReason::Truncated)?, 2) };
+    match proto {
+        0x0021 | 0x0057 => Ok(Net::Ip(off + len)),
+        0x0281 => walk_mpls(data, off + len, t),
+        _ => Err(DropReason::NotIp),
+    }
+}
+
+/// Cisco HDLC: address, control, then an EtherType.
+fn walk_cisco_hdlc(data: &[u8], off: usize, t: &mut Tunnels) -> Result<Net, DropReason> {
+    let ether_type = be16(data, off + 2).ok_or(DropReason::Truncated)?;
+    walk_ether_type(data, ether_type, off + 4, t)
+}
+
+/// An IEEE 802.11 frame: data frames carry LLC/SNAP and then an EtherType.
+/// Management, control, null-function and protected (encrypted) frames carry no IP.
+fn walk_80211(data: &[u8], off: usize, t: &mut Tunnels) -> Result<Net, DropReason> {
+    let fc0 = *data.get(off).ok_or(DropReason::Truncated)?;
+    let fc1 = *data.get(off + 1).ok_or(DropReason::Truncated)?;
+    let (kind, subtype) = ((fc0 >> 2) & 0x3, fc0 >> 4);
+    const DATA: u8 = 2;
+    const PROTECTED: u8 = 0x40;
+    const ORDER: u8 = 0x80;
+    // Subtypes with bit 2 set (null function, CF-Ack, ...) have no body.
+    if fc0 & 0x3 != 0 || kind != DATA || subtype & 0x4 != 0 || fc1 & PROTECTED != 0 {
+        return Err(DropReason::NotIp);
+    }
+    let qos = subtype & 0x8 != 0;
+    let mut len = 24;
+    if fc1 & 0x3 == 0x3 {
+        len += 6; // a fourth address (WDS)
+    }
+    if qos {
+        len += 2;
+        if fc1 & ORDER != 0 {
+            len += 4; // HT control
+        }
+    }
+    let llc = off + len;
+    match data.get(llc..llc + 6) {
+        Some([0xaa, 0xaa, 0x03, 0x00, 0x00, 0x00 | 0xf8]) => {}
+        Some(_) => return Err(DropReason::NotIp),
+        None => return Err(DropReason::Truncated),
+    }
+    let ether_type = be16(data, llc + 6).ok_or(DropReason::Truncated)?;
+    walk_ether_type(data, ether_type, llc + 8, t)
+}
+
+/// Radiotap: a little-endian length at byte 2, then an 802.11 frame.
+fn walk_radiotap(data: &[u8], off: usize, t: &mut Tunnels) -> Result<Net, DropReason> {
+    let len = le16(data, off + 2).ok_or(DropReason::Truncated)?;
+    if data.get(off).copied() != Some(0) || len < 8 {
+        return Err(DropReason::NotIp);
+    }
+    walk_80211(data, off + usize::from(len), t)
+}
+
+/// PPI (Per-Packet Information): a little-endian header length and the
+/// link type of what follows it.
+fn walk_ppi(data: &[u8], t: &mut Tunnels) -> Result<Net, DropReason> {
+    let len = usize::from(le16(data, 2).ok_or(DropReason::Truncated)?);
+    let dlt = u32::from(le16(data, 4).ok_or(DropReason::Truncated)?)
+        | u32::from(le16(data, 6).ok_or(DropReason::Truncated)?) << 16;
+    if len < 8 || data.len() < len {
+        return Err(DropReason::Truncated);
+    }
+    match dlt {
+        1 => walk_ethernet(data, len, t),
+        105 => walk_80211(data, len, t),
+        127 => walk_radiotap(data, len, t),
+        _ => Err(DropReason::UnsupportedLinkType),
+    }
+}
+
+fn le16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
 /// Decodes one captured packet to a [`PacketInfo`]. An IP fragment is
 /// reported as [`DropReason::IpFragment`]; use [`decode_frame`] to get it.
 pub fn decode(pkt: &RawPacket<'_>) -> Result<PacketInfo, DropReason> {
@@ -346,6 +437,11 @@ pub fn decode_frame<'a>(pkt: &RawPacket<'a>) -> Result<Decoded<'a>, DropReason> 
             walk_ether_type(data, proto, 20, &mut tunnels)?
         }
         LinkType::RAW | LinkType::RAW_12 | LinkType::RAW_14 | LinkType::IPV4 | LinkType::IPV6 => Net::Ip(0),
+        LinkType::PPP | LinkType::PPP_HDLC => walk_ppp(data, 0, &mut tunnels)?,
+        LinkType::CISCO_HDLC => walk_cisco_hdlc(data, 0, &mut tunnels)?,
+        LinkType::IEEE802_11 => walk_80211(data, 0, &mut tunnels)?,
+        LinkType::RADIOTAP => walk_radiotap(data, 0, &mut tunnels)?,
+        LinkType::PPI => walk_ppi(data, &mut tunnels)?,
         LinkType::NULL | LinkType::LOOP => {
             let fam = data.get(..4).ok_or(DropReason::Truncated)?;
             let fam = [fam[0], fam[1], fam[2], fam[3]];

@@ -128,6 +128,10 @@ impl Default for FlowConfig {
     }
 }
 
+/// How long a connection attempt refused by a reset waits for a retried
+/// SYN with the same initial sequence number (Zeek's `tcp_reset_delay`).
+pub const RESET_RETRY_WAIT: Micros = 5_000_000;
+
 mod state {
     pub const SYN: u8 = 1; // initiator's SYN seen
     pub const SYN_ACK: u8 = 2;
@@ -262,6 +266,21 @@ impl Flow {
         self.tcp_state & (state::FIN_FWD | state::FIN_BWD | state::RST_FWD | state::RST_BWD) != 0
     }
 
+    /// The packet is the initiator's SYN again, with the same initial
+    /// sequence number: a retransmission in this connection, even after a
+    /// reset, not a new connection (tshark's and Zeek's rule).
+    fn repeats_initial_syn(&self, p: &PacketInfo, src_is_lo: bool) -> bool {
+        src_is_lo == self.initiator_is_lo
+            && self.tcp_state & state::SYN != 0
+            && p.tcp.as_ref().is_some_and(|t| t.seq == self.syn_seq[0])
+    }
+
+    /// The initiator's SYN was reset before the handshake completed.
+    fn reset_before_established(&self) -> bool {
+        self.tcp_state & (state::SYN | state::ESTABLISHED) == state::SYN
+            && self.tcp_state & (state::RST_FWD | state::RST_BWD) != 0
+    }
+
     /// The initiator's SYN and the responder's SYN-ACK sequence numbers, where seen.
     pub fn handshake_seqs(&self) -> (Option<u32>, Option<u32>) {
         let seen = |bit: u8, i: usize| (self.tcp_state & bit != 0).then_some(self.syn_seq[i]);
@@ -295,6 +314,11 @@ impl Flow {
 
     fn idle_timeout(&self, cfg: &FlowConfig) -> Micros {
         match self.key.proto {
+            // A client refused by a reset may retry with the same SYN: wait
+            // as long as Zeek's `tcp_reset_delay`, so the retry stays in this flow.
+            PROTO_TCP if self.is_closed() && self.reset_before_established() => {
+                cfg.tcp_closed_timeout.max(RESET_RETRY_WAIT)
+            }
             PROTO_TCP if self.is_closed() => cfg.tcp_closed_timeout,
             PROTO_TCP => cfg.tcp_idle_timeout,
             PROTO_UDP => cfg.udp_idle_timeout,
@@ -429,7 +453,7 @@ impl FlowTable {
         let mut slot = self.find(&key, hash);
         if let Some(s) = slot {
             let end_existing = self.flow(s).and_then(|f| {
-                if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() {
+                if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() && !f.repeats_initial_syn(p, src_is_lo) {
                     Some(EndReason::PortReuse)
                 } else {
                     // Expired since the last sweep: end it before it takes this packet.
@@ -593,7 +617,10 @@ mod tests {
             ]
         };
         let mut pkts = conn(1_000_000);
-        pkts.extend(conn(2_000_000));
+        let mut second = conn(2_000_000);
+        // The second connection has a new initial sequence number.
+        second.iter_mut().for_each(|p| p.tcp.iter_mut().for_each(|t| t.seq = t.seq.wrapping_add(7_000)));
+        pkts.extend(second);
         let ended = run(&mut t, &pkts);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].1, EndReason::PortReuse);
@@ -605,6 +632,36 @@ mod tests {
         t.expire(2_000_005 + FlowConfig::default().tcp_closed_timeout, &mut |fl, r| rest.push((fl, r)));
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].1, EndReason::Closed);
+    }
+
+    #[test]
+    fn a_syn_repeating_the_initial_sequence_number_stays_in_its_flow() {
+        let syn = |ts: Micros, seq: u32| {
+            let mut p = tcp(ts, true, f::SYN);
+            p.tcp.iter_mut().for_each(|t| t.seq = seq);
+            p
+        };
+        let reset = |ts: Micros| tcp(ts, false, f::RST | f::ACK);
+        // Reset, retried with the same ISN twice: one connection attempt.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let ended = run(&mut t, &[syn(10, 77), reset(11), syn(500_000, 77), reset(500_001), syn(900_000, 77)]);
+        assert!(ended.is_empty(), "{:?}", ended.iter().map(|e| e.1).collect::<Vec<_>>());
+        assert_eq!(t.len(), 1);
+        let mut all = Vec::new();
+        t.drain(&mut |fl, r| all.push((fl, r)));
+        assert_eq!(all[0].0.packets(), 5);
+        // Reset, then a SYN with a new ISN: a new connection.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let ended = run(&mut t, &[syn(10, 77), reset(11), syn(500_000, 78)]);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::PortReuse);
+        assert_eq!(ended[0].0.packets(), 2);
+        // A SYN from the responder's side with the initiator's ISN is no retransmission.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut back = tcp(500_000, false, f::SYN);
+        back.tcp.iter_mut().for_each(|t| t.seq = 77);
+        let ended = run(&mut t, &[syn(10, 77), reset(11), back]);
+        assert_eq!(ended.len(), 1);
     }
 
     #[test]

@@ -43,6 +43,52 @@ fn every_supported_link_type_decodes_the_same_conversation() {
     }
 }
 
+/// Every capture in pcaps/linktypes against the facts tshark gave for it
+/// (EXPECTED.json, written by `python3 pcaps/generate.py linktypes`): more
+/// link types (PPP, PPP-in-HDLC, Cisco HDLC, PPI, radiotap 802.11) and the
+/// capture formats libpcap could not read (pcapng interfaces of different
+/// link types, several sections, big-endian sections, Simple and obsolete
+/// Packet blocks, timestamp resolutions and offsets, gzip).
+#[test]
+fn every_capture_agrees_with_its_expected_facts() {
+    let dir = common::pcap("linktypes");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("EXPECTED.json")).unwrap()).unwrap();
+    let eth = common::features_of(&[dir.join("eth.pcap")], 0).1;
+    let rows_of = |rows: &[common::Row]| {
+        let mut v: Vec<_> = rows.iter().map(|(r, f)| (r.flow_id, r.packets, f.clone())).collect();
+        v.sort_by_key(|r| r.0);
+        v
+    };
+    let mut checked = 0;
+    for (file, want) in expected.as_object().unwrap() {
+        // Drops by reason of these two are checked above, with their reasons.
+        if file == "malformed.pcap" || file == "unsupported.pcap" {
+            continue;
+        }
+        let n = |k: &str| want[k].as_u64().unwrap();
+        let (stats, rows) = common::features_of(&[dir.join(file)], 0);
+        assert_eq!(stats.packets, n("packets"), "{file}: {:?}", stats.partial_reads);
+        assert_eq!(stats.decoded, n("ip_packets"), "{file}: drops {:?}", stats.drops);
+        assert_eq!(stats.drop_count(DropReason::NotIp), n("non_ip"), "{file}");
+        let count = |p: &str| rows.iter().filter(|(r, _)| r.trigger == Trigger::End && r.proto == p).count() as u64;
+        assert_eq!(
+            (count("tcp"), count("udp"), count("icmp")),
+            (n("tcp_flows"), n("udp_flows"), n("icmp_flows")),
+            "{file}"
+        );
+        let cut = file.starts_with("truncated");
+        assert_eq!(stats.partial_reads.len(), usize::from(cut), "{file}: {:?}", stats.partial_reads);
+        // Same packets at the same microseconds as eth.pcap: the same flows and rows.
+        let same_times = !["tsoffset.pcapng", "blocks.pcapng", "ipv4.pcap", "ipv6.pcap"].contains(&file.as_str());
+        if !cut && same_times && n("ip_packets") == 15 {
+            assert_eq!(rows_of(&rows), rows_of(&eth), "{file} differs from eth.pcap");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 22, "{checked}");
+}
+
 #[test]
 fn unsupported_link_type_is_counted_not_fatal() {
     let (stats, rows) = common::features_of(&[common::pcap("linktypes/unsupported.pcap")], 0);

@@ -1,5 +1,7 @@
 //! End-to-end replay benchmark: on one capture, in one run, measures
-//!   (a) the floor: a bare libpcap read loop over the file,
+//!   (a) the floor: a bare libpcap read loop over the file, and beside it the
+//!       same loop over Tidewatch's own reader (`CaptureReader`), which
+//!       replaced libpcap for files and must be at least as fast,
 //!   (b) read + decode,
 //!   (c) the full Tidewatch pipeline (defrag, TCP reassembly, app parsers,
 //!       features, host context, inference, JSON verdicts to /dev/null) on
@@ -25,6 +27,18 @@ fn floor(file: &PathBuf) -> Result<(u64, f64), String> {
     while let Ok(p) = cap.next_packet() {
         n += 1;
         bytes += u64::from(p.header.caplen);
+    }
+    std::hint::black_box(bytes);
+    Ok((n, start.elapsed().as_secs_f64()))
+}
+
+fn native_read(file: &std::path::Path) -> Result<(u64, f64), String> {
+    let start = Instant::now();
+    let mut reader = tidewatch::source::CaptureReader::open(file)?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while let Some(p) = reader.next_packet() {
+        n += 1;
+        bytes += p.data.len() as u64;
     }
     std::hint::black_box(bytes);
     Ok((n, start.elapsed().as_secs_f64()))
@@ -98,6 +112,7 @@ fn main() -> Result<(), String> {
         Ok::<(), String>(())
     };
     measure("(a) libpcap read loop (floor)", &mut || floor(&file).map(|(n, s)| (n, s, None)))?;
+    measure("(a') Tidewatch's reader, read loop", &mut || native_read(&file).map(|(n, s)| (n, s, None)))?;
     measure("(b) read + decode", &mut || read_decode(&file).map(|(n, s)| (n, s, None)))?;
     let mut stage = |name: &str, workers: usize, inspect: bool| {
         measure(name, &mut || pipeline(&file, &model, workers, inspect).map(|(n, s, j)| (n, s, Some(j))))

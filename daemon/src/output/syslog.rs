@@ -702,7 +702,7 @@ pub(crate) mod tests {
     #[test]
     fn verdicts_carry_the_application_metadata_an_analyst_acts_on() {
         let mut v = verdict("exfil");
-        let dns = tidewatch::app::dns::DnsMeta { query: "aGk.t.example.com".into(), qtype: 16, ..Default::default() };
+        let dns = tidewatch::app::dns::DnsMeta::new("aGk.t.example.com", 16);
         let app =
             tidewatch::app::AppMeta { proto: tidewatch::app::AppProto::Dns, dns: Some(dns), ..Default::default() };
         v.flow.detail = Arc::new(tidewatch::sink::FlowDetail { app: Some(app), ..Default::default() });

@@ -1,7 +1,13 @@
-//! DNS over UDP and TCP: the first query's name and type, the first
-//! response's code and answer count, and counters over every message of the
-//! flow ([`DnsFlowStats`]): a tunnel or a resolver-to-resolver flow carries
-//! thousands of queries on one 5-tuple, and its first query says little. A
+//! DNS over UDP and TCP (and mDNS and LLMNR, which share its format): every
+//! transaction of a flow, and counters over every message ([`DnsFlowStats`]).
+//! A tunnel or a resolver-to-resolver flow carries thousands of queries on
+//! one 5-tuple, and its first query says little.
+//!
+//! A transaction is one question and the response with the same id and
+//! name. The first transaction fills [`DnsMeta`]'s own fields (as before);
+//! the later ones go to [`DnsMeta::transactions`], at most
+//! [`MAX_TRANSACTIONS`] of them and [`MAX_STORED_NAME_BYTES`] of names, and
+//! [`DnsMeta::transaction_count`] counts every one, stored or not. A
 //! message is recognised only when its header, question and every resource
 //! record parse and end exactly at the message's end.
 
@@ -18,9 +24,77 @@ pub struct DnsMeta {
     /// Answer count of the first response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answers: Option<u16>,
+    /// The transactions after the first, in order, bounded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transactions: Vec<DnsTransaction>,
+    /// Transactions in the flow, the first and any past the bound included;
+    /// written when there is more than one.
+    #[serde(skip_serializing_if = "at_most_one")]
+    pub transaction_count: u32,
+    /// Message id of the first transaction (to match its response).
+    #[serde(skip)]
+    first_id: u16,
+    /// Bytes of names held in `transactions`.
+    #[serde(skip)]
+    stored_name_bytes: usize,
     /// Counters over every message of the flow (features, not JSON).
     #[serde(skip)]
     pub stats: DnsFlowStats,
+}
+
+/// Transactions kept per flow after the first.
+pub const MAX_TRANSACTIONS: usize = 256;
+/// Bytes of query names kept per flow in [`DnsMeta::transactions`].
+pub const MAX_STORED_NAME_BYTES: usize = 16 * 1024;
+
+fn at_most_one(n: &u32) -> bool {
+    *n <= 1
+}
+
+/// One DNS transaction after a flow's first: the same fields as [`DnsMeta`]'s own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DnsTransaction {
+    pub query: String,
+    pub qtype: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u16>,
+    #[serde(skip)]
+    id: u16,
+}
+
+impl DnsMeta {
+    /// A flow's first transaction: a query for `query` of type `qtype`.
+    pub fn new(query: impl Into<String>, qtype: u16) -> Self {
+        DnsMeta { query: query.into(), qtype, transaction_count: 1, ..Default::default() }
+    }
+
+    /// Every query name of the flow, in order: the first, then the later transactions'.
+    pub fn queries(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.query.as_str()).chain(self.transactions.iter().map(|t| t.query.as_str()))
+    }
+
+    fn push(&mut self, t: DnsTransaction) {
+        self.transaction_count = self.transaction_count.saturating_add(1);
+        if self.transactions.len() < MAX_TRANSACTIONS && self.stored_name_bytes + t.query.len() <= MAX_STORED_NAME_BYTES
+        {
+            self.stored_name_bytes += t.query.len();
+            self.transactions.push(t);
+        }
+    }
+
+    /// The newest unanswered transaction with this id and name (the first one last).
+    fn pending(&mut self, id: u16, name: &str) -> Option<(&mut Option<u8>, &mut Option<u16>)> {
+        let same = |tid: u16, q: &str, rcode: &Option<u8>| tid == id && rcode.is_none() && q.eq_ignore_ascii_case(name);
+        if let Some(t) = self.transactions.iter_mut().rev().find(|t| same(t.id, &t.query, &t.rcode)) {
+            return Some((&mut t.rcode, &mut t.answers));
+        }
+        if same(self.first_id, &self.query, &self.rcode) {
+            return Some((&mut self.rcode, &mut self.answers));
+        }
+        None
+    }
 }
 
 /// Counters over every DNS message of a flow, in fixed memory.
@@ -113,11 +187,14 @@ fn mix(s: &str) -> u64 {
 /// A structurally valid DNS message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Message {
+    pub id: u16,
     pub response: bool,
     pub rcode: u8,
     pub ancount: u16,
     pub qname: String,
     pub qtype: u16,
+    /// Questions after the first (mDNS queries may ask several).
+    pub more: Vec<(String, u16)>,
 }
 
 /// Appends one label: printable ASCII as is, '.' and '\\' escaped, UTF-8 text kept
@@ -188,7 +265,7 @@ fn read_name(msg: &[u8], at: usize) -> Option<(String, usize)> {
 /// Parses a whole DNS message; None unless it parses exactly.
 pub(crate) fn parse(msg: &[u8]) -> Option<Message> {
     let mut r = Rd::new(msg);
-    let _id = r.u16()?;
+    let id = r.u16()?;
     let flags = r.u16()?;
     let (qd, an, ns, ar) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
     let opcode = (flags >> 11) & 0xf;
@@ -198,6 +275,7 @@ pub(crate) fn parse(msg: &[u8]) -> Option<Message> {
     }
     let mut pos = 12;
     let mut first = None;
+    let mut more = Vec::new();
     for _ in 0..qd {
         let (name, after) = read_name(msg, pos)?;
         let mut r = Rd::new(msg.get(after..)?);
@@ -207,7 +285,11 @@ pub(crate) fn parse(msg: &[u8]) -> Option<Message> {
             return None;
         }
         pos = after + 4;
-        first.get_or_insert((name, qtype));
+        if first.is_none() {
+            first = Some((name, qtype));
+        } else {
+            more.push((name, qtype));
+        }
     }
     let (qname, qtype) = first?;
     for _ in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
@@ -222,7 +304,7 @@ pub(crate) fn parse(msg: &[u8]) -> Option<Message> {
     if pos != msg.len() {
         return None;
     }
-    Some(Message { response: flags & 0x8000 != 0, rcode: (flags & 0xf) as u8, ancount: an, qname, qtype })
+    Some(Message { id, response: flags & 0x8000 != 0, rcode: (flags & 0xf) as u8, ancount: an, qname, qtype, more })
 }
 
 /// UDP content probe.
@@ -241,23 +323,70 @@ pub(crate) fn probe_tcp(b: &[u8], _from_initiator: bool) -> Probe {
     if len < 17 || len + 2 > MAX_BUFFER {
         return Probe::No;
     }
+    // Judge the header as soon as it is there, rather than waiting for a
+    // length that text (a "220 " banner) makes look like 12 KiB.
+    if let Some(h) = b.get(2..14) {
+        let opcode = (h[2] >> 3) & 0xf;
+        let questions = u16::from_be_bytes([h[4], h[5]]);
+        if !matches!(opcode, 0 | 2 | 4 | 5) || !(1..=64).contains(&questions) {
+            return Probe::No;
+        }
+    }
     match b.get(2..2 + len) {
         None => Probe::NeedMore,
         Some(m) => probe_message(m),
     }
 }
 
-/// Applies one message: the first query and response fill the fields, every
-/// message counts in [`DnsFlowStats`]. A direction is never finished by
-/// DNS itself, so every message of the flow is seen.
+/// Applies one message: a question opens a transaction (the first fills
+/// [`DnsMeta`]'s own fields), a response completes the newest open one with
+/// its id and name, or opens its own when none is open; every message counts
+/// in [`DnsFlowStats`]. A direction is never finished by DNS itself, so every
+/// message of the flow is seen.
 pub(crate) fn on_message(meta: &mut AppMeta, data: &[u8]) {
     let Some(m) = parse(data) else { return };
-    let d = meta.dns.get_or_insert_with(|| DnsMeta { query: m.qname.clone(), qtype: m.qtype, ..Default::default() });
-    if m.response && d.rcode.is_none() {
-        d.rcode = Some(m.rcode);
-        d.answers = Some(m.ancount);
-    }
+    let Some(d) = meta.dns.as_mut() else {
+        let mut d = DnsMeta {
+            query: m.qname.clone(),
+            qtype: m.qtype,
+            first_id: m.id,
+            transaction_count: 1,
+            ..Default::default()
+        };
+        d.stats.add(&m);
+        if m.response {
+            d.rcode = Some(m.rcode);
+            d.answers = Some(m.ancount);
+        } else {
+            for (query, qtype) in m.more {
+                d.push(DnsTransaction { query, qtype, id: m.id, ..Default::default() });
+            }
+        }
+        meta.dns = Some(d);
+        return;
+    };
     d.stats.add(&m);
+    if m.response {
+        match d.pending(m.id, &m.qname) {
+            Some((rcode, answers)) => {
+                *rcode = Some(m.rcode);
+                *answers = Some(m.ancount);
+            }
+            None => d.push(DnsTransaction {
+                query: m.qname,
+                qtype: m.qtype,
+                rcode: Some(m.rcode),
+                answers: Some(m.ancount),
+                id: m.id,
+            }),
+        }
+    } else if d.pending(m.id, &m.qname).is_none() {
+        // (A query repeating an open transaction is a retransmission.)
+        d.push(DnsTransaction { query: m.qname, qtype: m.qtype, id: m.id, ..Default::default() });
+        for (query, qtype) in m.more {
+            d.push(DnsTransaction { query, qtype, id: m.id, ..Default::default() });
+        }
+    }
 }
 
 /// TCP: takes every whole length-prefixed message from the start of `buf`.
@@ -428,5 +557,81 @@ mod tests {
         assert_eq!(m.as_ref().map(|m| (m.qname.as_str(), m.qtype)), Some(("_http._tcp.local", 12)));
         q.push(0);
         assert!(parse(&q).is_none());
+    }
+
+    /// A one-question message for `name` (labels split on '.').
+    fn msg(id: u16, response: bool, rcode: u8, name: &str, qtype: u16) -> Vec<u8> {
+        let flags: u16 = if response { 0x8180 | u16::from(rcode) } else { 0x0100 };
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend(flags.to_be_bytes());
+        m.extend([0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.') {
+            m.push(label.len() as u8);
+            m.extend(label.as_bytes());
+        }
+        m.extend([0, 0, qtype as u8, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn every_transaction_of_a_flow_is_reported_in_order() {
+        let mut p = AppParser::new(17, 40001, 53);
+        p.on_datagram(true, &msg(1, false, 0, "a.example", 1));
+        p.on_datagram(false, &msg(1, true, 0, "a.example", 1));
+        p.on_datagram(true, &msg(2, false, 0, "b.example", 16));
+        p.on_datagram(true, &msg(2, false, 0, "b.example", 16)); // retransmitted
+        p.on_datagram(true, &msg(3, false, 0, "c.example", 28));
+        p.on_datagram(false, &msg(2, true, 3, "b.example", 16));
+        p.on_datagram(false, &msg(9, true, 0, "unasked.example", 1));
+        let d = p.meta().dns.clone().unwrap_or_default();
+        assert_eq!((d.query.as_str(), d.rcode), ("a.example", Some(0)));
+        let t: Vec<_> = d.transactions.iter().map(|t| (t.query.as_str(), t.qtype, t.rcode)).collect();
+        assert_eq!(t, [("b.example", 16, Some(3)), ("c.example", 28, None), ("unasked.example", 1, Some(0))]);
+        assert_eq!(d.transaction_count, 4);
+        assert_eq!(d.queries().collect::<Vec<_>>(), ["a.example", "b.example", "c.example", "unasked.example"]);
+        let json = serde_json::to_value(&d).unwrap_or_default();
+        assert_eq!(json["transaction_count"], 4);
+        assert_eq!(
+            json["transactions"][0],
+            serde_json::json!({"query": "b.example", "qtype": 16, "rcode": 3, "answers": 0})
+        );
+        // One transaction: today's fields only.
+        let mut p = AppParser::new(17, 40001, 53);
+        p.on_datagram(true, &msg(1, false, 0, "a.example", 1));
+        let json = serde_json::to_string(&p.meta().dns).unwrap_or_default();
+        assert_eq!(json, r#"{"query":"a.example","qtype":1}"#);
+    }
+
+    #[test]
+    fn transactions_are_bounded_and_counted_beyond_the_bound() {
+        let mut p = AppParser::new(17, 40001, 53);
+        for i in 0..1000u16 {
+            p.on_datagram(true, &msg(i, false, 0, &format!("q{i}.t.example"), 16));
+        }
+        let d = p.meta().dns.clone().unwrap_or_default();
+        assert_eq!(d.transactions.len(), MAX_TRANSACTIONS);
+        assert_eq!(d.transaction_count, 1000);
+        assert_eq!(d.transactions[0].query, "q1.t.example");
+        // Long names: the byte bound holds first.
+        let mut p = AppParser::new(17, 40001, 53);
+        let long = ["a".repeat(63), "b".repeat(63), "c".repeat(63)].join(".");
+        for i in 0..1000u16 {
+            p.on_datagram(true, &msg(i, false, 0, &format!("{long}.x{i}"), 16));
+        }
+        let d = p.meta().dns.clone().unwrap_or_default();
+        assert!(d.transactions.iter().map(|t| t.query.len()).sum::<usize>() <= MAX_STORED_NAME_BYTES);
+        assert!(d.transactions.len() < MAX_TRANSACTIONS);
+        assert_eq!(d.transaction_count, 1000);
+    }
+
+    #[test]
+    fn every_question_of_an_mdns_query_is_a_transaction() {
+        let mut q = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x05_http\x04_tcp\x05local\x00\x00\x0c\x80\x01");
+        q.extend_from_slice(b"\x04_ipp\xc0\x12\x00\x0c\x80\x01");
+        let mut p = AppParser::new(17, 5353, 5353);
+        p.on_datagram(true, &q);
+        let d = p.meta().dns.clone().unwrap_or_default();
+        assert_eq!(d.queries().collect::<Vec<_>>(), ["_http._tcp.local", "_ipp._tcp.local"]);
     }
 }

@@ -1,11 +1,18 @@
-//! HTTP/1.x: the first request (method, host, URI, user agent) and the first
-//! final response (status, content type). Header blocks may span any number of
-//! `on_stream` calls; they are bounded by the per-direction buffer.
+//! HTTP/1.x: every request and response of a connection, keep-alive and
+//! pipelined: method, host, URI, user agent, status, content type and body
+//! sizes. Bodies are framed as RFC 9112 §6 says (Content-Length, chunked, no
+//! body for HEAD, 1xx, 204 and 304, or until the connection closes) and
+//! skipped, never buffered. The first transaction fills [`HttpMeta`]'s own
+//! fields, as before; the later ones go to [`HttpMeta::transactions`]
+//! (bounded) and [`HttpMeta::transaction_count`] counts them all. A `CONNECT`
+//! answered 2xx, or a `101 Switching Protocols`, ends HTTP on the connection:
+//! what follows is a tunnel ([`Step::Upgraded`]), where TLS is looked for.
 
 use super::{text, AppMeta, Probe};
 
+/// One request and its response.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct HttpMeta {
+pub struct HttpTransaction {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -18,6 +25,84 @@ pub struct HttpMeta {
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// Body bytes of the request (after de-chunking), where it has a body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body_len: Option<u64>,
+    /// Body bytes of the response seen so far (after de-chunking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body_len: Option<u64>,
+}
+
+impl HttpTransaction {
+    fn text_len(&self) -> usize {
+        [&self.method, &self.host, &self.uri, &self.user_agent, &self.content_type]
+            .iter()
+            .map(|f| f.as_ref().map_or(0, String::len))
+            .sum()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HttpMeta {
+    /// The first transaction (its fields at the top level of the JSON, as before).
+    #[serde(flatten)]
+    pub first: HttpTransaction,
+    /// The transactions after the first, in order, bounded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transactions: Vec<HttpTransaction>,
+    /// Transactions in the connection, the first and any past the bound
+    /// included; written when there is more than one.
+    #[serde(skip_serializing_if = "at_most_one")]
+    pub transaction_count: u32,
+    #[serde(skip)]
+    stored_text: usize,
+}
+
+fn at_most_one(n: &u32) -> bool {
+    *n <= 1
+}
+
+/// Transactions kept per connection after the first.
+pub const MAX_TRANSACTIONS: usize = 256;
+/// Bytes of text fields kept per connection in [`HttpMeta::transactions`].
+pub const MAX_STORED_TEXT: usize = 16 * 1024;
+
+impl HttpMeta {
+    /// Transaction `i` (0 is the first), created when it is the next one;
+    /// `None` past the bound.
+    fn tx(&mut self, i: u32) -> Option<&mut HttpTransaction> {
+        if i == 0 {
+            return Some(&mut self.first);
+        }
+        let k = (i - 1) as usize;
+        if k == self.transactions.len() && k < MAX_TRANSACTIONS && self.stored_text < MAX_STORED_TEXT {
+            self.transactions.push(HttpTransaction::default());
+        }
+        self.transactions.get_mut(k)
+    }
+
+    fn seen(&mut self, i: u32) {
+        self.transaction_count = self.transaction_count.max(i.saturating_add(1));
+        let k = i.saturating_sub(1) as usize;
+        if i > 0 {
+            if let Some(t) = self.transactions.get(k) {
+                self.stored_text =
+                    self.transactions.iter().take(k).map(HttpTransaction::text_len).sum::<usize>() + t.text_len();
+            }
+        }
+    }
+
+    /// Every host of the connection, in order.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.first).chain(&self.transactions).filter_map(|t| t.host.as_deref())
+    }
+}
+
+impl std::ops::Deref for HttpMeta {
+    type Target = HttpTransaction;
+    fn deref(&self) -> &HttpTransaction {
+        &self.first
+    }
 }
 
 const METHODS: [&[u8]; 14] = [
@@ -39,6 +124,8 @@ const METHODS: [&[u8]; 14] = [
 const RESPONSE: &[u8] = b"HTTP/1.";
 /// Longest text field kept.
 const MAX_FIELD: usize = 512;
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 1024;
 
 fn prefix_probe(b: &[u8], token: &[u8]) -> Probe {
     let n = b.len().min(token.len());
@@ -99,40 +186,271 @@ fn header<'a>(block: &'a [u8], name: &str) -> Option<&'a [u8]> {
     })
 }
 
-/// Parses complete header blocks at the start of `buf`. True when this direction is finished.
-pub(crate) fn on_stream(meta: &mut AppMeta, _from_initiator: bool, buf: &mut Vec<u8>) -> bool {
-    loop {
-        // Tolerate blank lines between messages.
-        let skip = buf.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
-        buf.drain(..skip);
-        let Some(end) = header_end(buf) else { return false };
-        let block = buf.get(..end).unwrap_or(&[]);
+/// How the bytes after a header block are framed, in one direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Framing {
+    /// Expecting a header block (or blank lines).
+    #[default]
+    Headers,
+    /// This many body bytes remain.
+    Body(u64),
+    /// A chunked body: expecting a chunk-size line.
+    ChunkSize,
+    /// A chunked body: this many bytes of the current chunk remain.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer lines after the last chunk, up to an empty line.
+    Trailers,
+    /// The body runs to the end of the connection.
+    UntilClose,
+    /// After a `CONNECT`: what follows waits for the response, which makes it a tunnel or not.
+    AwaitTunnel,
+}
+
+/// What parsing one direction's bytes came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Waiting for more bytes.
+    More,
+    /// Nothing more to parse in this direction (not HTTP any more, or a bound).
+    Finished,
+    /// The connection became a tunnel: the rest of `buf`, and everything
+    /// after it in both directions, is not HTTP.
+    Upgraded,
+}
+
+/// Parsing state of one HTTP connection.
+#[derive(Debug, Default)]
+pub(crate) struct HttpState {
+    framing: [Framing; 2],
+    /// Which transaction the body being read in each direction belongs to, and whether it is a request's.
+    body_of: [(u32, bool); 2],
+    requests: u32,
+    responses: u32,
+    /// Methods of requests not answered yet, up to a bound (HEAD and CONNECT change the response's framing).
+    open_methods: std::collections::VecDeque<Method>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Head,
+    Connect,
+    Other,
+}
+
+/// Requests remembered for pipelined responses.
+const MAX_OPEN_REQUESTS: usize = 64;
+
+impl HttpState {
+    /// Parses what it can from the start of `buf` (one direction's bytes) and
+    /// drains it.
+    pub(crate) fn on_stream(&mut self, meta: &mut AppMeta, from_initiator: bool, buf: &mut Vec<u8>) -> Step {
+        let d = usize::from(!from_initiator);
+        let mut at = 0;
+        let step = loop {
+            let rest = buf.get(at..).unwrap_or(&[]);
+            let framing = self.framing.get(d).copied().unwrap_or_default();
+            match framing {
+                Framing::Headers => {
+                    // Tolerate blank lines between messages.
+                    let skip = rest.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
+                    at += skip;
+                    let rest = buf.get(at..).unwrap_or(&[]);
+                    if rest.is_empty() {
+                        break Step::More;
+                    }
+                    if probe(rest, from_initiator) == Probe::No {
+                        break Step::Finished;
+                    }
+                    let Some(end) = header_end(rest) else { break Step::More };
+                    let block = rest.get(..end).unwrap_or(&[]);
+                    at += end;
+                    let h = meta.http.get_or_insert_with(HttpMeta::default);
+                    match self.on_header_block(h, d, block) {
+                        Some(Step::Upgraded) => break Step::Upgraded,
+                        _ => continue,
+                    }
+                }
+                Framing::Body(n) | Framing::ChunkData(n) => {
+                    let k = n.min(rest.len() as u64);
+                    at += k as usize;
+                    self.count_body(meta, d, k);
+                    let left = n - k;
+                    let next = match (framing, left) {
+                        (Framing::Body(_), 0) => Framing::Headers,
+                        (Framing::Body(_), _) => Framing::Body(left),
+                        (_, 0) => Framing::ChunkEnd,
+                        _ => Framing::ChunkData(left),
+                    };
+                    self.set(d, next);
+                    if left > 0 {
+                        break Step::More;
+                    }
+                }
+                Framing::AwaitTunnel => break Step::More,
+                Framing::UntilClose => {
+                    self.count_body(meta, d, rest.len() as u64);
+                    at = buf.len();
+                    break Step::More;
+                }
+                Framing::ChunkSize | Framing::ChunkEnd | Framing::Trailers => {
+                    let Some(nl) = rest.iter().position(|&c| c == b'\n') else {
+                        break if rest.len() > MAX_LINE { Step::Finished } else { Step::More };
+                    };
+                    let line = rest.get(..nl).unwrap_or(&[]);
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    at += nl + 1;
+                    let next = match framing {
+                        Framing::ChunkEnd if line.is_empty() => Framing::ChunkSize,
+                        Framing::ChunkEnd => break Step::Finished,
+                        Framing::Trailers if line.is_empty() => Framing::Headers,
+                        Framing::Trailers => Framing::Trailers,
+                        _ => {
+                            let size = line.split(|&c| c == b';').next().unwrap_or(&[]).trim_ascii();
+                            match std::str::from_utf8(size).ok().and_then(|s| u64::from_str_radix(s, 16).ok()) {
+                                Some(0) => Framing::Trailers,
+                                Some(n) => Framing::ChunkData(n),
+                                None => break Step::Finished,
+                            }
+                        }
+                    };
+                    self.set(d, next);
+                }
+            }
+        };
+        buf.drain(..at.min(buf.len()));
+        step
+    }
+
+    /// How many of the next `len` bytes of this direction are body bytes
+    /// that can be passed over without being buffered (a body of known
+    /// length, or one that runs to the end of the connection); counts them.
+    pub(crate) fn skip_body(&mut self, meta: &mut AppMeta, from_initiator: bool, len: usize) -> usize {
+        let d = usize::from(!from_initiator);
+        let (k, next) = match self.framing.get(d).copied().unwrap_or_default() {
+            Framing::Body(n) => {
+                let k = n.min(len as u64);
+                (k, if k == n { Framing::Headers } else { Framing::Body(n - k) })
+            }
+            Framing::ChunkData(n) => {
+                let k = n.min(len as u64);
+                (k, if k == n { Framing::ChunkEnd } else { Framing::ChunkData(n - k) })
+            }
+            Framing::UntilClose => (len as u64, Framing::UntilClose),
+            _ => return 0,
+        };
+        self.count_body(meta, d, k);
+        self.set(d, next);
+        k as usize
+    }
+
+    fn set(&mut self, d: usize, f: Framing) {
+        if let Some(x) = self.framing.get_mut(d) {
+            *x = f;
+        }
+    }
+
+    fn count_body(&self, meta: &mut AppMeta, d: usize, n: u64) {
+        let Some(&(i, request)) = self.body_of.get(d) else { return };
+        let Some(t) = meta.http.as_mut().and_then(|h| h.tx(i)) else { return };
+        let len = if request { &mut t.request_body_len } else { &mut t.response_body_len };
+        *len = Some(len.unwrap_or(0).saturating_add(n));
+    }
+
+    /// Applies one header block; `Some(Step::Upgraded)` when the connection became a tunnel.
+    fn on_header_block(&mut self, h: &mut HttpMeta, d: usize, block: &[u8]) -> Option<Step> {
         let first = lines(block).next().unwrap_or(&[]);
         let mut parts = first.splitn(3, |&c| c == b' ');
         let (a, b) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));
-        let h = meta.http.get_or_insert_with(HttpMeta::default);
+        let content_length = header(block, "content-length")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let chunked = header(block, "transfer-encoding").is_some_and(|v| {
+            v.split(|&c| c == b',').next_back().is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
         if a.starts_with(RESPONSE) {
             let status = std::str::from_utf8(b).ok().and_then(|s| s.parse::<u16>().ok());
-            match status {
-                // Interim responses: the final one follows.
-                Some(s @ 100..=199) if s != 101 => {
-                    buf.drain(..end);
-                    continue;
-                }
-                _ => {
-                    if h.status.is_none() {
-                        h.status = status;
-                        h.content_type = header(block, "content-type").map(|v| text(v, MAX_FIELD));
-                    }
+            // Interim responses: the final one follows.
+            if matches!(status, Some(100..=199)) && status != Some(101) {
+                return None;
+            }
+            let i = self.responses;
+            self.responses = self.responses.saturating_add(1);
+            let method = self.open_methods.pop_front().unwrap_or(Method::Other);
+            if let Some(t) = h.tx(i) {
+                t.status = status;
+                t.content_type = header(block, "content-type").map(|v| text(v, MAX_FIELD));
+            }
+            h.seen(i);
+            let s = status.unwrap_or(0);
+            if s == 101 || (method == Method::Connect && (200..300).contains(&s)) {
+                return Some(Step::Upgraded);
+            }
+            if method == Method::Connect {
+                // Refused: the client's side is HTTP again.
+                let other = 1 - d.min(1);
+                if self.framing.get(other) == Some(&Framing::AwaitTunnel) {
+                    self.set(other, Framing::Headers);
                 }
             }
-        } else if h.method.is_none() {
-            h.method = Some(text(a, 32));
-            h.uri = Some(text(b, MAX_FIELD));
-            h.host = header(block, "host").map(|v| text(v, MAX_FIELD));
-            h.user_agent = header(block, "user-agent").map(|v| text(v, MAX_FIELD));
+            self.body_of[d.min(1)] = (i, false);
+            let framing = if method == Method::Head || s == 204 || s == 304 {
+                Framing::Headers
+            } else if chunked {
+                Framing::ChunkSize
+            } else if let Some(n) = content_length {
+                Framing::Body(n)
+            } else {
+                Framing::UntilClose
+            };
+            if framing == Framing::UntilClose || matches!(framing, Framing::Body(_) | Framing::ChunkSize) {
+                self.count_body_start(h, i, false);
+            }
+            self.set(d, framing);
+        } else {
+            let i = self.requests;
+            self.requests = self.requests.saturating_add(1);
+            let method = match a {
+                b"HEAD" => Method::Head,
+                b"CONNECT" => Method::Connect,
+                _ => Method::Other,
+            };
+            if self.open_methods.len() < MAX_OPEN_REQUESTS {
+                self.open_methods.push_back(method);
+            }
+            if let Some(t) = h.tx(i) {
+                t.method = Some(text(a, 32));
+                t.uri = Some(text(b, MAX_FIELD));
+                t.host = header(block, "host").map(|v| text(v, MAX_FIELD));
+                t.user_agent = header(block, "user-agent").map(|v| text(v, MAX_FIELD));
+            }
+            h.seen(i);
+            self.body_of[d.min(1)] = (i, true);
+            let framing = if method == Method::Connect {
+                Framing::AwaitTunnel
+            } else if chunked {
+                Framing::ChunkSize
+            } else {
+                match content_length {
+                    Some(n) if n > 0 => Framing::Body(n),
+                    _ => Framing::Headers,
+                }
+            };
+            if matches!(framing, Framing::Body(_) | Framing::ChunkSize) {
+                self.count_body_start(h, i, true);
+            }
+            self.set(d, framing);
         }
-        return true;
+        None
+    }
+
+    /// A body starts: its length is known to be at least 0.
+    fn count_body_start(&self, h: &mut HttpMeta, i: u32, request: bool) {
+        if let Some(t) = h.tx(i) {
+            let len = if request { &mut t.request_body_len } else { &mut t.response_body_len };
+            len.get_or_insert(0);
+        }
     }
 }
 
@@ -163,7 +481,8 @@ mod tests {
             assert_eq!(h.user_agent.as_deref(), Some("curl/8.1"));
             assert_eq!(h.status, Some(404), "split {split}");
             assert_eq!(h.content_type.as_deref(), Some("text/html; charset=utf-8"));
-            assert!(p.done());
+            // "body" after a request without a length is not HTTP: that direction is done.
+            assert!(p.dirs[0].finished, "split {split}");
         }
     }
 
@@ -208,5 +527,53 @@ mod tests {
         let h = p.meta().http.clone().unwrap_or_default();
         assert_eq!(h.method.as_deref(), Some("GET"));
         assert_eq!(h.uri.as_deref(), Some("\\xff\\xfe"));
+    }
+
+    /// Keep-alive and pipelined: the same transactions however the bytes are cut.
+    #[test]
+    fn keep_alive_transactions_whatever_the_segmentation() {
+        let req: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /p HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\nhelloHEAD /h HTTP/1.1\r\nHost: c\r\n\r\nGET /c HTTP/1.1\r\nHost: d\r\n\r\n";
+        let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n2;x=1\r\n12\r\n0\r\nT: v\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n\r\nrest of the connection";
+        for step in 1..=resp.len() {
+            let mut p = AppParser::new(6, 40000, 80);
+            for c in req.chunks(step) {
+                p.on_stream(true, c);
+            }
+            for c in resp.chunks(step) {
+                p.on_stream(false, c);
+            }
+            let h = p.meta().http.clone().unwrap_or_default();
+            let all: Vec<_> = std::iter::once(&h.first)
+                .chain(&h.transactions)
+                .map(|t| (t.host.clone().unwrap_or_default(), t.status, t.request_body_len, t.response_body_len))
+                .collect();
+            assert_eq!(
+                all,
+                [
+                    ("a".to_string(), Some(200), None, Some(3)),
+                    ("b".to_string(), Some(201), Some(5), Some(6)),
+                    ("c".to_string(), Some(200), None, None),
+                    ("d".to_string(), Some(404), None, Some(22)),
+                ],
+                "step {step}"
+            );
+            assert_eq!(h.transaction_count, 4);
+        }
+    }
+
+    #[test]
+    fn a_connect_tunnel_carries_tls() {
+        let hello = crate::app::tls::tests::client_hello_msg();
+        let mut rec = vec![22, 3, 1];
+        rec.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hello);
+        let mut p = AppParser::new(6, 40000, 3128);
+        p.on_stream(true, b"CONNECT www.example.org:443 HTTP/1.1\r\nHost: www.example.org:443\r\n\r\n");
+        // Sent before the proxy answered: waits for the answer.
+        p.on_stream(true, &rec);
+        p.on_stream(false, b"HTTP/1.1 200 Connection established\r\n\r\n");
+        assert_eq!(p.meta().proto, AppProto::Tls);
+        assert_eq!(p.meta().http.as_ref().and_then(|h| h.method.clone()).as_deref(), Some("CONNECT"));
+        assert_eq!(p.meta().tls.as_ref().and_then(|t| t.sni.clone()).as_deref(), Some("www.example.org"));
     }
 }

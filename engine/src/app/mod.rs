@@ -12,6 +12,12 @@
 //! recognised anything does the well-known-port guess stand
 //! ([`DetectMethod::Port`]).
 //!
+//! TLS is also found after a plaintext prelude: STARTTLS in SMTP, IMAP,
+//! POP3, FTP, LDAP and XMPP, a SOCKS4/5 handshake, or an HTTP `CONNECT`.
+//! When no probe recognises either direction (or HTTP becomes a tunnel),
+//! both directions are scanned, up to [`MAX_PRELUDE`] bytes each, for a
+//! record carrying a ClientHello or ServerHello; from there the flow is TLS.
+//!
 //! Memory is bounded: at most [`MAX_BUFFER`] bytes are buffered per direction;
 //! a direction that needs more is given up on.
 
@@ -29,6 +35,9 @@ pub use tls::TlsMeta;
 
 /// Most bytes buffered per direction of one flow.
 pub const MAX_BUFFER: usize = 16 * 1024;
+
+/// Bytes per direction scanned for TLS after a plaintext prelude.
+pub const MAX_PRELUDE: usize = 16 * 1024;
 
 /// Datagrams per direction that may fail every probe before that direction is given up on.
 const MAX_UNKNOWN_DATAGRAMS: u32 = 4;
@@ -131,13 +140,17 @@ struct Dir {
     probe_failed: bool,
     /// Datagrams that no probe recognised.
     unknown_datagrams: u32,
+    /// Scanning for TLS after a plaintext prelude (see the module documentation).
+    prelude: bool,
+    /// Prelude bytes scanned and let go.
+    prelude_scanned: usize,
 }
 
 /// Per-protocol parsing state once the protocol is known.
 #[derive(Debug)]
 enum State {
     None,
-    Http,
+    Http(http::HttpState),
     Tls(tls::TlsState),
     Dns,
     Ssh(ssh::SshState),
@@ -198,6 +211,14 @@ impl AppParser {
                 Some(dir) if !dir.finished => dir,
                 _ => return,
             };
+            // HTTP body bytes are counted and passed over, never copied.
+            if let (State::Http(h), true) = (&mut self.state, dir.buf.is_empty() && !dir.prelude) {
+                let skip = h.skip_body(&mut self.meta, from_initiator, rest.len());
+                rest = rest.get(skip..).unwrap_or(&[]);
+                if rest.is_empty() {
+                    return;
+                }
+            }
             let room = MAX_BUFFER.saturating_sub(dir.buf.len());
             if room == 0 {
                 // The parser could not make progress within the bound.
@@ -309,15 +330,23 @@ impl AppParser {
     }
 
     fn process_stream(&mut self, d: usize) {
+        if self.dirs.get(d).is_some_and(|dir| dir.prelude) {
+            self.scan_prelude(d);
+            return;
+        }
         if matches!(self.state, State::None) {
             let Some(dir) = self.dirs.get_mut(d) else { return };
             if dir.probe_failed {
+                // Waits for the other direction; TLS may start after a prelude meanwhile.
+                if let Some(at) = tls::find_hello_record(&dir.buf, d == 0) {
+                    self.tls_found(d, at);
+                }
                 return;
             }
             match Self::probe_stream(&dir.buf, d == 0) {
                 (Probe::Yes, proto) => {
                     let state = match proto {
-                        AppProto::Http => State::Http,
+                        AppProto::Http => State::Http(http::HttpState::default()),
                         AppProto::Tls => State::Tls(tls::TlsState::default()),
                         AppProto::Ssh => State::Ssh(ssh::SshState::default()),
                         _ => State::Dns,
@@ -337,25 +366,91 @@ impl AppParser {
         self.run_parser(d);
     }
 
-    /// Both directions failed (or ended) without identifying anything: give up.
+    /// Both directions failed (or ended) without identifying anything: look
+    /// for TLS after a prelude, then give up.
     fn check_probe_dead_end(&mut self) {
         if matches!(self.state, State::None) && self.dirs.iter().all(|d| d.finished || d.probe_failed) {
-            for dir in &mut self.dirs {
-                dir.finished = true;
-                dir.buf = Vec::new();
+            self.start_prelude();
+        }
+    }
+
+    /// Both directions scan for a TLS hello from here on.
+    fn start_prelude(&mut self) {
+        for d in 0..self.dirs.len() {
+            if let Some(dir) = self.dirs.get_mut(d) {
+                if dir.finished || dir.prelude {
+                    continue;
+                }
+                dir.prelude = true;
+                dir.probe_failed = false;
+            }
+            self.scan_prelude(d);
+        }
+    }
+
+    /// A TLS hello starts at `at` in direction `d`'s bytes, after a prelude:
+    /// from there the direction is TLS, and the other direction, unless it
+    /// already parses TLS, looks for its own hello after its own prelude.
+    fn tls_found(&mut self, d: usize, at: usize) {
+        if let Some(dir) = self.dirs.get_mut(d) {
+            dir.buf.drain(..at.min(dir.buf.len()));
+            dir.prelude = false;
+            dir.probe_failed = false;
+        }
+        if !matches!(self.state, State::Tls(_)) {
+            self.identify(AppProto::Tls, State::Tls(tls::TlsState::default()));
+            if let Some(other) = self.dirs.get_mut(1 - d) {
+                if !other.finished {
+                    other.prelude = true;
+                    other.probe_failed = false;
+                }
+            }
+            self.scan_prelude(1 - d);
+        }
+        self.run_parser(d);
+    }
+
+    /// Looks for a TLS hello in direction `d`'s bytes; from there the direction is TLS.
+    fn scan_prelude(&mut self, d: usize) {
+        let Some(dir) = self.dirs.get_mut(d) else { return };
+        match tls::find_hello_record(&dir.buf, d == 0) {
+            Some(at) => self.tls_found(d, at),
+            None => {
+                // Keep the last bytes: a record header may straddle the next chunk.
+                let drop = dir.buf.len().saturating_sub(tls::RECORD_PROBE_LEN - 1);
+                dir.buf.drain(..drop);
+                dir.prelude_scanned += drop;
+                if dir.prelude_scanned > MAX_PRELUDE {
+                    dir.finished = true;
+                    dir.prelude = false;
+                    dir.buf = Vec::new();
+                }
             }
         }
     }
 
     fn run_parser(&mut self, d: usize) {
         let Some(dir) = self.dirs.get_mut(d) else { return };
-        if dir.finished || dir.buf.is_empty() {
+        if dir.finished || dir.prelude || dir.buf.is_empty() {
             return;
         }
         let from_initiator = d == 0;
         let fin = match &mut self.state {
             State::None => return,
-            State::Http => http::on_stream(&mut self.meta, from_initiator, &mut dir.buf),
+            State::Http(h) => match h.on_stream(&mut self.meta, from_initiator, &mut dir.buf) {
+                http::Step::More => false,
+                http::Step::Finished => true,
+                http::Step::Upgraded => {
+                    // A tunnel (CONNECT, 101): TLS may follow in both directions.
+                    for dir in &mut self.dirs {
+                        dir.probe_failed = false;
+                        dir.finished = false;
+                        dir.prelude = false;
+                    }
+                    self.start_prelude();
+                    return;
+                }
+            },
             State::Tls(t) => t.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
             State::Dns => dns::on_tcp_stream(&mut self.meta, &mut dir.buf),
             State::Ssh(s) => s.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
@@ -494,14 +589,40 @@ mod tests {
     }
 
     #[test]
-    fn unknown_bytes_give_up_both_directions() {
+    fn unknown_bytes_give_up_both_directions_after_the_prelude_bound() {
         let mut p = AppParser::new(6, 40000, 443);
         p.on_stream(true, b"\x00\x01garbage that is nothing");
         assert!(!p.done());
         p.on_stream(false, b"more garbage here, also nothing");
+        // Both failed: TLS is looked for after a prelude, up to the bound.
+        assert!(!p.done());
+        let noise = [0x16u8, 3, 1, 0, 5, 1, 0, 0, 1, 9, 9].repeat(200);
+        for _ in 0..=MAX_PRELUDE / noise.len() {
+            p.on_stream(true, &noise);
+            p.on_stream(false, &noise);
+            assert!(p.dirs.iter().all(|d| d.buf.len() < 16));
+        }
         assert!(p.done());
         assert_eq!(p.meta().proto, AppProto::Tls);
         assert_eq!(p.meta().method, Some(DetectMethod::Port));
+    }
+
+    #[test]
+    fn tls_after_a_starttls_prelude() {
+        let hello = tls::tests::client_hello_msg();
+        let mut rec = vec![22, 3, 1];
+        rec.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hello);
+        for split in [1, 5, 11, rec.len()] {
+            let mut p = AppParser::new(6, 40000, 21);
+            p.on_stream(false, b"220 ftp.example.org ready\r\n");
+            p.on_stream(true, b"AUTH TLS\r\n");
+            p.on_stream(false, b"234 AUTH TLS OK.\r\n");
+            p.on_stream(true, &rec[..split]);
+            p.on_stream(true, &rec[split..]);
+            assert_eq!(p.meta().proto, AppProto::Tls, "split {split}: {:?}", p.dirs);
+            assert!(p.meta().tls.as_ref().is_some_and(|t| t.sni.is_some()), "split {split}: {:?}", p.meta());
+        }
     }
 
     #[test]

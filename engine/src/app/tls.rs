@@ -72,6 +72,38 @@ pub(crate) fn probe(b: &[u8], _from_initiator: bool) -> Probe {
     Probe::Yes
 }
 
+/// Where a TLS record carrying a ClientHello (from the initiator) or a
+/// ServerHello (from the responder) starts in `b`: how TLS is found after a
+/// plaintext prelude (STARTTLS, SOCKS, HTTP CONNECT). The record header, the
+/// handshake header and the hello's version must all agree, so text and
+/// most binary preludes never match by chance. A header cut by the end of
+/// `b` is not reported: callers keep the last [`RECORD_PROBE_LEN`] bytes.
+pub(crate) fn find_hello_record(b: &[u8], from_initiator: bool) -> Option<usize> {
+    let want = if from_initiator { 1 } else { 2 };
+    let mut i = 0;
+    while let Some(p) = b.get(i..)?.iter().position(|&c| c == 22) {
+        let at = i + p;
+        i = at + 1;
+        let h = b.get(at..at + RECORD_PROBE_LEN)?;
+        let record_len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+        let hello_len = u32::from_be_bytes([0, h[6], h[7], h[8]]) as usize;
+        if h[1] == 3
+            && h[2] <= 4
+            && (42..=16384 + 2048).contains(&record_len)
+            && h[5] == want
+            && (38..=65536).contains(&hello_len)
+            && h[9] == 3
+            && h[10] <= 4
+        {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Bytes of a record header, handshake header and hello version checked by [`find_hello_record`].
+pub(crate) const RECORD_PROBE_LEN: usize = 11;
+
 /// A parsed ClientHello.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ClientHello {

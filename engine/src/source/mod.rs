@@ -14,12 +14,24 @@ pub struct LinkType(pub i32);
 impl LinkType {
     pub const NULL: LinkType = LinkType(0);
     pub const ETHERNET: LinkType = LinkType(1);
+    /// PPP, with or without HDLC address and control bytes.
+    pub const PPP: LinkType = LinkType(9);
+    /// PPP in HDLC-like framing (RFC 1662); may also carry Cisco HDLC frames.
+    pub const PPP_HDLC: LinkType = LinkType(50);
     /// `DLT_RAW` as written by Linux and most BSDs.
     pub const RAW_12: LinkType = LinkType(12);
     /// `DLT_RAW` as written by OpenBSD.
     pub const RAW_14: LinkType = LinkType(14);
     pub const RAW: LinkType = LinkType(101);
+    /// Cisco HDLC.
+    pub const CISCO_HDLC: LinkType = LinkType(104);
+    /// IEEE 802.11 without a radio header.
+    pub const IEEE802_11: LinkType = LinkType(105);
     pub const LOOP: LinkType = LinkType(108);
+    /// IEEE 802.11 behind a radiotap header.
+    pub const RADIOTAP: LinkType = LinkType(127);
+    /// Per-Packet Information header, then the link type it names.
+    pub const PPI: LinkType = LinkType(192);
     pub const LINUX_SLL: LinkType = LinkType(113);
     pub const IPV4: LinkType = LinkType(228);
     pub const IPV6: LinkType = LinkType(229);
@@ -82,7 +94,8 @@ pub trait PacketSource {
     }
 }
 
-/// Reads pcap and pcapng files through libpcap, one after the other.
+/// Reads pcap and pcapng files (plain, gzip or zstd) one after the other,
+/// with the native [`CaptureReader`].
 ///
 /// Files are checked when the source is built (a missing or non-capture file
 /// is an error before any packet flows) and opened one at a time while read.
@@ -100,7 +113,7 @@ struct FileReader {
     path: PathBuf,
     /// Added to every timestamp (replays shifted in time by `open_looped`).
     ts_offset: Micros,
-    cap: Option<pcap::Capture<pcap::Offline>>,
+    reader: Option<CaptureReader>,
     link_type: LinkType,
     packets: u64,
     finished: bool,
@@ -152,23 +165,23 @@ impl PcapFileSource {
     fn chain(files: &[(PathBuf, Micros)]) -> Result<Self> {
         let mut chain: Option<Box<PcapFileSource>> = None;
         for (path, ts_offset) in files.iter().rev() {
-            let cap = open_capture(path)?;
+            let reader = open_capture(path)?;
             // A regular file is opened again when its turn comes (so that a
             // long list of files does not hold a descriptor each). A pipe or
             // device cannot be opened twice without losing what the first
             // open read: keep that capture open.
             let reopenable = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-            let (cap, link_type) = if reopenable {
-                drop(cap);
+            let (reader, link_type) = if reopenable {
+                drop(reader);
                 (None, LinkType(-1))
             } else {
-                let link_type = LinkType(cap.get_datalink().0);
-                (Some(cap), link_type)
+                let link_type = reader.link_type().unwrap_or(LinkType(-1));
+                (Some(reader), link_type)
             };
             let head = FileReader {
                 path: path.clone(),
                 ts_offset: *ts_offset,
-                cap,
+                reader,
                 link_type,
                 packets: 0,
                 finished: false,
@@ -188,16 +201,15 @@ impl PcapFileSource {
     }
 }
 
-fn open_capture(path: &Path) -> Result<pcap::Capture<pcap::Offline>> {
+fn open_capture(path: &Path) -> Result<CaptureReader> {
     let fail = |reason: String| Error::CaptureOpen { path: path.to_path_buf(), reason };
-    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-    if meta.is_dir() {
-        return Err(fail("is a directory".into()));
+    if path.as_os_str() != "-" {
+        let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+        if meta.is_dir() {
+            return Err(fail("is a directory".into()));
+        }
     }
-    if meta.is_file() && meta.len() == 0 {
-        return Err(fail("file is empty".into()));
-    }
-    pcap::Capture::from_file(path).map_err(|e| fail(e.to_string()))
+    CaptureReader::open(path).map_err(fail)
 }
 
 /// The latest capture time a file may give: 9999-12-31T23:59:59.999999Z.
@@ -205,14 +217,6 @@ fn open_capture(path: &Path) -> Result<pcap::Capture<pcap::Offline>> {
 /// `u64::MAX` that engine time plus a timeout never saturates and every
 /// event still sorts before the end-of-input watermark.
 pub const MAX_TIMESTAMP: Micros = 253_402_300_799_999_999;
-
-/// Timestamps before 1970 (a corrupt header) are clamped to the epoch,
-/// timestamps after year 9999 to [`MAX_TIMESTAMP`].
-fn timeval_micros(secs: i64, usecs: i64) -> Micros {
-    let secs = u64::try_from(secs).unwrap_or(0);
-    let usecs = u64::try_from(usecs).unwrap_or(0).min(999_999);
-    secs.saturating_mul(1_000_000).saturating_add(usecs).min(MAX_TIMESTAMP)
-}
 
 impl PacketSource for PcapFileSource {
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>> {
@@ -226,38 +230,28 @@ impl PacketSource for PcapFileSource {
             *self = *tail;
             self.earlier = earlier;
         }
-        {
-            if self.head.cap.is_none() {
-                let cap = open_capture(&self.head.path)?;
-                self.head.link_type = LinkType(cap.get_datalink().0);
-                self.head.cap = Some(cap);
-            }
-            if let Some(cap) = self.head.cap.as_mut() {
-                match cap.next_packet() {
-                    Ok(p) => {
-                        self.head.packets += 1;
-                        #[allow(clippy::unnecessary_cast)] // time_t is not i64 everywhere
-                        let ts = timeval_micros(p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64);
-                        return Ok(Some(RawPacket {
-                            ts: ts.saturating_add(self.head.ts_offset).min(MAX_TIMESTAMP),
-                            wire_len: p.header.len,
-                            link_type: self.head.link_type,
-                            data: p.data,
-                        }));
-                    }
-                    Err(e) => {
-                        if !matches!(e, pcap::Error::NoMorePackets) {
-                            self.head.partial = Some(PartialRead {
-                                path: self.head.path.clone(),
-                                packets_read: self.head.packets,
-                                reason: e.to_string(),
-                            });
-                        }
-                        self.head.finished = true;
-                    }
-                }
-            }
+        if self.head.reader.is_none() {
+            let reader = open_capture(&self.head.path)?;
+            self.head.link_type = reader.link_type().unwrap_or(LinkType(-1));
+            self.head.reader = Some(reader);
         }
+        let advanced = self.head.reader.as_mut().is_some_and(CaptureReader::advance);
+        if advanced {
+            self.head.packets += 1;
+            let offset = self.head.ts_offset;
+            let packet = self.head.reader.as_ref().and_then(CaptureReader::packet);
+            return Ok(packet.map(|p| RawPacket { ts: p.ts.saturating_add(offset).min(MAX_TIMESTAMP), ..p }));
+        }
+        if let Some(reason) = self.head.reader.as_ref().and_then(CaptureReader::fault) {
+            self.head.partial = Some(PartialRead {
+                path: self.head.path.clone(),
+                packets_read: self.head.packets,
+                reason: reason.to_string(),
+            });
+        }
+        self.head.finished = true;
+        // Close the file now rather than at the end of the whole chain.
+        self.head.reader = None;
         match self.tail.as_mut() {
             Some(t) => t.next_packet(),
             None => Ok(None),
@@ -273,4 +267,7 @@ impl PacketSource for PcapFileSource {
         out
     }
 }
+pub mod capture_file;
 pub mod live;
+
+pub use capture_file::CaptureReader;
