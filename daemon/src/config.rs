@@ -230,8 +230,10 @@ pub struct OutputsConfig {
     pub syslog_app_name: String,
     /// Empty: the machine's hostname.
     pub syslog_hostname: String,
-    /// What syslog carries: "incident" and/or "verdict".
+    /// What syslog carries: "incident", "verdict" and/or "flow".
     pub syslog_events: Vec<String>,
+    /// Also write a record of every flow when it ends (`event_type` = `flow`).
+    pub flow_records: bool,
 }
 
 impl Default for OutputsConfig {
@@ -245,6 +247,7 @@ impl Default for OutputsConfig {
             syslog_app_name: "tidewatchd".into(),
             syslog_hostname: String::new(),
             syslog_events: vec!["incident".into()],
+            flow_records: false,
         }
     }
 }

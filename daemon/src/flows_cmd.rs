@@ -6,7 +6,6 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tidewatch::sink::rfc3339_micros;
 use tidewatch::{Engine, FeatureSink, FlowRecord, PcapFileSource, SinkControl, SinkError, Trigger};
 
 use crate::Failure;
@@ -35,45 +34,9 @@ pub struct FlowsArgs {
     flows: crate::FlowArgs,
 }
 
-/// The record of one ended flow. Field names are a public interface.
+/// The record of one ended flow (`event_type` = `flow`). Field names are a public interface.
 pub fn record_json(r: &FlowRecord) -> serde_json::Value {
-    let d = &r.detail;
-    let p = &d.payload;
-    let mut v = serde_json::json!({
-        "flow_id": r.flow_id,
-        "first_ts": rfc3339_micros(r.flow_start),
-        "last_ts": rfc3339_micros(r.ts),
-        "proto": r.proto,
-        "src_ip": r.src_ip,
-        "src_port": r.src_port,
-        "dst_ip": r.dst_ip,
-        "dst_port": r.dst_port,
-        "end_reason": r.end_reason,
-        "packets": r.packets,
-        "bytes": r.bytes,
-        "fwd_packets": d.packets[0],
-        "bwd_packets": d.packets[1],
-        "fwd_bytes": d.bytes[0],
-        "bwd_bytes": d.bytes[1],
-        "fwd_payload_bytes": p.payload_bytes[0],
-        "bwd_payload_bytes": p.payload_bytes[1],
-        "fwd_gaps": p.gaps[0],
-        "bwd_gaps": p.gaps[1],
-        "fwd_gap_bytes": p.gap_bytes[0],
-        "bwd_gap_bytes": p.gap_bytes[1],
-    });
-    if let Some(state) = p.reassembly {
-        v["reassembly"] = state.name().into();
-    }
-    if let Some(t) = d.tunnels_json() {
-        v["tunnel"] = t;
-    }
-    let app = d.app.clone().unwrap_or_default();
-    v["app_proto"] = app.proto.name().into();
-    if let Ok(meta) = serde_json::to_value(&app) {
-        v["app"] = meta;
-    }
-    v
+    tidewatch::sink::flow_json(r)
 }
 
 struct FlowsSink {

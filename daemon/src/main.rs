@@ -79,9 +79,14 @@ struct ReplayArgs {
     #[arg(long = "output", value_name = "OUTPUT", default_value = "json:-")]
     outputs: Vec<String>,
     /// What syslog outputs carry, comma-separated: `incident`, `verdict`
-    /// (verdicts not labelled benign).
+    /// (verdicts not labelled benign), `flow` (with --flow-records).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "incident")]
     syslog_events: Vec<String>,
+    /// Also write a record of every flow when it ends (`event_type` =
+    /// `flow`, the fields of `tidewatchd flows`) to the JSON outputs, beside
+    /// the verdicts: Zeek's conn.log.
+    #[arg(long)]
+    flow_records: bool,
     /// Seconds between `update` records of an incident that goes on.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     incident_update: f64,
@@ -279,6 +284,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let (inspect, defrag) = args.flows.caps();
     let mut builder = Engine::builder()
         .model(&model)
+        .flow_records(args.flow_records)
         .early_packets(args.early_packets)
         .final_verdicts_only_if_changed(args.final_verdicts == "changed")
         .batch_size(args.batch_size)

@@ -140,7 +140,7 @@ impl Default for OutputOptions {
             queue_capacity: 8192,
             flush_timeout: Duration::from_secs(5),
             json_overflow: Overflow::Block,
-            syslog_events: Events { verdicts: false, incidents: true },
+            syslog_events: Events { verdicts: false, incidents: true, flows: false },
         }
     }
 }

@@ -37,10 +37,14 @@ pub struct RunArgs {
     /// Send benign verdicts to syslog too (with --syslog-events verdict).
     #[arg(long)]
     syslog_benign: bool,
-    /// What syslog carries, comma-separated: `incident` (default), `verdict`;
+    /// What syslog carries, comma-separated: `incident` (default), `verdict`, `flow`;
     /// replaces outputs.syslog_events.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     syslog_events: Vec<String>,
+    /// Also write a record of every flow when it ends (`event_type` = `flow`)
+    /// to the JSON outputs: Zeek's conn.log; sets outputs.flow_records.
+    #[arg(long)]
+    flow_records: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9911);
     /// replaces metrics.listen.
     #[arg(long, value_name = "ADDR")]
@@ -220,6 +224,9 @@ fn effective_config(args: &RunArgs) -> Result<Config, Failure> {
     if !args.syslog_events.is_empty() {
         cfg.outputs.syslog_events = args.syslog_events.clone();
     }
+    if args.flow_records {
+        cfg.outputs.flow_records = true;
+    }
     if let Some(s) = args.stats_interval {
         cfg.stats.interval = s;
     }
@@ -364,6 +371,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let mut running_model = model_path(&cfg);
     let mut builder = Engine::builder()
         .model(&running_model)
+        .flow_records(cfg.outputs.flow_records)
         .policy(cfg.policy.policy().map_err(Failure::usage)?)
         .live(true)
         .early_packets(cfg.engine.early_packets)

@@ -216,9 +216,60 @@ pub trait VerdictSink: Send {
     fn incident(&mut self, _incident: &Incident) -> Result<SinkControl, SinkError> {
         Ok(SinkControl::Continue)
     }
+    /// A flow ended: its record, when the engine was built with
+    /// [`crate::EngineBuilder::flow_records`]. Comes before that flow's end
+    /// verdict. Ignored by default.
+    fn flow(&mut self, _record: &FlowRecord) -> Result<SinkControl, SinkError> {
+        Ok(SinkControl::Continue)
+    }
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+}
+
+/// The JSON record of one ended flow (`event_type` = `flow`), as
+/// `tidewatchd flows` and live flow records write it: per-direction
+/// counters, reassembly, tunnel and application metadata. Field names are
+/// a public interface.
+pub fn flow_json(r: &FlowRecord) -> serde_json::Value {
+    let d = &r.detail;
+    let p = &d.payload;
+    let mut v = serde_json::json!({
+        "event_type": "flow",
+        "flow_id": r.flow_id,
+        "first_ts": rfc3339_micros(r.flow_start),
+        "last_ts": rfc3339_micros(r.ts),
+        "proto": r.proto,
+        "src_ip": r.src_ip,
+        "src_port": r.src_port,
+        "dst_ip": r.dst_ip,
+        "dst_port": r.dst_port,
+        "end_reason": r.end_reason,
+        "packets": r.packets,
+        "bytes": r.bytes,
+        "fwd_packets": d.packets[0],
+        "bwd_packets": d.packets[1],
+        "fwd_bytes": d.bytes[0],
+        "bwd_bytes": d.bytes[1],
+        "fwd_payload_bytes": p.payload_bytes[0],
+        "bwd_payload_bytes": p.payload_bytes[1],
+        "fwd_gaps": p.gaps[0],
+        "bwd_gaps": p.gaps[1],
+        "fwd_gap_bytes": p.gap_bytes[0],
+        "bwd_gap_bytes": p.gap_bytes[1],
+    });
+    if let Some(state) = p.reassembly {
+        v["reassembly"] = state.name().into();
+    }
+    if let Some(t) = d.tunnels_json() {
+        v["tunnel"] = t;
+    }
+    let app = d.app.clone().unwrap_or_default();
+    v["app_proto"] = app.proto.name().into();
+    if let Ok(meta) = serde_json::to_value(&app) {
+        v["app"] = meta;
+    }
+    v
 }
 
 /// Receives feature rows (for training). Same contract as [`VerdictSink`].
@@ -254,17 +305,24 @@ impl<W: Write + Send> VerdictSink for JsonLinesSink<W> {
         Ok(SinkControl::Continue)
     }
 
+    fn flow(&mut self, r: &FlowRecord) -> Result<SinkControl, SinkError> {
+        serde_json::to_writer(&mut self.out, &flow_json(r)).map_err(|e| SinkError::Other(e.to_string()))?;
+        self.out.write_all(b"\n")?;
+        Ok(SinkControl::Continue)
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush()?;
         Ok(())
     }
 }
 
-/// Keeps every verdict and incident in memory; for tests and small embeddings.
+/// Keeps every verdict, incident and flow record in memory; for tests and small embeddings.
 #[derive(Clone, Default)]
 pub struct CollectSink {
     pub verdicts: Arc<std::sync::Mutex<Vec<Verdict>>>,
     pub incidents: Arc<std::sync::Mutex<Vec<Incident>>>,
+    pub flows: Arc<std::sync::Mutex<Vec<FlowRecord>>>,
 }
 
 impl CollectSink {
@@ -287,6 +345,14 @@ impl CollectSink {
             Err(p) => std::mem::take(&mut *p.into_inner()),
         }
     }
+
+    /// The flow records collected so far (with [`crate::EngineBuilder::flow_records`]), removed from the sink.
+    pub fn take_flows(&self) -> Vec<FlowRecord> {
+        match self.flows.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
 }
 
 impl VerdictSink for CollectSink {
@@ -302,6 +368,14 @@ impl VerdictSink for CollectSink {
         match self.incidents.lock() {
             Ok(mut g) => g.push(i.clone()),
             Err(p) => p.into_inner().push(i.clone()),
+        }
+        Ok(SinkControl::Continue)
+    }
+
+    fn flow(&mut self, r: &FlowRecord) -> Result<SinkControl, SinkError> {
+        match self.flows.lock() {
+            Ok(mut g) => g.push(r.clone()),
+            Err(p) => p.into_inner().push(r.clone()),
         }
         Ok(SinkControl::Continue)
     }

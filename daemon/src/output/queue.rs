@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError};
-use tidewatch::{Incident, SinkControl, SinkError, Verdict, VerdictSink};
+use tidewatch::{FlowRecord, Incident, SinkControl, SinkError, Verdict, VerdictSink};
 
 use super::syslog::SyslogFormatter;
 use super::transport::{OnError, Transport};
@@ -43,6 +43,8 @@ const IDLE_TICK: Duration = Duration::from_millis(250);
 pub enum Record {
     Verdict(Verdict),
     Incident(Incident),
+    /// An ended flow (`--flow-records`).
+    Flow(FlowRecord),
 }
 
 /// Turns a record into the bytes of one message.
@@ -60,6 +62,7 @@ impl Format for JsonFormat {
         let _ = match r {
             Record::Verdict(v) => serde_json::to_writer(&mut *out, v),
             Record::Incident(i) => serde_json::to_writer(&mut *out, i),
+            Record::Flow(f) => serde_json::to_writer(&mut *out, &tidewatch::sink::flow_json(f)),
         };
         out.push(b'\n');
         false
@@ -93,19 +96,24 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(2);
 pub struct Events {
     pub verdicts: bool,
     pub incidents: bool,
+    /// Flow records (only produced with `--flow-records`).
+    pub flows: bool,
 }
 
 impl Events {
-    pub const ALL: Events = Events { verdicts: true, incidents: true };
+    pub const ALL: Events = Events { verdicts: true, incidents: true, flows: true };
 
     /// Parses a list such as `["incident", "verdict"]`.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Events, String> {
-        let mut e = Events { verdicts: false, incidents: false };
+        let mut e = Events { verdicts: false, incidents: false, flows: false };
         for n in names {
             match n.as_ref().trim() {
                 "verdict" | "verdicts" => e.verdicts = true,
                 "incident" | "incidents" => e.incidents = true,
-                other => return Err(format!("unknown event type {other:?} (use \"incident\" and/or \"verdict\")")),
+                "flow" | "flows" => e.flows = true,
+                other => {
+                    return Err(format!("unknown event type {other:?} (use \"incident\", \"verdict\" and/or \"flow\")"))
+                }
             }
         }
         Ok(e)
@@ -460,6 +468,17 @@ impl VerdictSink for QueuedSink {
             return Ok(SinkControl::Continue);
         }
         self.queue(Record::Incident(i.clone()))
+    }
+
+    fn flow(&mut self, r: &FlowRecord) -> Result<SinkControl, SinkError> {
+        if let Some(e) = self.fatal_error() {
+            return Err(e);
+        }
+        if !self.cfg.events.flows {
+            bump(&self.shared.counters.filtered);
+            return Ok(SinkControl::Continue);
+        }
+        self.queue(Record::Flow(r.clone()))
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

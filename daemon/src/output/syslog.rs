@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use chrono::{Datelike, Timelike};
 use tidewatch::incident::ActorKind;
 use tidewatch::sink::rfc3339_micros;
-use tidewatch::{Incident, Verdict};
+use tidewatch::{FlowRecord, Incident, Verdict};
 
 use super::queue::Record;
 
@@ -31,6 +31,8 @@ pub const SD_ID: &str = "tidewatch@32473";
 pub const MSGID: &str = "verdict";
 /// MSGID of every incident message.
 pub const MSGID_INCIDENT: &str = "incident";
+/// MSGID of every flow record message (`--flow-records` with `flow` in the syslog events).
+pub const MSGID_FLOW: &str = "flow";
 /// Longest message sent (bytes, before framing); longer ones are cut at a
 /// UTF-8 character boundary and counted as truncated.
 pub const MAX_MESSAGE: usize = 8192;
@@ -338,6 +340,12 @@ fn verdict_fields(v: &Verdict) -> Vec<(&'static str, String)> {
     if let Some(id) = v.incident_id {
         out.push(("incident_id", id.to_string()));
     }
+    app_fields(f, &mut out);
+    out
+}
+
+/// The application metadata an analyst acts on: SNI, HTTP host, DNS query.
+fn app_fields(f: &FlowRecord, out: &mut Vec<(&'static str, String)>) {
     if let Some(app) = f.detail.app.as_ref().filter(|a| a.proto != tidewatch::app::AppProto::Unknown) {
         out.push(("app", app.proto.name().to_string()));
         if let Some(sni) = app.tls.as_ref().and_then(|t| t.sni.as_ref()) {
@@ -350,7 +358,43 @@ fn verdict_fields(v: &Verdict) -> Vec<(&'static str, String)> {
             out.push(("dns_query", d.query.clone()));
         }
     }
+}
+
+/// The fields of a flow record, in message order (names as in JSON).
+fn flow_fields(f: &FlowRecord) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("flow_id", f.flow_id.to_string()),
+        ("proto", f.proto.to_string()),
+        ("src_ip", f.src_ip.to_string()),
+        ("src_port", f.src_port.to_string()),
+        ("dst_ip", f.dst_ip.to_string()),
+        ("dst_port", f.dst_port.to_string()),
+        ("packets", f.packets.to_string()),
+        ("bytes", f.bytes.to_string()),
+        ("fwd_bytes", f.detail.bytes[0].to_string()),
+        ("bwd_bytes", f.detail.bytes[1].to_string()),
+        ("first_ts", rfc3339_micros(f.flow_start)),
+        ("last_ts", rfc3339_micros(f.ts)),
+    ];
+    if let Some(r) = f.end_reason {
+        out.push(("end_reason", r.to_string()));
+    }
+    app_fields(f, &mut out);
     out
+}
+
+/// `tidewatch: flow tcp 10.0.0.1:1234 -> 10.0.0.2:80, 12 packets, 3400 bytes (closed)`
+fn readable_flow(f: &FlowRecord) -> String {
+    let mut line = String::with_capacity(128);
+    let _ = write!(line, "tidewatch: flow {} ", f.proto);
+    endpoint(f.src_ip, f.src_port, &mut line);
+    line.push_str(" -> ");
+    endpoint(f.dst_ip, f.dst_port, &mut line);
+    let _ = write!(line, ", {} packets, {} bytes", f.packets, f.bytes);
+    if let Some(r) = f.end_reason {
+        let _ = write!(line, " ({r})");
+    }
+    line
 }
 
 fn join<T: ToString>(items: &[T]) -> String {
@@ -417,6 +461,14 @@ impl Message {
                 ts: i.ts,
                 fields: incident_fields(i),
                 readable: readable_incident(i),
+            },
+            // A flow record is information, at the severity of a benign verdict.
+            Record::Flow(f) => Message {
+                msgid: MSGID_FLOW,
+                label: "benign".to_string(),
+                ts: f.ts,
+                fields: flow_fields(f),
+                readable: readable_flow(f),
             },
         }
     }
@@ -676,6 +728,24 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         t.observe(&verdict(label), &mut out);
         out.remove(0)
+    }
+
+    #[test]
+    fn flow_records_are_informational_messages_with_their_own_msgid() {
+        let f = SyslogFormatter::new(&opts(SyslogFormat::Rfc5424)).with_procid(4242);
+        let mut flow = verdict("benign").flow;
+        flow.trigger = Trigger::End;
+        flow.end_reason = Some("closed");
+        let mut out = Vec::new();
+        assert!(!f.format(&Record::Flow(flow), &mut out));
+        let got = String::from_utf8(out).unwrap();
+        let want = "<134>1 2026-03-04T10:00:01.234567Z sensor1 tidewatchd 4242 flow \
+            [tidewatch@32473 flow_id=\"1234567890123\" proto=\"tcp\" src_ip=\"10.0.0.1\" src_port=\"1234\" \
+            dst_ip=\"10.0.0.2\" dst_port=\"80\" packets=\"12\" bytes=\"3400\" fwd_bytes=\"0\" bwd_bytes=\"0\" \
+            first_ts=\"2026-03-04T09:59:58.000005Z\" last_ts=\"2026-03-04T10:00:01.234567Z\" end_reason=\"closed\"] \
+            tidewatch: flow tcp 10.0.0.1:1234 -> 10.0.0.2:80, 12 packets, 3400 bytes (closed)";
+        assert_eq!(got, want);
+        check_rfc5424_grammar(&got);
     }
 
     #[test]

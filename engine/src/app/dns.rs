@@ -37,15 +37,22 @@ pub struct DnsMeta {
     /// Bytes of names held in `transactions`.
     #[serde(skip)]
     stored_name_bytes: usize,
+    /// Once one transaction was not stored, none after it is: `transactions` stays a prefix.
+    #[serde(skip)]
+    full: bool,
+    #[serde(skip)]
+    retained: super::retained::Retained,
     /// Counters over every message of the flow (features, not JSON).
     #[serde(skip)]
     pub stats: DnsFlowStats,
 }
 
 /// Transactions kept per flow after the first.
-pub const MAX_TRANSACTIONS: usize = 256;
-/// Bytes of query names kept per flow in [`DnsMeta::transactions`].
-pub const MAX_STORED_NAME_BYTES: usize = 16 * 1024;
+pub const MAX_TRANSACTIONS: usize = 1024;
+/// Bytes of query names kept per flow in [`DnsMeta::transactions`] (a DNS
+/// tunnel's few hundred long names fit), within the process-wide cap of
+/// [`super::retained`].
+pub const MAX_STORED_NAME_BYTES: usize = 128 * 1024;
 
 fn at_most_one(n: &u32) -> bool {
     *n <= 1
@@ -77,8 +84,11 @@ impl DnsMeta {
 
     fn push(&mut self, t: DnsTransaction) {
         self.transaction_count = self.transaction_count.saturating_add(1);
-        if self.transactions.len() < MAX_TRANSACTIONS && self.stored_name_bytes + t.query.len() <= MAX_STORED_NAME_BYTES
-        {
+        self.full = self.full
+            || self.transactions.len() >= MAX_TRANSACTIONS
+            || self.stored_name_bytes + t.query.len() > MAX_STORED_NAME_BYTES
+            || !self.retained.try_take(t.query.len());
+        if !self.full {
             self.stored_name_bytes += t.query.len();
             self.transactions.push(t);
         }
@@ -197,8 +207,9 @@ pub(crate) struct Message {
     pub more: Vec<(String, u16)>,
 }
 
-/// Appends one label: printable ASCII as is, '.' and '\\' escaped, UTF-8 text kept
-/// (as tshark shows it), any other byte as `\DDD`.
+/// Appends one label: printable ASCII as is, '.', '\\' and ASCII control
+/// bytes escaped (`\DDD`), UTF-8 text kept, and each maximal sequence that
+/// is not UTF-8 as one U+FFFD — all as tshark shows names.
 fn push_label(name: &mut String, label: &[u8]) {
     let push_byte = |name: &mut String, c: u8| match c {
         b'.' | b'\\' => {
@@ -208,17 +219,19 @@ fn push_label(name: &mut String, label: &[u8]) {
         0x21..=0x7e => name.push(char::from(c)),
         _ => name.push_str(&format!("\\{c:03}")),
     };
-    match std::str::from_utf8(label) {
-        Ok(text) => {
-            for ch in text.chars() {
-                match u8::try_from(ch) {
-                    Ok(c) if c.is_ascii() => push_byte(name, c),
-                    _ if ch.is_control() => ch.encode_utf8(&mut [0; 4]).bytes().for_each(|c| push_byte(name, c)),
-                    _ => name.push(ch),
-                }
+    for chunk in label.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            match u8::try_from(ch) {
+                Ok(c) if c.is_ascii() => push_byte(name, c),
+                _ if ch.is_control() => ch.encode_utf8(&mut [0; 4]).bytes().for_each(|c| push_byte(name, c)),
+                _ => name.push(ch),
             }
         }
-        Err(_) => label.iter().for_each(|&c| push_byte(name, c)),
+        // Bytes that are not UTF-8: one replacement character per maximal
+        // invalid sequence (as `String::from_utf8_lossy`, and tshark, print them).
+        if !chunk.invalid().is_empty() {
+            name.push(char::REPLACEMENT_CHARACTER);
+        }
     }
 }
 
@@ -250,8 +263,10 @@ fn read_name(msg: &[u8], at: usize) -> Option<(String, usize)> {
             0xc0 => {
                 let ptr = usize::from(u16::from_be_bytes([len & 0x3f, *msg.get(pos + 1)?]));
                 jumps += 1;
-                // Pointers must go backwards (no loops) and be few.
-                if ptr >= pos || jumps > 32 {
+                // Pointers may point anywhere in the message (nmap's
+                // version.bind probe points forward, and tshark reads it);
+                // a loop ends at the jump bound.
+                if ptr == pos || ptr >= msg.len() || jumps > 32 {
                     return None;
                 }
                 end.get_or_insert(pos + 2);
@@ -541,11 +556,13 @@ mod tests {
         let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         q.extend_from_slice(b"\x03a.b\x02\x00z\x00\x00\x10\x00\x01");
         assert_eq!(parse(&q).map(|m| m.qname), Some("a\\.b.\\000z".to_string()));
-        // UTF-8 labels are kept as text, other high bytes escaped.
+        // UTF-8 is kept as text, each maximal invalid sequence is one U+FFFD
+        // (as tshark prints it), also inside a label that mixes both: e9 alone,
+        // ff, fe, then a cut 3-byte sequence (e4 b8).
         let mut q = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 6];
         q.extend_from_slice("小佛".as_bytes());
-        q.extend_from_slice(&[1, 0xe9, 0, 0, 1, 0, 1]);
-        assert_eq!(parse(&q).map(|m| m.qname), Some("小佛.\\233".to_string()));
+        q.extend_from_slice(&[6, 0xe9, b'a', 0xff, 0xfe, 0xe4, 0xb8, 0, 0, 1, 0, 1]);
+        assert_eq!(parse(&q).map(|m| m.qname), Some("小佛.\u{fffd}a\u{fffd}\u{fffd}\u{fffd}".to_string()));
     }
 
     #[test]
@@ -605,12 +622,14 @@ mod tests {
     #[test]
     fn transactions_are_bounded_and_counted_beyond_the_bound() {
         let mut p = AppParser::new(17, 40001, 53);
-        for i in 0..1000u16 {
+        for i in 0..3000u16 {
             p.on_datagram(true, &msg(i, false, 0, &format!("q{i}.t.example"), 16));
         }
         let d = p.meta().dns.clone().unwrap_or_default();
         assert_eq!(d.transactions.len(), MAX_TRANSACTIONS);
-        assert_eq!(d.transaction_count, 1000);
+        assert_eq!(d.transaction_count, 3000);
+        // What is stored is a prefix: the first queries after the first.
+        assert_eq!(d.transactions.last().map(|t| t.query.as_str()), Some("q1024.t.example"));
         assert_eq!(d.transactions[0].query, "q1.t.example");
         // Long names: the byte bound holds first.
         let mut p = AppParser::new(17, 40001, 53);
@@ -633,5 +652,17 @@ mod tests {
         p.on_datagram(true, &q);
         let d = p.meta().dns.clone().unwrap_or_default();
         assert_eq!(d.queries().collect::<Vec<_>>(), ["_http._tcp.local", "_ipp._tcp.local"]);
+    }
+
+    #[test]
+    fn forward_pointers_are_read_and_loops_end() {
+        // nmap's version.bind CH TXT probe: the name's last label points forward to a zero byte.
+        let mut q = vec![0, 6, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x07version\x04bind\xc0\x1b\x00\x10\x00\x03\x00");
+        assert_eq!(q[0x1b], 0);
+        assert_eq!(read_name(&q, 12), Some(("version.bind".to_string(), 27)));
+        // Two pointers at each other: no name, no hang.
+        let looped = [0u8, 0, 0, 0, 0xc0, 6, 0xc0, 4];
+        assert_eq!(read_name(&looped, 4), None);
     }
 }

@@ -56,6 +56,11 @@ pub struct HttpMeta {
     pub transaction_count: u32,
     #[serde(skip)]
     stored_text: usize,
+    /// No more transactions are stored (a bound was reached): `transactions` stays a prefix.
+    #[serde(skip)]
+    full: bool,
+    #[serde(skip)]
+    retained: super::retained::Retained,
 }
 
 fn at_most_one(n: &u32) -> bool {
@@ -75,8 +80,12 @@ impl HttpMeta {
             return Some(&mut self.first);
         }
         let k = (i - 1) as usize;
-        if k == self.transactions.len() && k < MAX_TRANSACTIONS && self.stored_text < MAX_STORED_TEXT {
-            self.transactions.push(HttpTransaction::default());
+        if k == self.transactions.len() && !self.full {
+            if k < MAX_TRANSACTIONS && self.stored_text < MAX_STORED_TEXT {
+                self.transactions.push(HttpTransaction::default());
+            } else {
+                self.full = true;
+            }
         }
         self.transactions.get_mut(k)
     }
@@ -86,8 +95,13 @@ impl HttpMeta {
         let k = i.saturating_sub(1) as usize;
         if i > 0 {
             if let Some(t) = self.transactions.get(k) {
-                self.stored_text =
+                let total =
                     self.transactions.iter().take(k).map(HttpTransaction::text_len).sum::<usize>() + t.text_len();
+                if !self.retained.try_take(total.saturating_sub(self.stored_text)) {
+                    // Over the process-wide cap: keep what is there, store no more.
+                    self.full = true;
+                }
+                self.stored_text = total.max(self.stored_text);
             }
         }
     }
@@ -105,7 +119,7 @@ impl std::ops::Deref for HttpMeta {
     }
 }
 
-const METHODS: [&[u8]; 14] = [
+const METHODS: [&[u8]; 30] = [
     b"GET ",
     b"POST ",
     b"HEAD ",
@@ -115,12 +129,34 @@ const METHODS: [&[u8]; 14] = [
     b"CONNECT ",
     b"PATCH ",
     b"TRACE ",
+    // WebDAV, CalDAV, versioning (RFC 4918, 4791, 3253, 3744, 5323, 5842).
     b"PROPFIND ",
     b"PROPPATCH ",
     b"MKCOL ",
     b"COPY ",
     b"MOVE ",
+    b"LOCK ",
+    b"UNLOCK ",
+    b"SEARCH ",
+    b"REPORT ",
+    b"MKCALENDAR ",
+    b"MKACTIVITY ",
+    b"CHECKOUT ",
+    b"MERGE ",
+    b"ACL ",
+    b"BIND ",
+    b"UNBIND ",
+    b"PURGE ",
+    // HTTP over UDP (SSDP, UPnP eventing, RFC 7231-style messages in datagrams).
+    b"M-SEARCH ",
+    b"NOTIFY ",
+    b"SUBSCRIBE ",
+    b"UNSUBSCRIBE ",
 ];
+/// Methods SIP has too: HTTP only when the request line names an HTTP version.
+const SHARED_WITH_SIP: [&[u8]; 3] = [b"NOTIFY ", b"SUBSCRIBE ", b"UNSUBSCRIBE "];
+/// Longest request line looked through for the version of a method SIP shares.
+const MAX_REQUEST_LINE: usize = 2048;
 const RESPONSE: &[u8] = b"HTTP/1.";
 /// Longest text field kept.
 const MAX_FIELD: usize = 512;
@@ -143,6 +179,7 @@ pub(crate) fn probe(b: &[u8], _from_initiator: bool) -> Probe {
     let mut need = false;
     for t in METHODS.iter().copied().chain(std::iter::once(RESPONSE)) {
         match prefix_probe(b, t) {
+            Probe::Yes if SHARED_WITH_SIP.contains(&t) => return request_line_is_http(b),
             Probe::Yes => return Probe::Yes,
             Probe::NeedMore => need = true,
             Probe::No => {}
@@ -152,6 +189,17 @@ pub(crate) fn probe(b: &[u8], _from_initiator: bool) -> Probe {
         Probe::NeedMore
     } else {
         Probe::No
+    }
+}
+
+/// Whether the request line names an HTTP version (not `SIP/2.0`).
+fn request_line_is_http(b: &[u8]) -> Probe {
+    let window = b.get(..b.len().min(MAX_REQUEST_LINE)).unwrap_or(b);
+    match window.iter().position(|&c| c == b'\n') {
+        Some(end) if window.get(..end).is_some_and(|l| l.windows(7).any(|w| w == b" HTTP/1")) => Probe::Yes,
+        Some(_) => Probe::No,
+        None if window.len() == MAX_REQUEST_LINE => Probe::No,
+        None => Probe::NeedMore,
     }
 }
 
@@ -343,6 +391,15 @@ impl HttpState {
         self.count_body(meta, d, k);
         self.set(d, next);
         k as usize
+    }
+
+    /// HTTP over UDP (SSDP, UPnP): each datagram is one whole message.
+    pub(crate) fn on_datagram(&mut self, meta: &mut AppMeta, from_initiator: bool, data: &[u8]) {
+        let d = usize::from(!from_initiator);
+        self.set(d, Framing::Headers);
+        let mut buf = data.to_vec();
+        let _ = self.on_stream(meta, from_initiator, &mut buf);
+        self.set(d, Framing::Headers);
     }
 
     fn set(&mut self, d: usize, f: Framing) {
@@ -575,5 +632,23 @@ mod tests {
         assert_eq!(p.meta().proto, AppProto::Tls);
         assert_eq!(p.meta().http.as_ref().and_then(|h| h.method.clone()).as_deref(), Some("CONNECT"));
         assert_eq!(p.meta().tls.as_ref().and_then(|t| t.sni.clone()).as_deref(), Some("www.example.org"));
+    }
+
+    #[test]
+    fn http_in_datagrams_and_methods_sip_shares() {
+        let mut p = AppParser::new(17, 50000, 1900);
+        p.on_datagram(
+            true,
+            b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nST: ssdp:all\r\n\r\n",
+        );
+        p.on_datagram(true, b"NOTIFY * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nNT: upnp:rootdevice\r\n\r\n");
+        assert_eq!(p.meta().proto, AppProto::Http);
+        let h = p.meta().http.clone().unwrap_or_default();
+        assert_eq!(h.hosts().collect::<Vec<_>>(), ["239.255.255.250:1900", "239.255.255.250:1900"]);
+        assert_eq!(h.transactions[0].method.as_deref(), Some("NOTIFY"));
+        // SIP's NOTIFY is not HTTP; WebDAV's LOCK is.
+        assert_eq!(probe(b"NOTIFY sip:bob@example.org SIP/2.0\r\n", true), Probe::No);
+        assert_eq!(probe(b"NOTIFY * HTT", true), Probe::NeedMore);
+        assert_eq!(probe(b"LOCK /doc HTTP/1.1\r\n", true), Probe::Yes);
     }
 }

@@ -24,6 +24,7 @@
 pub mod dns;
 pub mod http;
 pub mod quic;
+pub mod retained;
 pub mod ssh;
 pub mod tls;
 
@@ -266,6 +267,9 @@ impl AppParser {
                 if let Some(dir) = self.dirs.get_mut(1) {
                     dir.finished = true;
                 }
+            } else if http::probe(data, d == 0) == Probe::Yes {
+                // HTTP in datagrams: SSDP, UPnP.
+                self.identify(AppProto::Http, State::Http(http::HttpState::default()));
             } else {
                 if let Some(dir) = self.dirs.get_mut(d) {
                     dir.unknown_datagrams += 1;
@@ -282,6 +286,10 @@ impl AppParser {
                 false
             }
             State::Quic(q) if d == 0 => q.on_datagram(&mut self.meta, data),
+            State::Http(h) => {
+                h.on_datagram(&mut self.meta, d == 0, data);
+                false
+            }
             // The server side of QUIC, or a TCP protocol in a datagram: nothing to parse.
             _ => true,
         };
@@ -358,6 +366,12 @@ impl AppParser {
                 (Probe::NeedMore, _) => return,
                 (Probe::No, _) => {
                     dir.probe_failed = true;
+                    // A hello may already be in these bytes, after a prefix
+                    // (a PROXY protocol line) in a flow where nothing more comes.
+                    if let Some(at) = tls::find_hello_record(&dir.buf, d == 0) {
+                        self.tls_found(d, at);
+                        return;
+                    }
                     self.check_probe_dead_end();
                     return;
                 }

@@ -80,6 +80,8 @@ pub(crate) struct Merger {
     benign: Option<usize>,
     pub sinks: Vec<Box<dyn VerdictSink>>,
     pub feature_sink: Option<Box<dyn FeatureSink>>,
+    /// Ended flows' records go to the verdict sinks too.
+    flow_records: bool,
     batch_size: usize,
     batch_deadline: Micros,
     rows: Vec<f32>,
@@ -134,6 +136,8 @@ pub(crate) struct Merger {
 }
 
 pub(crate) struct MergerConfig {
+    /// Hand every ended flow's record to the verdict sinks ([`VerdictSink::flow`]).
+    pub flow_records: bool,
     pub hosts: HostContext,
     pub classifier: Option<Box<dyn Classifier>>,
     pub sinks: Vec<Box<dyn VerdictSink>>,
@@ -168,6 +172,7 @@ impl Merger {
             model_id,
             sinks: cfg.sinks,
             feature_sink: cfg.feature_sink,
+            flow_records: cfg.flow_records,
             batch_size: cfg.batch_size,
             batch_deadline: cfg.batch_deadline,
             rows: Vec::with_capacity(cfg.batch_size * NUM_FEATURES),
@@ -214,6 +219,7 @@ impl Merger {
                 max_pairs: 0,
                 max_rhythms: 0,
             }),
+            flow_records: false,
             classifier: None,
             sinks: Vec::new(),
             feature_sink: None,
@@ -332,6 +338,11 @@ impl Merger {
         let host = self.hosts.features(time.min(ev.record.ts), &ev.initiator, &ev.responder);
         crate::features::write_host(&host, &mut ev.row);
         self.feature_rows += 1;
+        if self.flow_records && ev.record.trigger == Trigger::End {
+            for s in self.sinks.iter_mut() {
+                obey(s.flow(&ev.record), &mut self.stop, &mut self.error);
+            }
+        }
         if let Some(fs) = self.feature_sink.as_mut() {
             match fs.row(&ev.record, &ev.row) {
                 Ok(SinkControl::Stop) => self.stop = true,

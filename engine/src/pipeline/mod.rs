@@ -341,6 +341,7 @@ pub struct EngineBuilder {
     final_only_if_changed: bool,
     incidents: IncidentConfig,
     policy: Policy,
+    flow_records: bool,
 }
 
 impl Default for EngineBuilder {
@@ -364,6 +365,7 @@ impl Default for EngineBuilder {
             final_only_if_changed: false,
             incidents: IncidentConfig::default(),
             policy: Policy::default(),
+            flow_records: false,
         }
     }
 }
@@ -394,6 +396,14 @@ impl EngineBuilder {
     }
 
     /// Receives every feature row (early and end), e.g. to export training data.
+    /// Every ended flow's record also goes to the verdict sinks
+    /// ([`VerdictSink::flow`]; JSON `event_type` = `flow`), with or without a
+    /// model: Zeek's `conn.log` beside the verdicts. Off by default.
+    pub fn flow_records(mut self, on: bool) -> Self {
+        self.flow_records = on;
+        self
+    }
+
     pub fn feature_sink(mut self, s: impl FeatureSink + 'static) -> Self {
         self.feature_sink = Some(Box::new(s));
         self
@@ -507,13 +517,17 @@ impl EngineBuilder {
             }
             (None, None) => None,
         };
-        if classifier.is_none() && self.feature_sink.is_none() {
-            return Err(Error::Config("nothing to do: give a model (or classifier) or a feature sink".into()));
+        let flow_records_only = self.flow_records && !self.sinks.is_empty();
+        if classifier.is_none() && self.feature_sink.is_none() && !flow_records_only {
+            return Err(Error::Config(
+                "nothing to do: give a model (or classifier), a feature sink, or flow records and a sink".into(),
+            ));
         }
         if classifier.is_some() && self.sinks.is_empty() {
             return Err(Error::Config("a classifier needs at least one verdict sink".into()));
         }
         let mut merger = Merger::new(MergerConfig {
+            flow_records: self.flow_records,
             hosts: HostContext::new(self.host),
             classifier,
             sinks: self.sinks,
