@@ -35,7 +35,6 @@ pub static POOL: Pool = Pool::new(MAX_RETAINED_TOTAL);
 /// The bytes one flow's metadata holds against a [`Pool`]; given back when
 /// it is dropped. A clone (a verdict's or a record's copy of the metadata)
 /// holds nothing: only the parser's own copy counts.
-#[derive(Debug)]
 pub struct Retained {
     pool: &'static Pool,
     held: usize,
@@ -62,6 +61,14 @@ impl Retained {
     /// Bytes this copy holds.
     pub fn held(&self) -> usize {
         self.held
+    }
+}
+
+/// Shows what this copy holds, never the pool's running total (which other
+/// flows change): metadata prints the same whenever it is printed.
+impl std::fmt::Debug for Retained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retained").field("held", &self.held).finish()
     }
 }
 
@@ -104,5 +111,6 @@ mod tests {
         assert_eq!(SMALL.used(), 400);
         drop(b);
         assert_eq!(SMALL.used(), 0);
+        assert_eq!(format!("{:?}", Retained { pool: &SMALL, held: 0 }), "Retained { held: 0 }");
     }
 }
