@@ -24,7 +24,7 @@ use super::{LinkType, Micros, RawPacket, MAX_TIMESTAMP};
 const CHUNK: usize = 1 << 20;
 /// Largest pcapng block accepted (libpcap's bound); a larger one means a damaged file.
 const MAX_BLOCK: usize = 16 * 1024 * 1024;
-/// Largest classic pcap record accepted when the file's own snaplen is smaller.
+/// Largest classic pcap record accepted (libpcap's bound), whatever the file's header says.
 const MAX_SNAPLEN: u32 = 262_144;
 /// Interfaces one pcapng section may describe; more means a damaged file.
 const MAX_INTERFACES: usize = 65_536;
@@ -90,7 +90,7 @@ struct Interface {
 
 #[derive(Debug)]
 enum Format {
-    Classic { big_endian: bool, scale: Scale, link_type: LinkType, snaplen: u32 },
+    Classic { big_endian: bool, scale: Scale, link_type: LinkType },
     Ng { big_endian: bool, interfaces: Vec<Interface> },
 }
 
@@ -246,12 +246,11 @@ impl CaptureReader {
             }
             let h = input.peek(24);
             let nanos = u32_at(h, 0, big_endian) == PCAP_NANOS;
-            let snaplen = u32_at(h, 16, big_endian);
             // The upper bits hold FCS information, not the link type.
             let link_type = LinkType((u32_at(h, 20, big_endian) & 0x03ff_ffff) as i32);
             input.consume(24);
             let scale = if nanos { Scale::Div(1000) } else { Scale::Micros };
-            Format::Classic { big_endian, scale, link_type, snaplen }
+            Format::Classic { big_endian, scale, link_type }
         } else {
             return Err("unknown file format".into());
         };
@@ -324,9 +323,7 @@ impl CaptureReader {
 
     fn find_next(&mut self) -> Result<Option<Found>, String> {
         match self.format {
-            Format::Classic { big_endian, scale, link_type, snaplen } => {
-                self.classic_record(big_endian, scale, link_type, snaplen)
-            }
+            Format::Classic { big_endian, scale, link_type } => self.classic_record(big_endian, scale, link_type),
             Format::Ng { .. } => loop {
                 if let Some(f) = self.ng_block()? {
                     return Ok(Some(f));
@@ -338,13 +335,7 @@ impl CaptureReader {
         }
     }
 
-    fn classic_record(
-        &mut self,
-        big_endian: bool,
-        scale: Scale,
-        link_type: LinkType,
-        snaplen: u32,
-    ) -> Result<Option<Found>, String> {
+    fn classic_record(&mut self, big_endian: bool, scale: Scale, link_type: LinkType) -> Result<Option<Found>, String> {
         let input = &mut self.input;
         match input.fill(16).map_err(|e| e.to_string())? {
             0 => return Ok(None),
@@ -356,11 +347,10 @@ impl CaptureReader {
         let frac = u64::from(u32_at(h, 4, big_endian));
         let caplen = u32_at(h, 8, big_endian);
         let len = u32_at(h, 12, big_endian);
-        if caplen > snaplen.max(MAX_SNAPLEN) {
-            return Err(format!(
-                "invalid packet capture length {caplen}, bigger than snaplen of {}",
-                snaplen.max(MAX_SNAPLEN)
-            ));
+        // libpcap's bound, whatever the header claims: a damaged header's
+        // snaplen (4 GiB) must not make a record that size.
+        if caplen > MAX_SNAPLEN {
+            return Err(format!("invalid packet capture length {caplen}, bigger than snaplen of {MAX_SNAPLEN}"));
         }
         let caplen = caplen as usize;
         let got = input.fill(16 + caplen).map_err(|e| e.to_string())?;
