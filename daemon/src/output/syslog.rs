@@ -311,17 +311,24 @@ fn endpoint(ip: IpAddr, port: u16, out: &mut String) {
     };
 }
 
-/// The verdict fields, in message order, as text: the flow, the decision,
-/// and the application metadata an analyst acts on (SNI, HTTP host, DNS query).
-fn verdict_fields(v: &Verdict) -> Vec<(&'static str, String)> {
-    let f = &v.flow;
-    let mut out = vec![
+/// The flow's id and 5-tuple, first in every verdict and flow message.
+fn flow_key_fields(f: &FlowRecord) -> Vec<(&'static str, String)> {
+    vec![
         ("flow_id", f.flow_id.to_string()),
         ("proto", f.proto.to_string()),
         ("src_ip", f.src_ip.to_string()),
         ("src_port", f.src_port.to_string()),
         ("dst_ip", f.dst_ip.to_string()),
         ("dst_port", f.dst_port.to_string()),
+    ]
+}
+
+/// The verdict fields, in message order, as text: the flow, the decision,
+/// and the application metadata an analyst acts on (SNI, HTTP host, DNS query).
+fn verdict_fields(v: &Verdict) -> Vec<(&'static str, String)> {
+    let f = &v.flow;
+    let mut out = flow_key_fields(f);
+    out.extend([
         ("label", v.label.to_string()),
         ("score", v.score.to_string()),
         ("packets", f.packets.to_string()),
@@ -330,7 +337,7 @@ fn verdict_fields(v: &Verdict) -> Vec<(&'static str, String)> {
         ("trigger", f.trigger.name().to_string()),
         ("ts", rfc3339_micros(f.ts)),
         ("flow_start", rfc3339_micros(f.flow_start)),
-    ];
+    ]);
     if let Some(r) = f.end_reason {
         out.push(("end_reason", r.to_string()));
     }
@@ -362,20 +369,15 @@ fn app_fields(f: &FlowRecord, out: &mut Vec<(&'static str, String)>) {
 
 /// The fields of a flow record, in message order (names as in JSON).
 fn flow_fields(f: &FlowRecord) -> Vec<(&'static str, String)> {
-    let mut out = vec![
-        ("flow_id", f.flow_id.to_string()),
-        ("proto", f.proto.to_string()),
-        ("src_ip", f.src_ip.to_string()),
-        ("src_port", f.src_port.to_string()),
-        ("dst_ip", f.dst_ip.to_string()),
-        ("dst_port", f.dst_port.to_string()),
+    let mut out = flow_key_fields(f);
+    out.extend([
         ("packets", f.packets.to_string()),
         ("bytes", f.bytes.to_string()),
         ("fwd_bytes", f.detail.bytes[0].to_string()),
         ("bwd_bytes", f.detail.bytes[1].to_string()),
         ("first_ts", rfc3339_micros(f.flow_start)),
         ("last_ts", rfc3339_micros(f.ts)),
-    ];
+    ]);
     if let Some(r) = f.end_reason {
         out.push(("end_reason", r.to_string()));
     }

@@ -15,15 +15,9 @@ use super::{AppMeta, Probe, Rd, MAX_BUFFER};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DnsMeta {
-    /// Query name, dot-separated, without the final dot ("" for the root).
-    pub query: String,
-    pub qtype: u16,
-    /// Response code of the first response.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rcode: Option<u8>,
-    /// Answer count of the first response.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub answers: Option<u16>,
+    /// The first transaction (its fields at the top level of the JSON, as before).
+    #[serde(flatten)]
+    pub first: DnsTransaction,
     /// The transactions after the first, in order, bounded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transactions: Vec<DnsTransaction>,
@@ -31,9 +25,6 @@ pub struct DnsMeta {
     /// written when there is more than one.
     #[serde(skip_serializing_if = "at_most_one")]
     pub transaction_count: u32,
-    /// Message id of the first transaction (to match its response).
-    #[serde(skip)]
-    first_id: u16,
     /// Bytes of names held in `transactions`.
     #[serde(skip)]
     stored_name_bytes: usize,
@@ -58,28 +49,41 @@ fn at_most_one(n: &u32) -> bool {
     *n <= 1
 }
 
-/// One DNS transaction after a flow's first: the same fields as [`DnsMeta`]'s own.
+/// One DNS transaction: a question and the response with the same id and name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DnsTransaction {
+    /// Query name, dot-separated, without the final dot ("" for the root).
     pub query: String,
     pub qtype: u16,
+    /// Response code of the response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rcode: Option<u8>,
+    /// Answer count of the response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answers: Option<u16>,
+    /// Message id (to match the response).
     #[serde(skip)]
     id: u16,
+}
+
+/// The first transaction's fields read as the flow's own (`meta.query`).
+impl std::ops::Deref for DnsMeta {
+    type Target = DnsTransaction;
+    fn deref(&self) -> &DnsTransaction {
+        &self.first
+    }
 }
 
 impl DnsMeta {
     /// A flow's first transaction: a query for `query` of type `qtype`.
     pub fn new(query: impl Into<String>, qtype: u16) -> Self {
-        DnsMeta { query: query.into(), qtype, transaction_count: 1, ..Default::default() }
+        let first = DnsTransaction { query: query.into(), qtype, ..Default::default() };
+        DnsMeta { first, transaction_count: 1, ..Default::default() }
     }
 
     /// Every query name of the flow, in order: the first, then the later transactions'.
     pub fn queries(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.query.as_str()).chain(self.transactions.iter().map(|t| t.query.as_str()))
+        std::iter::once(&self.first).chain(&self.transactions).map(|t| t.query.as_str())
     }
 
     fn push(&mut self, t: DnsTransaction) {
@@ -95,15 +99,12 @@ impl DnsMeta {
     }
 
     /// The newest unanswered transaction with this id and name (the first one last).
-    fn pending(&mut self, id: u16, name: &str) -> Option<(&mut Option<u8>, &mut Option<u16>)> {
-        let same = |tid: u16, q: &str, rcode: &Option<u8>| tid == id && rcode.is_none() && q.eq_ignore_ascii_case(name);
-        if let Some(t) = self.transactions.iter_mut().rev().find(|t| same(t.id, &t.query, &t.rcode)) {
-            return Some((&mut t.rcode, &mut t.answers));
+    fn pending(&mut self, id: u16, name: &str) -> Option<&mut DnsTransaction> {
+        let open = |t: &DnsTransaction| t.id == id && t.rcode.is_none() && t.query.eq_ignore_ascii_case(name);
+        if let Some(i) = self.transactions.iter().rposition(open) {
+            return self.transactions.get_mut(i);
         }
-        if same(self.first_id, &self.query, &self.rcode) {
-            return Some((&mut self.rcode, &mut self.answers));
-        }
-        None
+        open(&self.first).then_some(&mut self.first)
     }
 }
 
@@ -360,19 +361,19 @@ pub(crate) fn probe_tcp(b: &[u8], _from_initiator: bool) -> Probe {
 /// message of the flow is seen.
 pub(crate) fn on_message(meta: &mut AppMeta, data: &[u8]) {
     let Some(m) = parse(data) else { return };
-    let Some(d) = meta.dns.as_mut() else {
-        let mut d = DnsMeta {
-            query: m.qname.clone(),
-            qtype: m.qtype,
-            first_id: m.id,
-            transaction_count: 1,
-            ..Default::default()
-        };
-        d.stats.add(&m);
+    // A response answers; a question asks.
+    let answered = |t: DnsTransaction| {
         if m.response {
-            d.rcode = Some(m.rcode);
-            d.answers = Some(m.ancount);
+            DnsTransaction { rcode: Some(m.rcode), answers: Some(m.ancount), ..t }
         } else {
+            t
+        }
+    };
+    let Some(d) = meta.dns.as_mut() else {
+        let first = answered(DnsTransaction { query: m.qname.clone(), qtype: m.qtype, id: m.id, ..Default::default() });
+        let mut d = DnsMeta { first, transaction_count: 1, ..Default::default() };
+        d.stats.add(&m);
+        if !m.response {
             for (query, qtype) in m.more {
                 d.push(DnsTransaction { query, qtype, id: m.id, ..Default::default() });
             }
@@ -381,25 +382,19 @@ pub(crate) fn on_message(meta: &mut AppMeta, data: &[u8]) {
         return;
     };
     d.stats.add(&m);
-    if m.response {
-        match d.pending(m.id, &m.qname) {
-            Some((rcode, answers)) => {
-                *rcode = Some(m.rcode);
-                *answers = Some(m.ancount);
-            }
-            None => d.push(DnsTransaction {
-                query: m.qname,
-                qtype: m.qtype,
-                rcode: Some(m.rcode),
-                answers: Some(m.ancount),
-                id: m.id,
-            }),
+    match d.pending(m.id, &m.qname) {
+        Some(t) if m.response => {
+            t.rcode = Some(m.rcode);
+            t.answers = Some(m.ancount);
         }
-    } else if d.pending(m.id, &m.qname).is_none() {
-        // (A query repeating an open transaction is a retransmission.)
-        d.push(DnsTransaction { query: m.qname, qtype: m.qtype, id: m.id, ..Default::default() });
-        for (query, qtype) in m.more {
-            d.push(DnsTransaction { query, qtype, id: m.id, ..Default::default() });
+        // A query repeating an open transaction is a retransmission.
+        Some(_) => {}
+        None => {
+            let more = if m.response { Vec::new() } else { m.more };
+            d.push(answered(DnsTransaction { query: m.qname, qtype: m.qtype, id: m.id, ..Default::default() }));
+            for (query, qtype) in more {
+                d.push(DnsTransaction { query, qtype, id: m.id, ..Default::default() });
+            }
         }
     }
 }
