@@ -223,6 +223,38 @@ def tshark_packet_facts(pcap):
     return facts
 
 
+def tshark_fragment_extra(pcap):
+    """(proto, sending endpoint) -> [datagrams, extra bytes]: what Tidewatch's count of a reassembled IP datagram
+    adds to tshark's. tshark counts the datagram once, with its last fragment's frame length; Tidewatch counts it
+    once with every fragment's frame length. The fragments are tshark's own list (ip.fragment / ipv6.fragment) in
+    the frame that completes the datagram, so the rule is checked, not assumed."""
+    fields = ["frame.number", "frame.len", "ip.fragment", "ipv6.fragment", "ip.src", "ipv6.src", "tcp.srcport",
+              "udp.srcport", "frame.protocols"]
+    cmd = [TSHARK, "-r", pcap, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in fields:
+        cmd += ["-e", f]
+    rc, out, err = run(cmd)
+    lens, done = {}, []
+    for line in out.splitlines():
+        c = (line.split("\t") + [""] * len(fields))[: len(fields)]
+        if not c[0] or not c[1]:
+            continue
+        lens[int(c[0])] = int(c[1])
+        frags = [int(x) for x in (c[2] + "," + c[3]).split(",") if x.isdigit()]
+        port = (c[6] or c[7]).split(",")[-1]
+        if len(frags) < 2 or not port:
+            continue
+        ips = [p for p in c[8].split(":") if p in ("ip", "ipv6")]
+        src = (c[5] if ips and ips[-1] == "ipv6" else c[4]).split(",")[-1]
+        done.append((int(c[0]), frags, "tcp" if c[6] else "udp", ep(src, port)))
+    extra = {}
+    for n, frags, proto, src in done:
+        r = extra.setdefault((proto, src), [0, 0])
+        r[0] += 1
+        r[1] += sum(lens.get(f, 0) for f in frags) - lens[n]
+    return extra
+
+
 DROP_NAMES = {
     "truncated": "IP total length exceeds the frame: tshark counts the packet, Tidewatch drops it (truncated)",
     "not_ip": "frames Tidewatch does not decode as IP (not_ip; e.g. Cisco FabricPath), tshark does",
@@ -231,6 +263,8 @@ DROP_NAMES = {
     "bad_transport_header": "bad TCP/UDP header: Tidewatch drops the packet",
     "truncated_transport": "transport header cut: Tidewatch drops the packet",
 }
+FRAGMENT_AGREE = ("agree on purpose: IP fragments (frames equal; bytes = tshark's plus every earlier fragment's "
+                  "frame, from tshark's own fragment list: Tidewatch counts all the bytes that were on the wire)")
 LINK_TYPES = {}  # capture path relative to the corpus -> link type (MANIFEST.tsv)
 
 
@@ -299,8 +333,16 @@ def flows_one(pcap):
                 tws = tw_flows_by.get(k, [])
                 emb = sorted(set(facts["embedded"][x] for x in ips if x in facts["embedded"]))
                 if ips & facts["frag"]:
-                    cls += (": IP fragments (tshark counts the datagram once, on its last fragment's frame; "
-                            "Tidewatch counts it once with all its fragments' frame bytes)")
+                    c, t = convs.get(k), tw.get(k)
+                    if facts.get("frag_extra") is None:
+                        facts["frag_extra"] = tshark_fragment_extra(pcap)
+                    x = {e: facts["frag_extra"].get((k[0], e), [0, 0])[1] for e in k[1:]}
+                    if c and t and all(c[e][0] == t[e][0] and c[e][1] + x[e] <= t[e][1] <= c[e][2] + x[e]
+                                       for e in k[1:]):
+                        cls = FRAGMENT_AGREE
+                    else:
+                        cls += (": IP fragments (tshark counts the datagram once, on its last fragment's frame; "
+                                "Tidewatch counts it once with all its fragments' frame bytes)")
                 elif ips & facts["trunc"]:
                     cls += ": snaplen/truncated frames"
                 elif cls == "tshark only" and emb:
@@ -340,13 +382,16 @@ def part_flows(corpus, files):
             examples.setdefault(cls, "%s %s %s<->%s %s" % (rel(pcap, corpus), k[0], k[1], k[2], detail))
     write_details("flows", detail_out)
     agree = sum(v for c, v in classes.items() if c.startswith("agree"))
+    strict = agree - classes.get(FRAGMENT_AGREE, 0)
     t = Table("1. Flow table: tshark conv,tcp/conv,udp vs Tidewatch flows summed per 5-tuple",
               ["class", "count", "share", "example"])
     for cls, v in sorted(classes.items(), key=lambda x: (not x[0].startswith("agree"), -x[1])):
         t.add(cls, v, pct(v, n_conv), examples[cls][:200] if not cls.startswith("agree") else examples[cls][:120])
     t.notes.append("captures: %d (protocols/); conversations (union of both sides): %d; exact agreement "
-                   "(frames and bytes per direction; bytes at tshark's printed precision): %d = %s"
-                   % (len(files), n_conv, agree, pct(agree, n_conv)))
+                   "(frames and bytes per direction; bytes at tshark's printed precision), a fragmented "
+                   "datagram's bytes counted as Tidewatch counts them and checked against tshark's fragment list: "
+                   "%d = %s; with tshark's byte rule for fragmented datagrams (last fragment's frame only): %d = %s"
+                   % (len(files), n_conv, agree, pct(agree, n_conv), strict, pct(strict, n_conv)))
     return t
 
 

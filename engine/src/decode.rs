@@ -6,7 +6,7 @@
 //! `packets read = decoded + fragments + sum of drops` always holds.
 //!
 //! Tunnels are walked through (MPLS, PPPoE, GRE and ERSPAN, VXLAN, Geneve,
-//! GTP-U, IP-in-IP/6in4/4in6): the innermost IP packet is the flow, and the
+//! GTP-U, IP-in-IP/6in4/4in6, PIM Register): the innermost IP packet is the flow, and the
 //! layers it came through travel with it as [`Tunnels`]. A UDP tunnel port
 //! is only taken as a tunnel when what it carries decodes; otherwise the
 //! outer packet is the flow, as a peer that does not know the tunnel would see it.
@@ -19,6 +19,7 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_PIM: u8 = 103;
 
 /// TCP flag bits as on the wire.
 pub mod tcp_flags {
@@ -104,6 +105,9 @@ pub enum TunnelKind {
     GtpU,
     /// IP directly in IP: 4in4, 6in4, 4in6, 6in6.
     IpInIp,
+    /// A multicast packet a PIM-SM first-hop router registers with the
+    /// rendezvous point (RFC 7761 4.9.3): the whole packet rides inside.
+    PimRegister,
 }
 
 impl TunnelKind {
@@ -118,6 +122,7 @@ impl TunnelKind {
             TunnelKind::Geneve => "geneve",
             TunnelKind::GtpU => "gtp-u",
             TunnelKind::IpInIp => "ip-in-ip",
+            TunnelKind::PimRegister => "pim-register",
         }
     }
 }
@@ -512,6 +517,16 @@ fn decapsulate<'a>(data: &'a [u8], ts: Micros, wire_len: u32, missing: u32, oute
             t.push(TunnelKind::IpInIp, None).then_some(())?;
             inner(Net::Ip(off), t)
         }
+        PROTO_PIM => {
+            // Version 2, type 1 (Register), then 4 bytes of Border and
+            // Null-Register bits; the registered IP packet follows. A
+            // Null-Register carries only a dummy header: no flow inside.
+            if *data.get(start)? != 0x21 || be32(data, start + 4)? & 0x4000_0000 != 0 {
+                return None;
+            }
+            t.push(TunnelKind::PimRegister, None).then_some(())?;
+            inner(Net::Ip(start + 8), t)
+        }
         47 => {
             let off = start;
             let flags = be16(data, off)?;
@@ -858,7 +873,7 @@ pub fn proto_name(proto: u8) -> &'static str {
         50 => "esp",
         51 => "ah",
         89 => "ospf",
-        103 => "pim",
+        PROTO_PIM => "pim",
         132 => "sctp",
         _ => "ip",
     }
@@ -927,6 +942,26 @@ mod tests {
         let p = decode_eth(&frame).expect("the test frame decodes");
         assert_eq!((p.dst_port, p.tunnels.layers(), p.tunnels.id), (53, &[TunnelKind::Vxlan][..], Some(7)));
         assert_eq!(p.payload(&frame), b"abcd");
+    }
+
+    #[test]
+    fn a_pim_register_opens_to_the_registered_packet_but_a_null_register_does_not() {
+        let pim = |flags: u32| {
+            let mut body = vec![0x21, 0, 0, 0];
+            body.extend_from_slice(&flags.to_be_bytes());
+            body.extend_from_slice(&ipv4_udp(2468, b"abcd"));
+            let mut v = Vec::new();
+            let b = etherparse::PacketBuilder::ipv4([10, 9, 9, 1], [10, 9, 9, 2], 64);
+            b.write(&mut v, etherparse::IpNumber(PROTO_PIM), &body).expect("writing to a Vec cannot fail");
+            ethernet(ETH_IPV4, &v)
+        };
+        let frame = pim(0);
+        let p = decode_eth(&frame).expect("the test frame decodes");
+        assert_eq!((p.proto, p.dst_port, p.tunnels.layers()), (PROTO_UDP, 2468, &[TunnelKind::PimRegister][..]));
+        assert_eq!(p.payload(&frame), b"abcd");
+        // Null-Register bit set: the PIM packet itself is the flow.
+        let p = decode_eth(&pim(0x4000_0000)).expect("the test frame decodes");
+        assert_eq!((p.proto, p.tunnels.depth), (PROTO_PIM, 0));
     }
 
     #[test]
