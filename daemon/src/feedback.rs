@@ -104,9 +104,7 @@ pub fn feedback(args: FeedbackArgs) -> Result<(), Failure> {
         Some(p) => Some(find_record(p, args.incident_id, args.flow_id)?),
         None => None,
     };
-    let now = tidewatch::sink::rfc3339_micros(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
-    );
+    let now = tidewatch::sink::rfc3339_micros(tidewatch::micros_from_system_time(std::time::SystemTime::now()));
     let mut entry = json!({
         "ts": now,
         "decision": args.decision.replace('-', "_"),

@@ -34,11 +34,6 @@ pub struct FlowsArgs {
     flows: crate::FlowArgs,
 }
 
-/// The record of one ended flow (`event_type` = `flow`). Field names are a public interface.
-pub fn record_json(r: &FlowRecord) -> serde_json::Value {
-    tidewatch::sink::flow_json(r)
-}
-
 struct FlowsSink {
     out: BufWriter<Box<dyn Write + Send>>,
     streams: Option<PathBuf>,
@@ -50,7 +45,7 @@ impl FeatureSink for FlowsSink {
         if r.trigger != Trigger::End {
             return Ok(SinkControl::Continue);
         }
-        serde_json::to_writer(&mut self.out, &record_json(r)).map_err(|e| SinkError::Other(e.to_string()))?;
+        serde_json::to_writer(&mut self.out, r).map_err(|e| SinkError::Other(e.to_string()))?;
         self.out.write_all(b"\n")?;
         self.records += 1;
         if let (Some(dir), Some(s)) = (&self.streams, &r.detail.streams) {

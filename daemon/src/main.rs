@@ -234,10 +234,19 @@ impl From<tidewatch::Error> for Failure {
             | E::Runtime(_)
             | E::Model { .. }
             | E::SchemaMismatch { .. }
+            | E::Classifier { .. }
             | E::Config(_) => 2,
-            E::Inference(_) | E::Sink(_) => 1,
+            // Inference, sink and internal failures, and anything newer.
+            _ => 1,
         };
-        Failure { code, message: e.to_string() }
+        // The library speaks in an embedder's terms; the daemon adds the
+        // project's own commands.
+        let hint = match e {
+            E::Runtime(_) => "; from the source tree, `make setup` installs it into .ort/",
+            E::SchemaMismatch { .. } => "; `make model` retrains the bundled model",
+            _ => "",
+        };
+        Failure { code, message: format!("{e}{hint}") }
     }
 }
 

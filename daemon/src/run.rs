@@ -278,10 +278,8 @@ fn stats_json(
 ) -> serde_json::Value {
     let mut j = counters.to_json();
     j["event_type"] = "stats".into();
-    j["timestamp"] = tidewatch::sink::rfc3339_micros(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
-    )
-    .into();
+    j["timestamp"] =
+        tidewatch::sink::rfc3339_micros(tidewatch::micros_from_system_time(std::time::SystemTime::now())).into();
     j["interfaces"] = interfaces.iter().map(|c| c.to_json()).collect::<Vec<_>>().into();
     j["outputs"] = outputs.iter().map(|h| h.to_json()).collect::<Vec<_>>().into();
     j

@@ -35,6 +35,7 @@ pub mod tcp_flags {
 
 /// Why a packet was not decoded. Every variant is a counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DropReason {
     /// The capture's link type is not one the engine reads.
     UnsupportedLinkType,
@@ -93,6 +94,7 @@ pub struct TcpInfo {
 
 /// An encapsulation the decoder walked through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TunnelKind {
     #[default]
     None,

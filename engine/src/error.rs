@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Errors returned by the engine's public API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A capture file could not be opened at all (missing, unreadable, not a capture).
     #[error("cannot open capture {path}: {reason} (check that the file exists and is a pcap or pcapng capture)")]
@@ -24,9 +25,14 @@ pub enum Error {
     /// A model was built for another feature schema than the one this engine computes.
     #[error(
         "model {path} was trained for feature schema {model_schema} but this engine computes {engine_schema}; \
-         retrain it with `make model` or use a model built for {engine_schema}"
+         retrain it on rows this engine exports (a FeatureSink) or use a model built for {engine_schema}"
     )]
     SchemaMismatch { path: PathBuf, model_schema: String, engine_schema: String },
+
+    /// A classifier given to the engine describes itself in a way the
+    /// engine cannot use (schema, labels, thresholds, medians).
+    #[error("classifier {model}: {reason}")]
+    Classifier { model: String, reason: String },
 
     /// Inference failed at run time.
     #[error("inference failed: {0}")]
@@ -36,6 +42,15 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The engine was used after [`crate::Engine::finish`] (or a `run`, which
+    /// finishes): its flows are ended and its sinks finished.
+    #[error("this engine has finished; build a new one with Engine::builder() for more packets")]
+    Finished,
+
+    /// A thread of the engine stopped unexpectedly (a bug, not bad input).
+    #[error("internal error: {0}; please report it with the input that caused it")]
+    Internal(String),
+
     /// A verdict or feature sink failed; the engine stopped.
     #[error("output failed: {0}")]
     Sink(#[from] SinkError),
@@ -43,11 +58,47 @@ pub enum Error {
 
 /// Error raised by a [`crate::sink::VerdictSink`] or [`crate::sink::FeatureSink`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
+    /// Writing failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A failure described in words.
     #[error("{0}")]
     Other(String),
+    /// The sink's own error type, kept whole: `Error::source` reaches it.
+    #[error("{0}")]
+    Custom(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl SinkError {
+    /// Wraps a sink's own error, keeping it as the source.
+    pub fn custom(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SinkError::Custom(Box::new(e))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct DiskFull;
+    impl std::fmt::Display for DiskFull {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("disk full")
+        }
+    }
+    impl std::error::Error for DiskFull {}
+
+    #[test]
+    fn a_sinks_own_error_stays_reachable_as_the_source() {
+        let e: Error = SinkError::custom(DiskFull).into();
+        assert_eq!(e.to_string(), "output failed: disk full");
+        let sink = std::error::Error::source(&e).expect("the sink error is the source");
+        let own = sink.source().expect("the sink's own error is its source");
+        assert!(own.downcast_ref::<DiskFull>().is_some(), "{own:?}");
+    }
+}

@@ -66,6 +66,7 @@ impl FlowKey {
 
 /// Why a flow ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EndReason {
     /// TCP closed by FIN in both directions or by RST, then quiet.
     Closed,

@@ -82,6 +82,7 @@ impl IncidentConfig {
 
 /// Whose incident it is: what the verdicts of one episode have in common.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ActorKind {
     /// The flows' initiator (a scanner, or any other alert).
     Source,
@@ -124,6 +125,7 @@ impl ActorKind {
 
 /// Which record of an incident this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IncidentState {
     Open,
     Update,

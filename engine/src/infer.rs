@@ -97,6 +97,52 @@ impl ModelInfo {
         Ok(out)
     }
 
+    /// Checks that a classifier's description fits this engine: the feature
+    /// schema it reads is the one the engine writes, it names its labels
+    /// (each once), and its thresholds and benign medians line up with them.
+    /// The engine runs this on every classifier it is given, at `build` and
+    /// on a swap.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |reason: String| Err(Error::Classifier { model: self.id(), reason });
+        let engine_schema = crate::features::schema_id();
+        let same_names =
+            self.features.len() == NUM_FEATURES && self.features.iter().zip(FEATURE_NAMES).all(|(a, b)| a == b);
+        if self.schema != SCHEMA_NAME || self.schema_version != SCHEMA_VERSION || !same_names {
+            return fail(format!(
+                "it reads feature schema {} v{}{} but this engine writes {engine_schema}; describe the rows it is \
+                 given with tidewatch::features::{{SCHEMA_NAME, SCHEMA_VERSION, FEATURE_NAMES}}",
+                self.schema,
+                self.schema_version,
+                if same_names { "" } else { " (other feature names)" }
+            ));
+        }
+        if self.labels.is_empty() {
+            return fail("it names no label; ModelInfo::labels names each probability it writes, in order".into());
+        }
+        if let Some(l) = self.labels.iter().enumerate().find(|(i, l)| self.labels[..*i].contains(l)) {
+            return fail(format!("label `{}` is named twice", l.1));
+        }
+        if self.thresholds.len() != self.labels.len() {
+            return fail(format!(
+                "it has {} thresholds for {} labels; give one per label (0 for none)",
+                self.thresholds.len(),
+                self.labels.len()
+            ));
+        }
+        if let Some(t) = self.thresholds.iter().find(|t| !(0.0..=1.0).contains(*t)) {
+            return fail(format!("threshold {t} is not between 0 and 1"));
+        }
+        if !self.benign_medians.is_empty()
+            && (self.benign_medians.len() != NUM_FEATURES || self.benign_medians.iter().any(|m| !m.is_finite()))
+        {
+            return fail(format!(
+                "it has {} benign medians (or a non-finite one); give none or one finite value per feature ({NUM_FEATURES})",
+                self.benign_medians.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// `name@version`, as written in each verdict's `model` field.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
@@ -137,7 +183,11 @@ pub trait Classifier: Send {
     fn classify(&mut self, features: &[f32], rows: usize, probabilities: &mut [f32]) -> Result<()>;
 }
 
-static RUNTIME: OnceLock<std::result::Result<(PathBuf, ort::environment::Environment), String>> = OnceLock::new();
+/// The loaded ONNX Runtime. Only a success is kept: after a failed load
+/// (a wrong path), a later call with the right path still loads it.
+static RUNTIME: OnceLock<(PathBuf, ort::environment::Environment)> = OnceLock::new();
+/// Serialises first loads, so two threads never load two runtimes.
+static RUNTIME_LOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// File name of the ONNX Runtime library that `make setup` installs.
 pub const ORT_LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
@@ -165,44 +215,48 @@ pub fn runtime_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
         }
     }
     out.push(PathBuf::from(".ort").join(ORT_LIBRARY_FILE));
-    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".ort").join(ORT_LIBRARY_FILE));
     out
 }
 
 /// Loads ONNX Runtime once per process and returns the library's path.
-/// Later calls return the first outcome whatever path they are given.
+/// Once loaded, later calls return that path whatever path they are given;
+/// a failed load is not kept, so a later call may try another path.
 pub fn init_onnx_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
-    let outcome = RUNTIME.get_or_init(|| {
-        let candidates = runtime_candidates(explicit);
-        let Some(found) = candidates.iter().find(|p| p.is_file()) else {
-            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-            return Err(format!(
-                "ONNX Runtime library not found (looked for {}); run `make setup` to install it into .ort/, \
-                 or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31 or newer",
-                tried.join(", ")
-            ));
-        };
-        let path = found.canonicalize().unwrap_or_else(|_| found.clone());
-        let builder = ort::init_from(&path).map_err(|e| {
-            format!("cannot load ONNX Runtime from {}: {e}; run `make setup` or set ORT_DYLIB_PATH to libonnxruntime.so 1.31+", path.display())
-        })?;
-        let env = builder
-            .with_name("tidewatch")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
-        Ok((path, env))
-    });
-    match outcome {
-        Ok((p, _)) => Ok(p.clone()),
-        Err(e) => Err(Error::Runtime(e.clone())),
+    if let Some((p, _)) = RUNTIME.get() {
+        return Ok(p.clone());
     }
+    let _first = RUNTIME_LOAD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((p, _)) = RUNTIME.get() {
+        return Ok(p.clone());
+    }
+    let candidates = runtime_candidates(explicit);
+    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::Runtime(format!(
+            "ONNX Runtime library not found (looked for {}); install libonnxruntime.so 1.31 or newer and \
+             give its path to EngineBuilder::onnx_runtime or in ORT_DYLIB_PATH",
+            tried.join(", ")
+        )));
+    };
+    let path = found.canonicalize().unwrap_or_else(|_| found.clone());
+    let builder = ort::init_from(&path).map_err(|e| {
+        Error::Runtime(format!(
+            "cannot load ONNX Runtime from {}: {e}; give the path of libonnxruntime.so 1.31 or newer to \
+             EngineBuilder::onnx_runtime or in ORT_DYLIB_PATH",
+            path.display()
+        ))
+    })?;
+    let env = builder
+        .with_name("tidewatch")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
+    Ok(RUNTIME.get_or_init(|| (path, env)).0.clone())
 }
 
 fn environment() -> Result<ort::environment::Environment> {
     match RUNTIME.get() {
-        Some(Ok((_, env))) => Ok(env.clone()),
-        Some(Err(e)) => Err(Error::Runtime(e.clone())),
+        Some((_, env)) => Ok(env.clone()),
         None => Err(Error::Runtime("ONNX Runtime is not initialised; call init_onnx_runtime first".into())),
     }
 }
@@ -220,7 +274,7 @@ fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> 
     let meta = session.metadata().map_err(|e| bad(format!("cannot read metadata: {e}")))?;
     let get = |key: &str| {
         meta.custom(key).ok_or_else(|| {
-            bad(format!("metadata key `{key}` is missing: this is not a Tidewatch model (train one with `make model`)"))
+            bad(format!("metadata key `{key}` is missing: this is not a Tidewatch model (one names its schema, features and labels in its metadata)"))
         })
     };
     let split = |s: String| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect::<Vec<_>>();

@@ -27,6 +27,7 @@ impl Default for InspectConfig {
 
 /// How a TCP connection's reassembly went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReassemblyState {
     /// The handshake was seen in both directions.
     Complete,

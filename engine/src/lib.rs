@@ -76,6 +76,7 @@ pub mod app;
 pub mod decode;
 pub mod defrag;
 pub mod error;
+pub mod event;
 pub mod explain;
 pub mod features;
 pub mod flow;
@@ -89,6 +90,7 @@ pub mod sink;
 pub mod source;
 
 pub use error::{Error, Result, SinkError};
+pub use event::Event;
 pub use incident::{Incident, IncidentConfig, IncidentState};
 pub use infer::{init_onnx_runtime, Classifier, ModelInfo, OnnxClassifier};
 pub use pipeline::{Engine, EngineBuilder, EngineCounters, ModelSwapper, PolicySwapper, Stats};
@@ -96,4 +98,6 @@ pub use policy::{Policy, Suppressed};
 pub use sink::{
     CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict, VerdictSink,
 };
-pub use source::{LinkType, PacketSource, PcapFileSource, RawPacket};
+pub use source::{
+    micros_from_duration, micros_from_system_time, LinkType, Micros, PacketSource, PcapFileSource, RawPacket,
+};

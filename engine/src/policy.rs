@@ -20,6 +20,7 @@ use crate::source::Micros;
 
 /// Why an alert verdict was suppressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Suppressed {
     /// Its score is below the policy's minimum for its label.
     MinScore,

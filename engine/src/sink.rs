@@ -24,6 +24,7 @@ use crate::source::Micros;
 
 /// What a sink wants after an item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SinkControl {
     Continue,
     Stop,
@@ -31,6 +32,7 @@ pub enum SinkControl {
 
 /// When a verdict or feature row was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Trigger {
     /// After the first K packets of the flow.
     Early,
@@ -227,6 +229,14 @@ pub trait VerdictSink: Send {
     }
 }
 
+/// A flow record serializes as [`flow_json`] writes it: the one definition
+/// of the `flow` event that `tidewatchd flows` and live flow records use.
+impl serde::Serialize for FlowRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        flow_json(self).serialize(s)
+    }
+}
+
 /// The JSON record of one ended flow (`event_type` = `flow`), as
 /// `tidewatchd flows` and live flow records write it: per-direction
 /// counters, reassembly, tunnel and application metadata. Field names are
@@ -306,7 +316,7 @@ impl<W: Write + Send> VerdictSink for JsonLinesSink<W> {
     }
 
     fn flow(&mut self, r: &FlowRecord) -> Result<SinkControl, SinkError> {
-        serde_json::to_writer(&mut self.out, &flow_json(r)).map_err(|e| SinkError::Other(e.to_string()))?;
+        serde_json::to_writer(&mut self.out, r).map_err(|e| SinkError::Other(e.to_string()))?;
         self.out.write_all(b"\n")?;
         Ok(SinkControl::Continue)
     }

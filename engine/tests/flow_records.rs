@@ -49,6 +49,8 @@ fn every_ended_flow_has_a_record_before_its_end_verdict() {
     let json = tidewatch::sink::flow_json(&flows[0]);
     assert_eq!(json["event_type"], "flow");
     assert_eq!(json["flow_id"], flows[0].flow_id);
+    // Serialize gives that same record: one definition.
+    assert_eq!(serde_json::to_value(&flows[0]).unwrap(), json);
     // The records are the same whatever the worker count, and without a model.
     let ids = |v: &[tidewatch::FlowRecord]| {
         let mut ids: Vec<_> = v.iter().map(|f| (f.flow_id, f.packets, f.bytes)).collect();
@@ -96,6 +98,9 @@ fn without_the_option_no_flow_reaches_the_sinks() {
     engine.run(&mut PcapFileSource::open(&[common::pcap("demo.pcap")]).unwrap()).unwrap();
     assert!(sink.take_flows().is_empty());
     assert!(!sink.take().is_empty());
-    // Flow records alone need a sink.
-    assert!(Engine::builder().flow_records(true).build().is_err());
+    // Flow records without a sink are kept for poll_event; `run`, which
+    // nobody can poll during, refuses them.
+    let mut polled = Engine::builder().flow_records(true).build().unwrap();
+    let refused = polled.run(&mut PcapFileSource::open(&[common::pcap("demo.pcap")]).unwrap());
+    assert!(matches!(refused, Err(tidewatch::Error::Config(_))), "{refused:?}");
 }

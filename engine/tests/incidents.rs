@@ -61,6 +61,7 @@ fn the_demo_attacks_are_a_few_incidents_each_opened_once_and_closed_once() {
             }
             ActorKind::Target => assert_eq!(i.targets, 1, "{i:?}"),
             ActorKind::Many => {}
+            other => panic!("an actor kind this test does not know: {other:?}"),
         }
     }
     // Every opening is stamped with the verdict that opened it, the

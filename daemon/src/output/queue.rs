@@ -62,7 +62,7 @@ impl Format for JsonFormat {
         let _ = match r {
             Record::Verdict(v) => serde_json::to_writer(&mut *out, v),
             Record::Incident(i) => serde_json::to_writer(&mut *out, i),
-            Record::Flow(f) => serde_json::to_writer(&mut *out, &tidewatch::sink::flow_json(f)),
+            Record::Flow(f) => serde_json::to_writer(&mut *out, f),
         };
         out.push(b'\n');
         false

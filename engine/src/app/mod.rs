@@ -46,6 +46,7 @@ const MAX_UNKNOWN_DATAGRAMS: u32 = 4;
 /// Application protocol of a flow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum AppProto {
     #[default]
     Unknown,
@@ -80,6 +81,7 @@ impl AppProto {
 /// How [`AppMeta::proto`] was decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DetectMethod {
     /// A parser recognised the bytes.
     Content,

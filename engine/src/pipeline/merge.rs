@@ -79,9 +79,15 @@ pub(crate) struct Merger {
     /// Index of the `benign` label: its verdicts are not alerts.
     benign: Option<usize>,
     pub sinks: Vec<Box<dyn VerdictSink>>,
+    /// Without sinks, what would go to them waits here for `Engine::poll_event`.
+    pub queue: Option<VecDeque<crate::Event>>,
+    /// Read the wall clock: batch wall deadline, latency and inference time.
+    /// Only the threaded drivers (`Engine::run`) turn it on; a caller's own
+    /// loop gets an engine that reads no clock.
+    pub wall_clock: bool,
     pub feature_sink: Option<Box<dyn FeatureSink>>,
     /// Ended flows' records go to the verdict sinks too.
-    flow_records: bool,
+    pub flow_records: bool,
     batch_size: usize,
     batch_deadline: Micros,
     rows: Vec<f32>,
@@ -106,8 +112,9 @@ pub(crate) struct Merger {
     /// Deliver an end verdict only when it differs from the early one.
     final_only_if_changed: bool,
     /// Early label of each open flow that had one (only with
-    /// `final_only_if_changed`; bounded by the flow tables' capacity).
-    early_labels: rustc_hash::FxHashMap<u64, usize>,
+    /// `final_only_if_changed`; bounded by the flow tables' capacity). By
+    /// name, not index: a swapped model may order its labels differently.
+    early_labels: rustc_hash::FxHashMap<u64, Arc<str>>,
     pub verdicts_by_label: std::collections::BTreeMap<String, u64>,
     pub batches: u64,
     pub inference_micros: u64,
@@ -141,6 +148,8 @@ pub(crate) struct MergerConfig {
     pub hosts: HostContext,
     pub classifier: Option<Box<dyn Classifier>>,
     pub sinks: Vec<Box<dyn VerdictSink>>,
+    /// Keep events for `poll_event` instead of handing them to sinks.
+    pub queue: bool,
     pub feature_sink: Option<Box<dyn FeatureSink>>,
     pub batch_size: usize,
     pub batch_deadline: Micros,
@@ -170,6 +179,8 @@ impl Merger {
             classifier: cfg.classifier,
             labels,
             model_id,
+            queue: cfg.queue.then(VecDeque::new),
+            wall_clock: false,
             sinks: cfg.sinks,
             feature_sink: cfg.feature_sink,
             flow_records: cfg.flow_records,
@@ -222,6 +233,7 @@ impl Merger {
             flow_records: false,
             classifier: None,
             sinks: Vec::new(),
+            queue: false,
             feature_sink: None,
             batch_size: 1,
             batch_deadline: 0,
@@ -299,6 +311,10 @@ impl Merger {
         }
         for inc in self.incident_out.drain(..) {
             self.incident_records += 1;
+            if let Some(q) = self.queue.as_mut() {
+                q.push_back(crate::Event::Incident(inc));
+                continue;
+            }
             for s in self.sinks.iter_mut() {
                 obey(s.incident(&inc), &mut self.stop, &mut self.error);
             }
@@ -339,6 +355,9 @@ impl Merger {
         crate::features::write_host(&host, &mut ev.row);
         self.feature_rows += 1;
         if self.flow_records && ev.record.trigger == Trigger::End {
+            if let Some(q) = self.queue.as_mut() {
+                q.push_back(crate::Event::Flow(ev.record.clone()));
+            }
             for s in self.sinks.iter_mut() {
                 obey(s.flow(&ev.record), &mut self.stop, &mut self.error);
             }
@@ -353,7 +372,7 @@ impl Merger {
         if self.classifier.is_some() {
             if self.records.is_empty() {
                 self.batch_opened = time;
-                self.batch_opened_wall = Some(Instant::now());
+                self.batch_opened_wall = self.wall_clock.then(Instant::now);
             }
             self.rows.extend_from_slice(&ev.row);
             let RowEvent { record, arrival, .. } = *ev;
@@ -402,11 +421,13 @@ impl Merger {
         self.rows.resize(padded * NUM_FEATURES, 0.0);
         self.probabilities.resize(padded * n_labels, 0.0);
         // Wall time for the statistics only: no decision depends on it.
-        let started = Instant::now();
+        let started = self.wall_clock.then(Instant::now);
         let outcome = classifier.classify(&self.rows, padded, &mut self.probabilities);
-        let took = started.elapsed().as_micros() as u64;
-        self.inference_micros += took;
-        record_micros(&mut self.timings.batch_inference, &mut self.timings.batch_inference_buckets, took);
+        if let Some(started) = started {
+            let took = started.elapsed().as_micros() as u64;
+            self.inference_micros += took;
+            record_micros(&mut self.timings.batch_inference, &mut self.timings.batch_inference_buckets, took);
+        }
         self.batches += 1;
         if let Err(e) = outcome {
             self.rows.clear();
@@ -432,9 +453,9 @@ impl Merger {
             if self.final_only_if_changed {
                 match record.trigger {
                     Trigger::Early => {
-                        self.early_labels.insert(record.flow_id, best);
+                        self.early_labels.insert(record.flow_id, label.clone());
                     }
-                    Trigger::End => deliver = self.early_labels.remove(&record.flow_id) != Some(best),
+                    Trigger::End => deliver = self.early_labels.remove(&record.flow_id).as_deref() != Some(&*label),
                     Trigger::Host => {}
                 }
             }
@@ -508,6 +529,9 @@ impl Merger {
             for s in self.sinks.iter_mut() {
                 obey(s.verdict(&verdict), &mut self.stop, &mut self.error);
             }
+            if let Some(q) = self.queue.as_mut() {
+                q.push_back(crate::Event::Verdict(verdict));
+            }
             if let Some(a) = arrival {
                 let t = &mut self.timings;
                 record_micros(
@@ -553,6 +577,15 @@ impl Merger {
                 c.latency_p99_us.store(h.value_at_quantile(0.99), Relaxed);
             }
         }
+    }
+
+    /// Engine time by which something waits to be done without a packet:
+    /// events held back at the current time, or a batch whose deadline
+    /// falls due. `None` when nothing waits.
+    pub fn next_due(&self) -> Option<Micros> {
+        let held = self.streams.iter().filter_map(|q| q.front()).map(|e| e.time.saturating_add(1)).min();
+        let batch = (!self.records.is_empty()).then(|| self.batch_opened.saturating_add(self.batch_deadline));
+        held.into_iter().chain(batch).min()
     }
 
     /// Applies everything left (all streams finished) and flushes.

@@ -302,8 +302,10 @@ type BoxedClassifier = Box<dyn Classifier>;
 pub struct ModelSwapper(Sender<Box<dyn Classifier>>);
 
 impl ModelSwapper {
-    /// Queues `c` to replace the current classifier.
+    /// Checks `c` (as `build` checks a classifier) and queues it to replace
+    /// the current one.
     pub fn swap(&self, c: Box<dyn Classifier>) -> Result<()> {
+        c.info().validate()?;
         self.0.try_send(c).map_err(|_| Error::Config("a model swap is already pending; try again".into()))
     }
 }
@@ -423,7 +425,7 @@ impl EngineBuilder {
 
     /// Longest a row waits for its batch, in capture time (default 50 ms).
     pub fn batch_deadline(mut self, d: std::time::Duration) -> Self {
-        self.batch_deadline = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.batch_deadline = crate::source::micros_from_duration(d);
         self
     }
 
@@ -517,16 +519,17 @@ impl EngineBuilder {
             }
             (None, None) => None,
         };
-        let flow_records_only = self.flow_records && !self.sinks.is_empty();
-        if classifier.is_none() && self.feature_sink.is_none() && !flow_records_only {
+        if let Some(c) = &classifier {
+            c.info().validate()?;
+        }
+        if classifier.is_none() && self.feature_sink.is_none() && !self.flow_records {
             return Err(Error::Config(
-                "nothing to do: give a model (or classifier), a feature sink, or flow records and a sink".into(),
+                "nothing to do: give a model (or classifier), a feature sink, or flow_records(true)".into(),
             ));
         }
-        if classifier.is_some() && self.sinks.is_empty() {
-            return Err(Error::Config("a classifier needs at least one verdict sink".into()));
-        }
+        let queue = self.sinks.is_empty();
         let mut merger = Merger::new(MergerConfig {
+            queue,
             flow_records: self.flow_records,
             hosts: HostContext::new(self.host),
             classifier,
@@ -789,6 +792,31 @@ impl Engine {
         }
     }
 
+    /// The next event, oldest first, of what earlier [`process`](Self::process),
+    /// [`tick`](Self::tick) and [`finish`](Self::finish) calls produced.
+    ///
+    /// Only an engine built without sinks keeps events for this call; one
+    /// with sinks hands them to the sinks and this returns `None`. Drain it
+    /// after each call and the queue stays small (see [`crate::event`]).
+    pub fn poll_event(&mut self) -> Option<crate::Event> {
+        self.merger.queue.as_mut()?.pop_front()
+    }
+
+    /// Engine time (capture time) at which [`tick`](Self::tick) is next due
+    /// if no packet comes first: a flow-timeout sweep, a batch deadline, or
+    /// events held back until time moves past them. `None` before the first
+    /// packet and after [`finish`](Self::finish).
+    ///
+    /// A live loop waits for a packet at most until the wall clock, in the
+    /// packets' time base, reaches this, then calls `tick(now)`.
+    pub fn poll_timeout(&self) -> Option<Micros> {
+        if self.finished || self.capture.packets == 0 || self.used_workers > 0 {
+            return None;
+        }
+        let sweep = self.capture.next_sweep;
+        Some(self.merger.next_due().map_or(sweep, |t| t.min(sweep)))
+    }
+
     /// True once a sink asked to stop or an error occurred.
     pub fn stop_requested(&self) -> bool {
         self.merger.stop
@@ -805,6 +833,9 @@ impl Engine {
     /// content: a packet that cannot be decoded is counted under its drop
     /// reason. Errors come from sinks and the classifier only.
     pub fn process(&mut self, pkt: &RawPacket<'_>) -> Result<()> {
+        if self.finished {
+            return Err(Error::Finished);
+        }
         // Engine time stays below the merge stage's end-of-input mark.
         let clamped;
         let pkt = if pkt.ts > MAX_TIMESTAMP {
@@ -842,6 +873,9 @@ impl Engine {
     /// Moves engine time to `now` with no packet (an idle live capture):
     /// flows whose timeouts passed end, and pending rows are classified.
     pub fn tick(&mut self, now: Micros) -> Result<()> {
+        if self.finished {
+            return Err(Error::Finished);
+        }
         self.publish_capture();
         self.publish_inline_flows();
         if let Some(t) = self.capture.advance(now) {
@@ -941,6 +975,20 @@ impl Engine {
     /// Reads `source` to its end (or until a sink asks to stop), then
     /// [`finish`](Self::finish)es. Uses the configured worker threads.
     pub fn run(&mut self, source: &mut dyn PacketSource) -> Result<Stats> {
+        if self.finished {
+            return Err(Error::Finished);
+        }
+        if self.merger.queue.is_some() && (self.merger.classifier.is_some() || self.merger.flow_records) {
+            return Err(Error::Config(
+                "run() hands verdicts and flow records to sinks, and this engine has none: add one with \
+                 EngineBuilder::sink, or drive the engine with process/tick/finish and poll_event"
+                    .into(),
+            ));
+        }
+        // A driver on real threads: the wall clock measures latency and
+        // bounds how long a batch waits.
+        self.merger.wall_clock = true;
+        self.inline.stamp_rows = true;
         let cpu_at_start = thread_cpu_seconds();
         if self.workers == 0 || self.capture.packets > 0 {
             while !self.merger.stop {
@@ -1097,7 +1145,7 @@ impl Engine {
                             self.cpu_seconds.insert(format!("worker{w}"), c);
                         }
                     }
-                    Err(_) => outcome = Err(Error::Config(format!("worker {w} stopped unexpectedly"))),
+                    Err(_) => outcome = Err(Error::Internal(format!("worker {w} stopped unexpectedly"))),
                 }
             }
             match merge_thread.join() {
@@ -1107,7 +1155,7 @@ impl Engine {
                         self.cpu_seconds.insert("merge".into(), c);
                     }
                 }
-                Err(_) => outcome = Err(Error::Config("the merge stage stopped unexpectedly".into())),
+                Err(_) => outcome = Err(Error::Internal("the merge stage stopped unexpectedly".into())),
             }
             if outcome.is_ok() {
                 outcome = result;

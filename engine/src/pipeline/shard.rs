@@ -99,6 +99,10 @@ pub(crate) struct Shard {
     payloads: Payloads,
     pub events: Vec<Event>,
     pub stats: ShardStats,
+    /// Stamp rows that no packet's arrival stamped with the wall time now,
+    /// for the latency histogram. Only a driver that reads the wall clock
+    /// (`Engine::run`) turns it on: the core itself reads no clock.
+    pub stamp_rows: bool,
 }
 
 fn detail(flow: &Flow, with_streams: bool) -> FlowDetail {
@@ -175,9 +179,11 @@ impl Shard {
             payloads,
             events: Vec::new(),
             stats: ShardStats::default(),
+            stamp_rows: false,
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ended(
         events: &mut Vec<Event>,
         stats: &mut ShardStats,
@@ -186,6 +192,7 @@ impl Shard {
         reason: EndReason,
         time: Micros,
         arrival: Option<Instant>,
+        stamp_rows: bool,
     ) {
         let handshake_seen = flow.handshake_seen();
         if let Some(i) = flow.inspect.as_deref_mut() {
@@ -201,7 +208,7 @@ impl Shard {
                 stats.app_flows[proto.index()] += 1;
             }
         }
-        let stamp = reason != EndReason::EndOfInput;
+        let stamp = stamp_rows && reason != EndReason::EndOfInput;
         if let Some(i) = EndReason::ALL.iter().position(|r| *r == reason) {
             stats.flows_ended[i] += 1;
         }
@@ -212,8 +219,9 @@ impl Shard {
     /// Adds one decoded packet; `clock` is the engine clock at this packet,
     /// `payload` its captured transport payload.
     pub fn packet(&mut self, info: &PacketInfo, payload: &[u8], clock: Micros, arrival: Option<Instant>) {
-        let (events, stats, payloads) = (&mut self.events, &mut self.stats, &mut self.payloads);
-        let update = self.flows.update(info, &mut |f, r| Self::ended(events, stats, payloads, f, r, clock, arrival));
+        let (events, stats, payloads, stamp) = (&mut self.events, &mut self.stats, &mut self.payloads, self.stamp_rows);
+        let update =
+            self.flows.update(info, &mut |f, r| Self::ended(events, stats, payloads, f, r, clock, arrival, stamp));
         let flow = update.flow;
         if payloads.cfg.enabled && matches!(info.proto, PROTO_TCP | PROTO_UDP) {
             if flow.inspect.is_none() && !payload.is_empty() {
@@ -256,7 +264,7 @@ impl Shard {
         }
         if self.early_packets > 0 && !flow.early_sent && flow.packets() >= self.early_packets as u64 {
             flow.early_sent = true;
-            let body = EventBody::Row(row_event(flow, Trigger::Early, None, arrival, true));
+            let body = EventBody::Row(row_event(flow, Trigger::Early, None, arrival, self.stamp_rows));
             events.push(Event { time: clock, class: EventClass::Early, flow_id: flow.id, body });
         }
         stats.flows_peak = stats.flows_peak.max(self.flows.len() as u64);
@@ -264,13 +272,13 @@ impl Shard {
 
     /// Ends the flows whose timeouts passed by `now` (a sweep boundary).
     pub fn sweep(&mut self, now: Micros, arrival: Option<Instant>) {
-        let (events, stats, payloads) = (&mut self.events, &mut self.stats, &mut self.payloads);
-        self.flows.expire(now, &mut |f, r| Self::ended(events, stats, payloads, f, r, now, arrival));
+        let (events, stats, payloads, stamp) = (&mut self.events, &mut self.stats, &mut self.payloads, self.stamp_rows);
+        self.flows.expire(now, &mut |f, r| Self::ended(events, stats, payloads, f, r, now, arrival, stamp));
     }
 
     /// Ends every flow (end of input) at engine clock `clock`.
     pub fn drain(&mut self, clock: Micros) {
         let (events, stats, payloads) = (&mut self.events, &mut self.stats, &mut self.payloads);
-        self.flows.drain(&mut |f, r| Self::ended(events, stats, payloads, f, r, clock, None));
+        self.flows.drain(&mut |f, r| Self::ended(events, stats, payloads, f, r, clock, None, false));
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
@@ -92,7 +92,7 @@ pub struct LiveSource {
 }
 
 fn wall_micros() -> Micros {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    super::micros_from_system_time(SystemTime::now())
 }
 
 fn open_interface(name: &str, cfg: &LiveConfig) -> Result<pcap::Capture<pcap::Active>> {

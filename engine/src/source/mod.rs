@@ -42,6 +42,17 @@ impl LinkType {
 /// packet time: the engine never reads a clock, so replays are deterministic.
 pub type Micros = u64;
 
+/// A wall-clock time as [`Micros`] since the Unix epoch (0 before it), for a
+/// caller whose packets carry `SystemTime`s or who ticks an idle live loop.
+pub fn micros_from_system_time(t: std::time::SystemTime) -> Micros {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, micros_from_duration)
+}
+
+/// A duration as [`Micros`], saturating at `Micros::MAX`.
+pub fn micros_from_duration(d: std::time::Duration) -> Micros {
+    Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)
+}
+
 /// One captured packet, borrowed from its source.
 #[derive(Clone, Copy, Debug)]
 pub struct RawPacket<'a> {
@@ -271,3 +282,18 @@ pub mod capture_file;
 pub mod live;
 
 pub use capture_file::CaptureReader;
+
+#[cfg(test)]
+mod micros_tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn wall_times_and_durations_become_micros() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(micros_from_system_time(t), 1_700_000_000_123_456);
+        assert_eq!(micros_from_system_time(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        assert_eq!(micros_from_duration(Duration::from_millis(1500)), 1_500_000);
+        assert_eq!(micros_from_duration(Duration::MAX), Micros::MAX);
+    }
+}
