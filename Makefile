@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHARED_PCAPS ?= $(abspath ../shared/pcaps)
 
-.PHONY: demo test setup setup-test build install install-files model model-baseline pcaps bench bench-micro clean fuzz-smoke floods
+.PHONY: demo test setup setup-test test-bare-core build install install-files model model-baseline pcaps bench bench-micro clean fuzz-smoke floods
 
 demo: setup
 	$(CARGO) build --release -p tidewatchd
@@ -15,6 +15,7 @@ test: setup-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	TIDEWATCH_SHARED_PCAPS=$(SHARED_PCAPS) $(CARGO) test --workspace --release
+	$(MAKE) test-bare-core
 	$(MAKE) fuzz-smoke
 
 # Installs the daemon, its models, ONNX Runtime, the example config (never
@@ -42,6 +43,14 @@ install-files:
 
 setup:
 	@bash scripts/setup.sh
+
+# The library with no optional feature: neither libpcap nor ONNX Runtime
+# in its dependency tree, and it still classifies the caller's packets.
+test-bare-core:
+	$(CARGO) clippy -p tidewatch --no-default-features --lib -- -D warnings
+	@if $(CARGO) tree -p tidewatch -e normal --no-default-features --prefix none | grep -E '^(pcap|ort) '; then \
+	    echo "test-bare-core: pcap or ort is in the tree without default features" >&2; exit 1; fi
+	$(CARGO) test --release -p tidewatch --no-default-features --test bare_core
 
 setup-test:
 	@bash scripts/setup.sh --test

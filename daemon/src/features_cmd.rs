@@ -97,7 +97,7 @@ impl Labels {
     }
 
     fn lookup(&self, r: &FlowRecord) -> Option<&str> {
-        let spans = self.0.get(&label_key(r.proto, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port)))?;
+        let spans = self.0.get(&label_key(r.proto.name(), (r.src_ip, r.src_port), (r.dst_ip, r.dst_port)))?;
         spans
             .iter()
             .filter(|s| r.flow_start + SLACK_US >= s.first && r.flow_start <= s.last + SLACK_US)

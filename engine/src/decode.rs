@@ -15,21 +15,34 @@ use etherparse::{err::packet::SliceError, err::Layer, LaxNetSlice, LaxSlicedPack
 
 use crate::source::{LinkType, Micros, RawPacket};
 
+/// IP protocol number of ICMP (IPv4).
 pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
+/// IP protocol number of ICMPv6.
 pub const PROTO_ICMPV6: u8 = 58;
+/// IP protocol number of PIM (Protocol Independent Multicast).
 pub const PROTO_PIM: u8 = 103;
 
 /// TCP flag bits as on the wire.
 pub mod tcp_flags {
+    /// FIN: the sender has no more data.
     pub const FIN: u8 = 0x01;
+    /// SYN: opens a connection (synchronises sequence numbers).
     pub const SYN: u8 = 0x02;
+    /// RST: aborts the connection.
     pub const RST: u8 = 0x04;
+    /// PSH: the receiver should hand buffered data to the application now.
     pub const PSH: u8 = 0x08;
+    /// ACK: the acknowledgment number is valid.
     pub const ACK: u8 = 0x10;
+    /// URG: the urgent pointer is valid.
     pub const URG: u8 = 0x20;
+    /// ECE: ECN echo (congestion seen; with SYN, ECN offered).
     pub const ECE: u8 = 0x40;
+    /// CWR: the sender reduced its congestion window, in answer to ECE.
     pub const CWR: u8 = 0x80;
 }
 
@@ -55,6 +68,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, in declaration order, so `ALL[r.index()] == r`.
     pub const ALL: [DropReason; 7] = [
         DropReason::UnsupportedLinkType,
         DropReason::Truncated,
@@ -78,6 +92,7 @@ impl DropReason {
         }
     }
 
+    /// Position of this reason in `ALL`, for per-reason counter arrays.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -86,9 +101,13 @@ impl DropReason {
 /// TCP header fields the flow stage uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpInfo {
+    /// Flag bits as on the wire (see `tcp_flags`).
     pub flags: u8,
+    /// Sequence number, host byte order.
     pub seq: u32,
+    /// Acknowledgment number, host byte order (meaningful when ACK is set).
     pub ack: u32,
+    /// Receive window as sent, before window scaling.
     pub window: u16,
 }
 
@@ -96,14 +115,22 @@ pub struct TcpInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TunnelKind {
+    /// No layer: fills the slots of `Tunnels::kinds` past its depth.
     #[default]
     None,
+    /// An MPLS label stack (the bottom label is the tunnel id).
     Mpls,
+    /// A PPPoE session carrying IPv4 or IPv6.
     Pppoe,
+    /// GRE, including PPTP's enhanced GRE (the key or call id is the tunnel id).
     Gre,
+    /// ERSPAN type I, II or III mirrored frames, inside GRE.
     Erspan,
+    /// VXLAN: Ethernet in UDP to port 4789 (the VNI is the tunnel id).
     Vxlan,
+    /// Geneve: Ethernet or IP in UDP to port 6081 (the VNI is the tunnel id).
     Geneve,
+    /// GTP-U: a mobile user's IP packet in UDP to port 2152 (the TEID is the tunnel id).
     GtpU,
     /// IP directly in IP: 4in4, 6in4, 4in6, 6in6.
     IpInIp,
@@ -113,6 +140,7 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
+    /// Stable name used in counters and JSON.
     pub fn name(self) -> &'static str {
         match self {
             TunnelKind::None => "none",
@@ -135,7 +163,9 @@ pub const MAX_TUNNEL_LAYERS: usize = 4;
 /// The layers around the flow's packet, outermost first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tunnels {
+    /// Layers recorded in `kinds`, at most `MAX_TUNNEL_LAYERS`.
     pub depth: u8,
+    /// Kind of each layer, outermost first; slots past `depth` are `TunnelKind::None`.
     pub kinds: [TunnelKind; MAX_TUNNEL_LAYERS],
     /// Tunnel identifier of the innermost layer that has one: VXLAN/Geneve
     /// VNI, GTP-U TEID, GRE key, MPLS label.
@@ -147,8 +177,11 @@ pub struct Tunnels {
 /// Addresses of the IP header that carried a tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct OuterEndpoints {
+    /// Source address; IPv4 stored IPv4-mapped.
     pub src: [u8; 16],
+    /// Destination address; IPv4 stored IPv4-mapped.
     pub dst: [u8; 16],
+    /// Whether that header is IPv6.
     pub is_ipv6: bool,
 }
 
@@ -164,6 +197,7 @@ impl Tunnels {
         true
     }
 
+    /// The layers recorded, outermost first.
     pub fn layers(&self) -> &[TunnelKind] {
         &self.kinds[..usize::from(self.depth).min(MAX_TUNNEL_LAYERS)]
     }
@@ -176,17 +210,21 @@ impl Tunnels {
 /// A decoded packet: addresses, ports and lengths, no borrowed bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketInfo {
+    /// Capture time, microseconds since the Unix epoch.
     pub ts: Micros,
     /// Frame length on the wire.
     pub wire_len: u32,
     /// IPv4 addresses are stored IPv4-mapped so keys have one shape.
     pub src: [u8; 16],
+    /// Destination address; IPv4 stored IPv4-mapped, as `src`.
     pub dst: [u8; 16],
+    /// Whether the (innermost) IP header is IPv6.
     pub is_ipv6: bool,
     /// IP protocol number (of the last header: TCP, UDP, ICMP, ...).
     pub proto: u8,
     /// TCP/UDP ports; for ICMP the type and code.
     pub src_port: u16,
+    /// Destination port, host byte order; for ICMP the code.
     pub dst_port: u16,
     /// ICMP echo identifier, which pairs requests with replies.
     pub icmp_echo_id: Option<u16>,
@@ -194,11 +232,14 @@ pub struct PacketInfo {
     pub ip_len: u32,
     /// Transport payload length as sent, even under a snaplen.
     pub payload_len: u32,
+    /// TCP header fields, for TCP packets only.
     pub tcp: Option<TcpInfo>,
     /// Where the captured transport payload starts in the decoded buffer,
     /// and how many of its bytes were captured (TCP and UDP only).
     pub payload_off: u32,
+    /// Captured payload bytes at `payload_off` (0 for ICMP).
     pub payload_cap: u32,
+    /// Layers the packet came through, outermost first.
     pub tunnels: Tunnels,
 }
 
@@ -213,27 +254,38 @@ impl PacketInfo {
 /// An IP fragment, for [`crate::defrag::Defragmenter`].
 #[derive(Clone, Copy, Debug)]
 pub struct Fragment<'a> {
+    /// Capture time, microseconds since the Unix epoch.
     pub ts: Micros,
+    /// Frame length on the wire.
     pub wire_len: u32,
+    /// Source address; IPv4 stored IPv4-mapped.
     pub src: [u8; 16],
+    /// Destination address; IPv4 stored IPv4-mapped.
     pub dst: [u8; 16],
+    /// Whether the fragment is IPv6 (fragment header) rather than IPv4.
     pub is_ipv6: bool,
+    /// Identification shared by a datagram's fragments (16 bits in IPv4, 32 in IPv6).
     pub id: u32,
     /// Protocol of the whole datagram's payload.
     pub proto: u8,
     /// Offset of this fragment's data in the datagram, in bytes.
     pub offset: u16,
+    /// More-fragments flag: `false` on the datagram's last fragment.
     pub more: bool,
     /// The IPv4 header (options included) or the fixed IPv6 header.
     pub header: &'a [u8],
+    /// This fragment's bytes of the datagram's payload.
     pub data: &'a [u8],
+    /// Layers the fragment came through, outermost first.
     pub tunnels: Tunnels,
 }
 
 /// What a frame decoded to.
 #[derive(Clone, Copy, Debug)]
 pub enum Decoded<'a> {
+    /// A whole packet, ready for the flow stage.
     Packet(PacketInfo),
+    /// An IP fragment, to be reassembled by the defrag stage first.
     Fragment(Fragment<'a>),
 }
 

@@ -100,7 +100,12 @@ pub enum DefragOutcome {
     /// Held, waiting for more fragments (or ignored as a duplicate).
     Held,
     /// The datagram is whole: the output buffer holds it (IP header + payload).
-    Complete { wire_len: u32, tunnels: crate::decode::Tunnels },
+    Complete {
+        /// Frame bytes on the wire, summed over every fragment received (duplicates too).
+        wire_len: u32,
+        /// Layers the datagram's first-received fragment came through, outermost first.
+        tunnels: crate::decode::Tunnels,
+    },
     /// The fragment ended its datagram without completing it (see stats).
     Discarded,
 }
@@ -123,6 +128,7 @@ impl Default for Defragmenter {
 }
 
 impl Defragmenter {
+    /// An empty defragmenter with the given limits.
     pub fn new(cfg: DefragConfig) -> Self {
         Self { cfg, table: FxHashMap::default(), order: VecDeque::new(), bytes: 0, stats: DefragStats::default() }
     }
@@ -132,6 +138,7 @@ impl Defragmenter {
         self.stats.invalid += 1;
     }
 
+    /// Counters so far, with `pending` the datagrams held now.
     pub fn stats(&self) -> DefragStats {
         DefragStats { pending: self.table.len() as u64, ..self.stats }
     }

@@ -33,9 +33,13 @@ pub const EXPLAINED_PER_MINUTE: u32 = 3;
 /// alert's score drops when the feature takes the median.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Reason {
+    /// Name of the feature, as in `FEATURE_NAMES`.
     pub feature: &'static str,
+    /// The feature's value in the alert's row.
     pub value: f32,
+    /// Median of the feature over benign training rows.
     pub typical: f32,
+    /// Drop in the alert label's probability when the feature takes `typical` (0–1).
     pub effect: f32,
 }
 

@@ -10,6 +10,7 @@ use std::collections::BinaryHeap;
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 
 use crate::decode::{tcp_flags, PacketInfo, Tunnels, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::features::{has_flag, is_syn, AppFeatures, FlowFacts, FlowStats};
@@ -49,6 +50,35 @@ impl FlowKey {
         (key, src_is_lo)
     }
 
+    /// The key of a conversation between two endpoints, in either order.
+    /// For ICMP the "ports" are what `of` uses: the echo identifier on
+    /// both sides, or `type << 8 | code`.
+    pub fn between(a: (IpAddr, u16), b: (IpAddr, u16), proto: u8) -> FlowKey {
+        let bytes = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let is_ipv6 = a.0.is_ipv6() || b.0.is_ipv6();
+        let (a, b) = ((bytes(a.0), a.1), (bytes(b.0), b.1));
+        let ((lo_addr, lo_port), (hi_addr, hi_port)) = if a <= b { (a, b) } else { (b, a) };
+        FlowKey { lo_addr, hi_addr, lo_port, hi_port, proto, is_ipv6 }
+    }
+
+    /// The lower endpoint (canonical order, not the initiator).
+    pub fn lo(&self) -> (IpAddr, u16) {
+        (crate::decode::to_ip(&self.lo_addr, self.is_ipv6), self.lo_port)
+    }
+
+    /// The higher endpoint (canonical order, not the responder).
+    pub fn hi(&self) -> (IpAddr, u16) {
+        (crate::decode::to_ip(&self.hi_addr, self.is_ipv6), self.hi_port)
+    }
+
+    /// The IP protocol.
+    pub fn ip_proto(&self) -> IpProto {
+        IpProto::from_number(self.proto)
+    }
+
     /// Stable 64-bit hash (FNV-1a), the same on every run and every thread
     /// count; used for flow ids.
     pub fn stable_hash(&self, salt: u64) -> u64 {
@@ -61,6 +91,105 @@ impl FlowKey {
         self.lo_port.to_be_bytes().iter().chain(self.hi_port.to_be_bytes().iter()).for_each(|b| eat(*b));
         eat(self.proto);
         h
+    }
+}
+
+/// The IP protocol a flow carries (the key's protocol number), named as
+/// records, verdicts and syslog name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum IpProto {
+    /// TCP (6).
+    Tcp,
+    /// UDP (17).
+    Udp,
+    /// ICMP for IPv4 (1).
+    Icmp,
+    /// ICMPv6 (58).
+    Icmpv6,
+    /// IGMP (2).
+    Igmp,
+    /// GRE not opened as a tunnel (47).
+    Gre,
+    /// IPsec ESP (50).
+    Esp,
+    /// IPsec AH (51).
+    Ah,
+    /// OSPF (89).
+    Ospf,
+    /// PIM other than a Register the decoder opened (103).
+    Pim,
+    /// SCTP (132).
+    Sctp,
+    /// Any other protocol number, named `ip`.
+    Other(u8),
+}
+
+impl IpProto {
+    /// The protocol of an IP protocol number.
+    pub fn from_number(n: u8) -> IpProto {
+        match n {
+            6 => IpProto::Tcp,
+            17 => IpProto::Udp,
+            1 => IpProto::Icmp,
+            58 => IpProto::Icmpv6,
+            2 => IpProto::Igmp,
+            47 => IpProto::Gre,
+            50 => IpProto::Esp,
+            51 => IpProto::Ah,
+            89 => IpProto::Ospf,
+            103 => IpProto::Pim,
+            132 => IpProto::Sctp,
+            n => IpProto::Other(n),
+        }
+    }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            IpProto::Tcp => 6,
+            IpProto::Udp => 17,
+            IpProto::Icmp => 1,
+            IpProto::Icmpv6 => 58,
+            IpProto::Igmp => 2,
+            IpProto::Gre => 47,
+            IpProto::Esp => 50,
+            IpProto::Ah => 51,
+            IpProto::Ospf => 89,
+            IpProto::Pim => 103,
+            IpProto::Sctp => 132,
+            IpProto::Other(n) => n,
+        }
+    }
+
+    /// The name in JSON and syslog (`tcp`, `udp`, `icmp`, ..., `ip` for others).
+    pub fn name(self) -> &'static str {
+        match self {
+            IpProto::Tcp => "tcp",
+            IpProto::Udp => "udp",
+            IpProto::Icmp => "icmp",
+            IpProto::Icmpv6 => "icmpv6",
+            IpProto::Igmp => "igmp",
+            IpProto::Gre => "gre",
+            IpProto::Esp => "esp",
+            IpProto::Ah => "ah",
+            IpProto::Ospf => "ospf",
+            IpProto::Pim => "pim",
+            IpProto::Sctp => "sctp",
+            IpProto::Other(_) => "ip",
+        }
+    }
+}
+
+impl std::fmt::Display for IpProto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for IpProto {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -98,6 +227,18 @@ impl EndReason {
             EndReason::Evicted => "evicted",
             EndReason::EndOfInput => "end_of_input",
         }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for EndReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -565,6 +706,17 @@ impl FlowTable {
 mod tests {
     use super::*;
     use crate::decode::{tcp_flags as f, TcpInfo};
+
+    #[test]
+    fn every_protocol_number_round_trips_and_is_named_as_the_decoder_names_it() {
+        for n in 0..=255u8 {
+            let p = IpProto::from_number(n);
+            assert_eq!(p.number(), n);
+            assert_eq!(p.name(), crate::decode::proto_name(n), "{n}");
+        }
+        assert_eq!(serde_json::to_value(IpProto::Icmpv6).unwrap(), "icmpv6");
+        assert_eq!(serde_json::to_value(EndReason::PortReuse).unwrap(), "port_reuse");
+    }
 
     fn addr(n: u8) -> [u8; 16] {
         let mut a = [0u8; 16];

@@ -111,6 +111,7 @@ impl ActorKind {
         }
     }
 
+    /// Stable name used in JSON (`source`, `target`, ...).
     pub fn name(self) -> &'static str {
         match self {
             ActorKind::Source => "source",
@@ -127,12 +128,16 @@ impl ActorKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IncidentState {
+    /// The first record, emitted with the incident's first alert verdict.
     Open,
+    /// A progress record, every `update_interval` while new verdicts keep arriving.
     Update,
+    /// The last record, once none of its flows was seen for `quiet`.
     Closed,
 }
 
 impl IncidentState {
+    /// Stable name used in JSON (`open`, `update`, `closed`).
     pub fn name(self) -> &'static str {
         match self {
             IncidentState::Open => "open",
@@ -148,11 +153,14 @@ impl IncidentState {
 pub struct Incident {
     /// Unique within a run, in order of opening (from 1).
     pub incident_id: u64,
+    /// Whether this record opens, updates or closes the incident.
     pub state: IncidentState,
     /// Engine time the record is for: the opening verdict's `detected_at`,
     /// or when the update or closing fell due.
     pub ts: Micros,
+    /// Class of the alert verdicts grouped here (e.g. `scan`).
     pub label: Arc<str>,
+    /// What the incident's verdicts have in common, chosen by its label.
     pub actor: ActorKind,
     /// The source, when there is exactly one.
     pub src_ip: Option<IpAddr>,
@@ -160,14 +168,17 @@ pub struct Incident {
     pub src_count: u64,
     /// Distinct responders, and the first few.
     pub targets: u64,
+    /// The first `FIRST_FEW` distinct responders, in the order seen.
     pub targets_first: Vec<IpAddr>,
     /// Distinct responder ports, and the first few.
     pub ports: u64,
+    /// The first `FIRST_FEW` distinct responder ports, in the order seen.
     pub ports_first: Vec<u16>,
     /// Parent domain of a tunnelling client's queries (`exfil`).
     pub domain: Option<Arc<str>>,
     /// First packet of the first flow, last packet of the latest flow.
     pub first_seen: Micros,
+    /// Last packet of the latest flow, microseconds since the Unix epoch.
     pub last_seen: Micros,
     /// Distinct flows with an alert verdict (estimated beyond 256).
     pub flows: u64,
@@ -176,7 +187,9 @@ pub struct Incident {
     /// Packets and bytes of those flows as of their latest verdict (beyond
     /// 256 flows, new flows add theirs at their end verdict).
     pub packets: u64,
+    /// Frame bytes of those flows, both directions, as of their latest verdict.
     pub bytes: u64,
+    /// Highest model probability of `label` among the verdicts grouped here.
     pub peak_score: f32,
     /// From the first packet of the first flow to the verdict that opened it.
     pub time_to_detect_ms: u64,
@@ -228,8 +241,11 @@ impl serde::Serialize for Incident {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct IncidentStats {
+    /// Incidents opened.
     pub opened: u64,
+    /// Update records emitted.
     pub updates: u64,
+    /// Incidents closed.
     pub closed: u64,
     /// Alert verdicts grouped into an open incident (including its opener).
     pub verdicts: u64,
@@ -519,6 +535,7 @@ struct Closed {
 /// Where an alert verdict went.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Membership {
+    /// Id of the incident the verdict joined (its `Incident::incident_id`).
     pub incident_id: u64,
     /// Alerts of this incident within the current minute, this one included
     /// (0 for a late verdict of a closed incident).
@@ -541,6 +558,7 @@ pub struct IncidentTracker {
 }
 
 impl IncidentTracker {
+    /// A tracker with no incidents yet, grouping as `cfg` says.
     pub fn new(cfg: IncidentConfig) -> Self {
         Self {
             cfg,
@@ -564,6 +582,7 @@ impl IncidentTracker {
         }
     }
 
+    /// Counters so far, with `open_now` the incidents open now.
     pub fn stats(&self) -> IncidentStats {
         IncidentStats { open_now: self.open.len() as u64, ..self.stats }
     }

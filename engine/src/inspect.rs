@@ -13,6 +13,7 @@ use crate::reassembly::{Budget, HalfStream, ReassemblyConfig, StreamEvent};
 pub struct InspectConfig {
     /// Reassemble and parse payloads at all (off: flow statistics only).
     pub enabled: bool,
+    /// Limits of TCP reassembly.
     pub reassembly: ReassemblyConfig,
     /// Keep up to this many reassembled bytes per direction in each flow's
     /// record (for `tidewatchd flows --streams` and tests); 0 keeps none.
@@ -48,6 +49,7 @@ impl ReassemblyState {
         }
     }
 
+    /// Stable name used in counters and JSON.
     pub fn name(self) -> &'static str {
         match self {
             ReassemblyState::Complete => "complete",
@@ -62,9 +64,13 @@ impl ReassemblyState {
 pub struct PayloadSummary {
     /// TCP: bytes reassembled in order; UDP: datagram payload bytes.
     pub payload_bytes: [u64; 2],
+    /// TCP: gaps of bytes the capture never saw, skipped in the stream.
     pub gaps: [u32; 2],
+    /// TCP: bytes skipped at those gaps.
     pub gap_bytes: [u64; 2],
+    /// TCP: bytes seen again after delivery or while held (first data won).
     pub duplicate_bytes: [u64; 2],
+    /// How the TCP reassembly went; `None` for other protocols.
     pub reassembly: Option<ReassemblyState>,
 }
 
@@ -95,6 +101,7 @@ fn emit(parser: &mut AppParser, kept: &mut Option<Box<[Vec<u8>; 2]>>, keep: usiz
 }
 
 impl Inspection {
+    /// Payload state of a flow of IP protocol `proto`, given its initiator and responder ports.
     pub fn new(proto: u8, initiator_port: u16, responder_port: u16, keep_stream_bytes: usize) -> Self {
         Self {
             streams: Default::default(),
@@ -170,6 +177,7 @@ impl Inspection {
         }
     }
 
+    /// What the application parser has learned so far.
     pub fn meta(&self) -> &AppMeta {
         self.parser.meta()
     }

@@ -27,6 +27,38 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Example: your own capture loop, polled events
+//!
+//! No sink and no thread: hand the engine packets with
+//! [`Engine::process`], then drain [`Engine::poll_event`]. The engine reads
+//! no clock; when no packet comes for a while, call [`Engine::tick`] once
+//! your clock reaches [`Engine::poll_timeout`]. Here a file stands in for
+//! the caller's capture, and the engine runs without a model, giving one
+//! [`Event::Flow`] per ended flow.
+//!
+//! ```
+//! use tidewatch::{Engine, Event, PacketSource, PcapFileSource};
+//!
+//! # fn main() -> Result<(), tidewatch::Error> {
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../pcaps/tiny_tcp.pcap");
+//! let mut engine = Engine::builder().flow_records(true).build()?;
+//! let mut capture = PcapFileSource::open(&[path])?;
+//! let mut flows = Vec::new();
+//! while let Some(packet) = capture.next_packet()? {
+//!     engine.process(&packet)?;
+//!     while let Some(event) = engine.poll_event() {
+//!         if let Event::Flow(f) = event { flows.push(f) }
+//!     }
+//! }
+//! engine.finish()?;
+//! while let Some(event) = engine.poll_event() {
+//!     if let Event::Flow(f) = event { flows.push(f) }
+//! }
+//! assert_eq!(flows.len(), 1);
+//! assert!(matches!(engine.tick(0), Err(tidewatch::Error::Finished))); // single-use
+//! # Ok(()) }
+//! ```
+//!
 //! ## Example: your own classifier, no ONNX at all
 //!
 //! ```
@@ -92,12 +124,14 @@ pub mod source;
 pub use error::{Error, Result, SinkError};
 pub use event::Event;
 pub use incident::{Incident, IncidentConfig, IncidentState};
-pub use infer::{init_onnx_runtime, Classifier, ModelInfo, OnnxClassifier};
+#[cfg(feature = "onnx")]
+pub use infer::{init_onnx_runtime, OnnxClassifier};
+pub use infer::{Classifier, ModelInfo};
 pub use pipeline::{Engine, EngineBuilder, EngineCounters, ModelSwapper, PolicySwapper, Stats};
 pub use policy::{Policy, Suppressed};
 pub use sink::{
     CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict, VerdictSink,
 };
-pub use source::{
-    micros_from_duration, micros_from_system_time, LinkType, Micros, PacketSource, PcapFileSource, RawPacket,
-};
+#[cfg(feature = "pcap")]
+pub use source::PcapFileSource;
+pub use source::{micros_from_duration, micros_from_system_time, LinkType, Micros, PacketSource, RawPacket};

@@ -31,6 +31,7 @@ pub enum Suppressed {
 }
 
 impl Suppressed {
+    /// Stable name used in counters and JSON (`min_score`, `rule`, `rate_limit`).
     pub fn name(self) -> &'static str {
         match self {
             Suppressed::MinScore => "min_score",
@@ -68,6 +69,7 @@ impl Cidr {
         Ok(Cidr { addr, prefix })
     }
 
+    /// Whether `ip` lies in this block; an address of the other family never does.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         fn bits(ip: &IpAddr) -> (u128, u32) {
             match ip {
@@ -97,6 +99,7 @@ impl std::fmt::Display for Cidr {
 /// every alert, so it is refused by [`Policy::validate`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SuppressRule {
+    /// The verdict's label (e.g. `scan`).
     pub label: Option<String>,
     /// The flow's initiator.
     pub src: Option<Cidr>,
@@ -126,6 +129,7 @@ impl SuppressRule {
 pub struct Policy {
     /// Per-label minimum score of an alert.
     pub min_score: Vec<(String, f32)>,
+    /// Suppress rules, in order; the first that matches is named.
     pub suppress: Vec<SuppressRule>,
     /// Alert verdicts of one incident per minute that stay unsuppressed (0: no limit).
     pub max_alerts_per_incident_per_minute: u32,
@@ -163,12 +167,16 @@ impl Policy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct SuppressedStats {
+    /// Verdicts below their label's minimum score.
     pub min_score: u64,
+    /// Verdicts a suppress rule matched.
     pub rule: u64,
+    /// Verdicts past their incident's per-minute alert limit.
     pub rate_limit: u64,
 }
 
 impl SuppressedStats {
+    /// Counts one suppressed verdict under its reason.
     pub fn count(&mut self, s: Suppressed) {
         match s {
             Suppressed::MinScore => self.min_score += 1,

@@ -57,12 +57,16 @@ pub enum StreamEvent<'a> {
 /// The limits, and the out-of-order bytes held by all connections of one worker.
 #[derive(Debug, Default)]
 pub struct Budget {
+    /// The limits.
     pub cfg: ReassemblyConfig,
+    /// Out-of-order bytes held now, over all connections of the worker.
     pub used: usize,
+    /// Most out-of-order bytes held at once so far.
     pub peak: usize,
 }
 
 impl Budget {
+    /// A budget with the given limits and nothing held yet.
     pub fn new(cfg: ReassemblyConfig) -> Self {
         Self { cfg, used: 0, peak: 0 }
     }
@@ -86,6 +90,7 @@ pub struct HalfStream {
     pub delivered: u64,
     /// Gaps skipped, and their bytes.
     pub gaps: u32,
+    /// Bytes skipped at those gaps.
     pub gap_bytes: u64,
     /// Bytes seen again after delivery or while held (first data won).
     pub duplicate_bytes: u64,

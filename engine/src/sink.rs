@@ -17,6 +17,7 @@ use crate::app::{AppMeta, AppProto};
 use crate::decode::Tunnels;
 use crate::error::SinkError;
 use crate::explain::Reason;
+use crate::flow::{EndReason, FlowKey, IpProto};
 use crate::incident::Incident;
 use crate::inspect::PayloadSummary;
 use crate::policy::Suppressed;
@@ -95,7 +96,7 @@ pub struct FlowRecord {
     pub ts: Micros,
     pub flow_id: u64,
     pub flow_start: Micros,
-    pub proto: &'static str,
+    pub proto: IpProto,
     /// Source is the flow's initiator.
     pub src_ip: IpAddr,
     pub src_port: u16,
@@ -106,7 +107,9 @@ pub struct FlowRecord {
     pub bytes: u64,
     pub trigger: Trigger,
     /// Why the flow ended (`None` for early rows).
-    pub end_reason: Option<&'static str>,
+    pub end_reason: Option<EndReason>,
+    /// The flow's direction-independent key (what the flow table keys it by).
+    pub key: FlowKey,
     pub detail: Arc<FlowDetail>,
 }
 
@@ -169,7 +172,7 @@ impl serde::Serialize for Verdict {
         st.serialize_field("detected_at", &rfc3339_micros(self.detected_at))?;
         st.serialize_field("flow_id", &f.flow_id)?;
         st.serialize_field("flow_start", &rfc3339_micros(f.flow_start))?;
-        st.serialize_field("proto", f.proto)?;
+        st.serialize_field("proto", &f.proto)?;
         st.serialize_field("src_ip", &f.src_ip)?;
         st.serialize_field("src_port", &f.src_port)?;
         st.serialize_field("dst_ip", &f.dst_ip)?;
@@ -191,7 +194,7 @@ impl serde::Serialize for Verdict {
             }
         }
         if let Some(r) = f.end_reason {
-            st.serialize_field("end_reason", r)?;
+            st.serialize_field("end_reason", &r)?;
         }
         if let Some(r) = &self.reasons {
             st.serialize_field("reasons", &**r)?;
@@ -419,7 +422,7 @@ pub(crate) fn test_verdict(
             ts,
             flow_id,
             flow_start: ts.saturating_sub(1000),
-            proto: "tcp",
+            proto: IpProto::Tcp,
             src_ip: src.parse().unwrap(),
             src_port: 40000,
             dst_ip: dst.parse().unwrap(),
@@ -428,6 +431,7 @@ pub(crate) fn test_verdict(
             bytes: 60,
             trigger,
             end_reason: None,
+            key: FlowKey::between((src.parse().unwrap(), 40000), (dst.parse().unwrap(), port), 6),
             detail: Arc::new(FlowDetail::default()),
         },
         label: Arc::from(label),

@@ -120,3 +120,37 @@ fn an_early_label_is_remembered_by_name_across_a_swap_that_reorders_labels() {
     }
     assert!(ends > 0 && stats.verdicts_unchanged > 50, "{ends} end verdicts, {} unchanged", stats.verdicts_unchanged);
 }
+
+/// Scores every row NaN: a broken model, not a verdict.
+struct NotANumber(ModelInfo);
+
+impl Classifier for NotANumber {
+    fn info(&self) -> &ModelInfo {
+        &self.0
+    }
+    fn classify(&mut self, _rows: &[f32], n: usize, out: &mut [f32]) -> tidewatch::Result<()> {
+        out[..n * 2].fill(f32::NAN);
+        Ok(())
+    }
+}
+
+#[test]
+fn non_finite_scores_are_an_error_and_counted_never_a_verdict() {
+    let mut engine = Engine::builder().classifier(Box::new(NotANumber(info(&["benign", "odd"])))).build().unwrap();
+    let mut capture = PcapFileSource::open(&[common::pcap("tiny_tcp.pcap")]).unwrap();
+    let mut failed = None;
+    while let Some(p) = capture.next_packet().unwrap() {
+        if let Err(e) = engine.process(&p) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let failed = failed.or_else(|| engine.finish().err()).expect("NaN scores gave no error");
+    assert!(matches!(failed, Error::Inference(ref m) if m.contains("non-finite")), "{failed}");
+    let mut verdicts = 0;
+    while let Some(e) = engine.poll_event() {
+        verdicts += matches!(e, Event::Verdict(_)) as u32;
+    }
+    assert_eq!(verdicts, 0);
+    assert_eq!(engine.stats().non_finite_scores, 1);
+}

@@ -29,7 +29,7 @@ fn every_supported_link_type_decodes_the_same_conversation() {
         let (stats, rows) = common::features_of(&[common::pcap(&format!("linktypes/{file}"))], 0);
         assert_eq!(stats.packets, *packets, "{file}");
         assert_eq!(stats.decoded, *packets, "{file}: drops {:?}", stats.drops);
-        let count = |p: &str| rows.iter().filter(|(r, _)| r.trigger == Trigger::End && r.proto == p).count();
+        let count = |p: &str| rows.iter().filter(|(r, _)| r.trigger == Trigger::End && r.proto.name() == p).count();
         assert_eq!((count("tcp"), count("udp"), count("icmp")), (*tcp, *udp, *icmp), "{file}");
         // The full files carry identical flows: same ids, same feature rows.
         if *packets == 15 {
@@ -71,7 +71,8 @@ fn every_capture_agrees_with_its_expected_facts() {
         assert_eq!(stats.packets, n("packets"), "{file}: {:?}", stats.partial_reads);
         assert_eq!(stats.decoded, n("ip_packets"), "{file}: drops {:?}", stats.drops);
         assert_eq!(stats.drop_count(DropReason::NotIp), n("non_ip"), "{file}");
-        let count = |p: &str| rows.iter().filter(|(r, _)| r.trigger == Trigger::End && r.proto == p).count() as u64;
+        let count =
+            |p: &str| rows.iter().filter(|(r, _)| r.trigger == Trigger::End && r.proto.name() == p).count() as u64;
         assert_eq!(
             (count("tcp"), count("udp"), count("icmp")),
             (n("tcp_flows"), n("udp_flows"), n("icmp_flows")),

@@ -27,7 +27,7 @@ fn tiny_tcp_end_row_matches_hand_computed_values() {
     assert_eq!(rec.src_ip.to_string(), "10.0.0.1");
     assert_eq!((rec.src_port, rec.dst_port), (40000, 80));
     assert_eq!(rec.packets, 10);
-    assert_eq!(rec.proto, "tcp");
+    assert_eq!(rec.proto, tidewatch::flow::IpProto::Tcp);
     let want: &[(&str, f64)] = &[
         ("duration_s", 0.12),
         ("fwd_packets", 6.0),
@@ -90,7 +90,7 @@ fn tiny_tcp_end_row_matches_hand_computed_values() {
     let mean = gaps.iter().sum::<f64>() / 9.0;
     let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / 8.0;
     close(get(row, "flow_iat_std_s"), var.sqrt() / 1000.0, "flow_iat_std_s");
-    assert_eq!(rec.end_reason, Some("end_of_input"));
+    assert_eq!(rec.end_reason, Some(tidewatch::flow::EndReason::EndOfInput));
 }
 
 #[test]

@@ -7,6 +7,8 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
+use tidewatch::flow::{FlowKey, IpProto};
+
 use tidewatch::{
     CollectSink, Engine, FlowRecord, PcapFileSource, SinkControl, SinkError, Trigger, Verdict, VerdictSink,
 };
@@ -46,6 +48,16 @@ fn every_ended_flow_has_a_record_before_its_end_verdict() {
     assert!(flows.len() > 100, "{}", flows.len());
     assert_eq!(flows.len() as u64, stats.flows_ended_total());
     assert!(flows.iter().all(|f| f.trigger == Trigger::End && f.end_reason.is_some()));
+    // Each record carries its key: the same conversation, in canonical order.
+    let mut keyed = 0;
+    for f in flows.iter().filter(|f| matches!(f.proto, IpProto::Tcp | IpProto::Udp)) {
+        let key = FlowKey::between((f.src_ip, f.src_port), (f.dst_ip, f.dst_port), f.proto.number());
+        assert_eq!(f.key, key, "{}", tidewatch::sink::flow_json(f));
+        assert_eq!(f.key.ip_proto(), f.proto);
+        assert!(f.key.lo() <= f.key.hi() && [f.key.lo(), f.key.hi()].contains(&(f.src_ip, f.src_port)));
+        keyed += 1;
+    }
+    assert!(keyed > 100, "{keyed}");
     let json = tidewatch::sink::flow_json(&flows[0]);
     assert_eq!(json["event_type"], "flow");
     assert_eq!(json["flow_id"], flows[0].flow_id);

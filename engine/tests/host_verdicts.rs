@@ -8,6 +8,7 @@ mod common;
 use std::net::IpAddr;
 
 use tidewatch::features::{FEATURE_NAMES, SCHEMA_NAME, SCHEMA_VERSION};
+use tidewatch::flow::{EndReason, IpProto};
 use tidewatch::{Classifier, CollectSink, Engine, ModelInfo, PcapFileSource, Trigger, Verdict};
 
 /// Gives every row the same probabilities.
@@ -114,12 +115,12 @@ fn detected_at_is_when_the_timeout_fired_not_the_last_packet() {
     let mut idle = 0;
     for v in &verdicts {
         assert!(v.detected_at >= v.flow.ts, "{:?}", v.flow);
-        if v.flow.end_reason == Some("idle_timeout") {
+        if v.flow.end_reason == Some(EndReason::IdleTimeout) {
             idle += 1;
             let waited = v.detected_at - v.flow.ts;
             let timeout = match v.flow.proto {
-                "tcp" => 300_000_000,
-                "udp" => 120_000_000,
+                IpProto::Tcp => 300_000_000,
+                IpProto::Udp => 120_000_000,
                 _ => 60_000_000,
             };
             let latest = timeout + longest_gap + 100_000;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use tidewatch::flow::IpProto;
 use tidewatch::Trigger;
 
 /// (initiator→responder, responder→initiator) reassembled bytes and gaps of
@@ -13,7 +14,9 @@ fn payload_of(file: &str, port: u16) -> ([u64; 2], [u32; 2]) {
     let (_, rows) = common::features_of(&[shared.join("public").join(file)], 0);
     let (r, _) = rows
         .iter()
-        .find(|(r, _)| r.trigger == Trigger::End && r.proto == "tcp" && (r.src_port == port || r.dst_port == port))
+        .find(|(r, _)| {
+            r.trigger == Trigger::End && r.proto == IpProto::Tcp && (r.src_port == port || r.dst_port == port)
+        })
         .unwrap_or_else(|| panic!("no TCP flow with port {port} in {file}"));
     (r.detail.payload.payload_bytes, r.detail.payload.gaps)
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use tidewatch::features::FEATURE_NAMES;
+use tidewatch::flow::IpProto;
 use tidewatch::Trigger;
 
 /// (proto, endpoint a, endpoint b) with a < b, as "ip:port" strings.
@@ -83,7 +84,7 @@ fn tidewatch_convs(file: &Path) -> BTreeMap<Conv, Counts> {
     let col = |n: &str| FEATURE_NAMES.iter().position(|x| *x == n).unwrap();
     let mut convs = BTreeMap::new();
     for (r, f) in rows.iter().filter(|(r, _)| r.trigger == Trigger::End) {
-        if r.proto != "tcp" && r.proto != "udp" {
+        if r.proto != IpProto::Tcp && r.proto != IpProto::Udp {
             continue;
         }
         let (src, dst) = (

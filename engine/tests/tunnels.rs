@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use tidewatch::flow::IpProto;
 use tidewatch::Trigger;
 
 /// Ended flows of a capture as (proto, tunnel layers) → count.
@@ -57,7 +58,7 @@ fn inner_flows_of_tunnelled_captures() {
 fn vxlan_keeps_its_vni_and_outer_endpoints() {
     let Some(shared) = common::shared_pcaps("vxlan_keeps_its_vni_and_outer_endpoints") else { return };
     let (_, rows) = common::features_of(&[shared.join("public/edge/ndpi__vxlan.pcap")], 0);
-    let (r, _) = rows.iter().find(|(r, _)| r.trigger == Trigger::End && r.proto == "tcp").unwrap();
+    let (r, _) = rows.iter().find(|(r, _)| r.trigger == Trigger::End && r.proto == IpProto::Tcp).unwrap();
     let t = r.detail.tunnels.unwrap();
     assert_eq!(t.id, Some(1111));
     let outer = t.outer.unwrap();
@@ -76,7 +77,7 @@ fn fragmented_datagrams_are_reassembled() {
     assert_eq!((s.defrag.datagrams, s.defrag.pending, s.defrag.timed_out), (2, 0, 0));
     let ends: Vec<_> = rows.iter().filter(|(r, _)| r.trigger == Trigger::End).collect();
     assert_eq!(ends.len(), 1);
-    assert_eq!((ends[0].0.proto, ends[0].0.packets), ("icmp", 2));
+    assert_eq!((ends[0].0.proto, ends[0].0.packets), (IpProto::Icmp, 2));
     // DNS answers too big for one packet, over IPv4 and IPv6: 14 fragments, 7 datagrams,
     // and every reassembled answer parses as DNS.
     let (s, rows) = common::features_of(&[shared.join("public/edge/ndpi__dns_fragmented.pcap")], 0);

@@ -677,7 +677,7 @@ pub(crate) mod tests {
                 ts: 1_772_618_401_234_567,
                 flow_id: 1_234_567_890_123,
                 flow_start: 1_772_618_398_000_005,
-                proto: "tcp",
+                proto: tidewatch::flow::IpProto::Tcp,
                 src_ip: "10.0.0.1".parse().unwrap(),
                 src_port: 1234,
                 dst_ip: "10.0.0.2".parse().unwrap(),
@@ -686,6 +686,11 @@ pub(crate) mod tests {
                 bytes: 3400,
                 trigger: Trigger::Early,
                 end_reason: None,
+                key: tidewatch::flow::FlowKey::between(
+                    ("10.0.0.1".parse().unwrap(), 1234),
+                    ("10.0.0.2".parse().unwrap(), 80),
+                    6,
+                ),
                 detail: Default::default(),
             },
             label: label.into(),
@@ -737,7 +742,7 @@ pub(crate) mod tests {
         let f = SyslogFormatter::new(&opts(SyslogFormat::Rfc5424)).with_procid(4242);
         let mut flow = verdict("benign").flow;
         flow.trigger = Trigger::End;
-        flow.end_reason = Some("closed");
+        flow.end_reason = Some(tidewatch::flow::EndReason::Closed);
         let mut out = Vec::new();
         assert!(!f.format(&Record::Flow(flow), &mut out));
         let got = String::from_utf8(out).unwrap();
@@ -821,7 +826,7 @@ pub(crate) mod tests {
         v.flow.src_ip = "2001:db8::1".parse().unwrap();
         v.flow.dst_ip = "2001:db8::2".parse().unwrap();
         v.flow.trigger = Trigger::End;
-        v.flow.end_reason = Some("idle_timeout");
+        v.flow.end_reason = Some(tidewatch::flow::EndReason::IdleTimeout);
         let got = text(&f, &v);
         assert!(got.starts_with("<132>1 2026-03-04T10:00:01.234567Z - tidewatchd 9 verdict [tidewatch@32473 "));
         assert!(got.contains(" trigger=\"end\" ") && got.contains(" end_reason=\"idle_timeout\"]"), "{got}");

@@ -13,6 +13,7 @@
 
 use super::{AppMeta, Probe, Rd, MAX_BUFFER};
 
+/// DNS transactions of one flow, and counters over all its messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DnsMeta {
     /// The first transaction (its fields at the top level of the JSON, as before).
@@ -54,6 +55,7 @@ fn at_most_one(n: &u32) -> bool {
 pub struct DnsTransaction {
     /// Query name, dot-separated, without the final dot ("" for the root).
     pub query: String,
+    /// Query type (RR type number: 1 = A, 28 = AAAA, 16 = TXT, ...).
     pub qtype: u16,
     /// Response code of the response.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,7 +113,9 @@ impl DnsMeta {
 /// Counters over every DNS message of a flow, in fixed memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DnsFlowStats {
+    /// Query messages seen in the flow.
     pub queries: u32,
+    /// Response messages seen in the flow.
     pub responses: u32,
     /// Linear-counting bitmap of the query names (distinct names).
     names: u64,

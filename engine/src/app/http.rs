@@ -13,16 +13,22 @@ use super::{text, AppMeta, Probe};
 /// One request and its response.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HttpTransaction {
+    /// Request method as sent (e.g. `GET`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// `Host` header of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Request target as sent: a path and query, or an absolute URI.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// `User-Agent` header of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// Status code of the response (interim 1xx responses other than 101 are skipped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// `Content-Type` header of the response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
     /// Body bytes of the request (after de-chunking), where it has a body.
@@ -42,6 +48,7 @@ impl HttpTransaction {
     }
 }
 
+/// HTTP requests and responses of one connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HttpMeta {
     /// The first transaction (its fields at the top level of the JSON, as before).

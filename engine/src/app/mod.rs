@@ -48,16 +48,23 @@ const MAX_UNKNOWN_DATAGRAMS: u32 = 4;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum AppProto {
+    /// No parser recognised the bytes and no well-known port matched.
     #[default]
     Unknown,
+    /// HTTP/1.x, over TCP or (SSDP, UPnP) in UDP datagrams.
     Http,
+    /// TLS over TCP, also when found after a plaintext prelude (STARTTLS, SOCKS, `CONNECT`).
     Tls,
+    /// DNS, mDNS or LLMNR, over UDP or TCP.
     Dns,
+    /// SSH, recognised by its `SSH-` banner.
     Ssh,
+    /// QUIC, recognised by a client Initial packet of a known version.
     Quic,
 }
 
 impl AppProto {
+    /// Every protocol, in declaration order, so `ALL[p.index()] == p`.
     pub const ALL: [AppProto; 6] =
         [AppProto::Unknown, AppProto::Http, AppProto::Tls, AppProto::Dns, AppProto::Ssh, AppProto::Quic];
 
@@ -73,6 +80,7 @@ impl AppProto {
         }
     }
 
+    /// Position of this protocol in `ALL`, for per-protocol counter arrays.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -92,17 +100,24 @@ pub enum DetectMethod {
 /// What the parsers learned about one flow.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct AppMeta {
+    /// Application protocol found by content, or guessed from the ports.
     pub proto: AppProto,
+    /// How `proto` was decided; `None` while it is `Unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<DetectMethod>,
+    /// HTTP requests and responses, when the flow is HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpMeta>,
+    /// TLS handshake details and fingerprints, when the flow is TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMeta>,
+    /// DNS transactions and counters, when the flow is DNS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsMeta>,
+    /// SSH banners and HASSH fingerprints, when the flow is SSH.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshMeta>,
+    /// QUIC version and ClientHello details, when the flow is QUIC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quic: Option<QuicMeta>,
 }
@@ -307,10 +322,12 @@ impl AppParser {
         self.dirs.iter().all(|d| d.finished)
     }
 
+    /// What the parsers have learned about the flow so far.
     pub fn meta(&self) -> &AppMeta {
         &self.meta
     }
 
+    /// Consumes the parser, returning what it learned about the flow.
     pub fn into_meta(self) -> AppMeta {
         self.meta
     }

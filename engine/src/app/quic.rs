@@ -17,18 +17,25 @@ use sha2::Sha256;
 use super::tls::parse_client_hello;
 use super::{AppMeta, Rd, MAX_BUFFER};
 
+/// What the parser learned from a QUIC flow's long header and client Initial packets.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QuicMeta {
+    /// QUIC version from the long header (e.g. `VERSION_1`).
     pub version: u32,
+    /// Server name from the ClientHello's SNI extension.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
+    /// ALPN protocols offered in the ClientHello, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alpn: Vec<String>,
+    /// JA4 fingerprint of the ClientHello, with the `q` (QUIC) prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
 }
 
+/// QUIC version 1 (RFC 9000).
 pub const VERSION_1: u32 = 0x0000_0001;
+/// QUIC version 2 (RFC 9369).
 pub const VERSION_2: u32 = 0x6b33_43cf;
 
 const SALT_V1: [u8; 20] = [

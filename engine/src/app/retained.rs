@@ -19,6 +19,7 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// An empty pool that lets at most `cap` bytes be kept at once.
     pub const fn new(cap: usize) -> Self {
         Pool { used: AtomicUsize::new(0), cap }
     }

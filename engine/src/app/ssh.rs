@@ -3,14 +3,19 @@
 
 use super::{md5_hex, text, AppMeta, Probe, Rd, MAX_BUFFER};
 
+/// What the parser learned from an SSH connection's banners and KEXINIT packets.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SshMeta {
+    /// Client's version line (`SSH-2.0-...`), without the line ending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_banner: Option<String>,
+    /// Server's version line (`SSH-2.0-...`), without the line ending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_banner: Option<String>,
+    /// HASSH: md5 (hex) of the client's KEXINIT "kex;enc;mac;comp" name-lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hassh: Option<String>,
+    /// HASSH-server: md5 (hex) of the server's KEXINIT name-lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hassh_server: Option<String>,
 }

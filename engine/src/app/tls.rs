@@ -12,6 +12,7 @@ use super::{hex, md5_hex, text, AppMeta, Probe, Rd, MAX_BUFFER};
 /// What the parser learned from the TLS handshake.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TlsMeta {
+    /// Server name from the ClientHello's SNI extension.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// ALPN protocols offered by the client, in order.
@@ -23,22 +24,28 @@ pub struct TlsMeta {
     /// Cipher suites offered, in order, GREASE left out.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cipher_suites: Vec<u16>,
+    /// JA3 string: version,ciphers,extensions,groups,point formats (decimal, no GREASE).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3: Option<String>,
+    /// JA3 fingerprint: md5 (hex) of `ja3`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3_hash: Option<String>,
+    /// JA4 fingerprint of the ClientHello, with the `t` (TCP) prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja4: Option<String>,
     /// Version chosen by the server (its supported_versions extension if present).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_version: Option<u16>,
+    /// Cipher suite chosen by the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cipher: Option<u16>,
     /// ALPN protocol chosen by the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_alpn: Option<String>,
+    /// JA3S string: version,cipher,extensions of the ServerHello (decimal, no GREASE).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3s: Option<String>,
+    /// JA3S fingerprint: md5 (hex) of `ja3s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ja3s_hash: Option<String>,
 }

@@ -223,8 +223,11 @@ struct PairStats {
 /// Sizes of the host-context tables.
 #[derive(Clone, Copy, Debug)]
 pub struct HostContextConfig {
+    /// Initiator addresses tracked at once.
     pub max_sources: usize,
+    /// Responder addresses tracked at once.
     pub max_destinations: usize,
+    /// Initiator-responder address pairs tracked at once.
     pub max_pairs: usize,
     /// Pairs whose flow rhythm is kept (about 200 bytes each).
     pub max_rhythms: usize,
@@ -239,17 +242,27 @@ impl Default for HostContextConfig {
 /// The context values written into a feature row.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct HostFeatures {
+    /// Flows started by the initiator's address, decayed (τ = 10 s), per second.
     pub src_new_flows_rate: f32,
+    /// Distinct responder ports the initiator contacted in the last 10–20 s.
     pub src_distinct_dst_ports: f32,
+    /// Distinct responder addresses the initiator contacted in the last 10–20 s.
     pub src_distinct_dst_hosts: f32,
+    /// Decayed share of the initiator's ended flows that were failed TCP attempts, 0..1.
     pub src_failed_share: f32,
+    /// Flows from this initiator to this responder, decayed, per second.
     pub pair_new_flows_rate: f32,
+    /// Distinct responder ports of this initiator → responder pair, last 10–20 s.
     pub pair_distinct_dst_ports: f32,
+    /// Flows arriving at the responder's address, decayed, per second.
     pub dst_new_flows_rate: f32,
+    /// Distinct initiator addresses that contacted the responder, last 10–20 s.
     pub dst_distinct_src_hosts: f32,
     /// Beats (flow starts at least a second apart) of this pair kept, up to 16.
     pub pair_flows: f32,
+    /// 1 − MAD/median of the intervals between the pair's beats, 0..1 (0 below three).
     pub pair_interval_regularity: f32,
+    /// 1 − MAD/median of the byte counts of the pair's ended flows, 0..1 (0 below three).
     pub pair_size_regularity: f32,
 }
 
@@ -306,6 +319,7 @@ impl<K: std::hash::Hash + Eq + Copy, V: Default> Table<K, V> {
 }
 
 impl HostContext {
+    /// Empty tables, sized by `cfg`.
     pub fn new(cfg: HostContextConfig) -> Self {
         Self {
             sources: Table::new(cfg.max_sources, STALE_US),
@@ -426,6 +440,7 @@ impl HostContext {
         self.sources.map.len() + self.destinations.map.len() + self.pairs.map.len() + self.rhythms.map.len()
     }
 
+    /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -129,6 +129,7 @@ pub fn schema_id() -> String {
 /// small (a million flows in a few hundred MB); updated in f64.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Running {
+    /// Values pushed so far.
     pub n: u32,
     min: f32,
     max: f32,
@@ -137,6 +138,7 @@ pub struct Running {
 }
 
 impl Running {
+    /// Adds one value.
     #[inline]
     pub fn push(&mut self, x: f64) {
         let xf = x as f32;
@@ -155,14 +157,17 @@ impl Running {
         self.mean = mean as f32;
     }
 
+    /// Smallest value pushed (0 before any).
     pub fn min(&self) -> f64 {
         f64::from(self.min)
     }
 
+    /// Largest value pushed (0 before any).
     pub fn max(&self) -> f64 {
         f64::from(self.max)
     }
 
+    /// Mean of the values pushed (0 before any).
     pub fn mean(&self) -> f64 {
         f64::from(self.mean)
     }
@@ -180,22 +185,34 @@ impl Running {
 /// Per-direction accumulators.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DirStats {
+    /// Packets sent in this direction.
     pub packets: u32,
+    /// IP bytes (headers and payload, as sent) in this direction.
     pub bytes: u64,
+    /// Transport payload bytes (as sent) in this direction.
     pub payload_bytes: u64,
+    /// Packets in this direction with a non-empty transport payload.
     pub payload_packets: u32,
+    /// IP lengths of this direction's packets, in bytes.
     pub len: Running,
+    /// Gaps between consecutive packets of this direction, in seconds.
     pub iat: Running,
+    /// Capture time of this direction's latest packet, microseconds since the Unix epoch.
     pub last_ts: Micros,
 }
 
 /// Incremental statistics of one flow. Updated once per packet, O(1).
 #[derive(Clone, Debug, Default)]
 pub struct FlowStats {
+    /// Capture time of the flow's first packet, microseconds since the Unix epoch.
     pub first_ts: Micros,
+    /// Capture time of the flow's latest packet (never goes backwards), microseconds.
     pub last_ts: Micros,
+    /// Packets sent by the initiator.
     pub fwd: DirStats,
+    /// Packets sent by the responder.
     pub bwd: DirStats,
+    /// Gaps between consecutive packets of either direction, in seconds.
     pub flow_iat: Running,
     /// Counts of FIN, SYN, RST, PSH, ACK, URG, ECE, CWR over every packet
     /// (saturating at 65535).
@@ -211,10 +228,12 @@ pub struct FlowStats {
 }
 
 impl FlowStats {
+    /// Empty statistics of a flow that starts at `ts` (microseconds since the Unix epoch).
     pub fn new(ts: Micros) -> Self {
         Self { first_ts: ts, last_ts: ts, ..Default::default() }
     }
 
+    /// Packets seen in both directions.
     pub fn packets(&self) -> u64 {
         u64::from(self.fwd.packets) + u64::from(self.bwd.packets)
     }
@@ -266,10 +285,15 @@ impl FlowStats {
 /// Flow facts the feature row needs besides [`FlowStats`].
 #[derive(Clone, Copy, Debug)]
 pub struct FlowFacts {
+    /// IP protocol number of the flow (6 = TCP, 17 = UDP, 1 or 58 = ICMP).
     pub proto: u8,
+    /// Responder's port, host byte order (meaningful for TCP and UDP).
     pub responder_port: u16,
+    /// The initiator's SYN was answered by SYN-ACK and then ACKed.
     pub handshake_complete: bool,
+    /// The responder sent a TCP RST.
     pub responder_reset: bool,
+    /// What the application parsers contribute.
     pub app: AppFeatures,
 }
 
@@ -277,25 +301,35 @@ pub struct FlowFacts {
 /// protocols recognised by content count: a port guess is not evidence.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AppFeatures {
+    /// Application protocol recognised by content; `None` for a port guess or nothing.
     pub proto: Option<AppProto>,
+    /// The TLS ClientHello named a server (SNI).
     pub tls_sni: bool,
     /// HTTP status / 100 (2 for 200..299), 0 before a response.
     pub http_status_class: f32,
     /// The first DNS query name: length and Shannon entropy (bits per
     /// character); long, random names are how data leaves in DNS.
     pub dns_qname_len: f32,
+    /// Shannon entropy of the first DNS query name, in bits per character.
     pub dns_qname_entropy: f32,
+    /// Response code answering the first DNS query (0 before a response; 3 = NXDOMAIN).
     pub dns_rcode: f32,
     /// Over every DNS message of the flow (schema v4).
     pub dns_queries: f32,
+    /// Estimated distinct query names (linear counting; saturates near 270).
     pub dns_distinct_names: f32,
+    /// Mean over queries of each name's longest label, in characters.
     pub dns_label_len_mean: f32,
+    /// Mean over queries of the first label's Shannon entropy, bits per character.
     pub dns_label_entropy_mean: f32,
+    /// Share of queries of type TXT or NULL, 0 to 1.
     pub dns_txt_null_share: f32,
+    /// Share of responses with code 3 (NXDOMAIN), 0 to 1.
     pub dns_nxdomain_share: f32,
 }
 
 impl AppFeatures {
+    /// The application features of a flow, from what its parsers learned.
     pub fn of(meta: &AppMeta) -> Self {
         let mut f = AppFeatures::default();
         if meta.method == Some(DetectMethod::Content) {

@@ -140,6 +140,8 @@ pub(crate) struct Merger {
     explainer: crate::explain::Explainer,
     /// Alerts explained (one classifier call each).
     pub explained: u64,
+    /// Rows the classifier scored with NaN or infinity (each stops the engine with an error).
+    pub non_finite_scores: u64,
 }
 
 pub(crate) struct MergerConfig {
@@ -217,6 +219,7 @@ impl Merger {
             suppressed: SuppressedStats::default(),
             explainer: Default::default(),
             explained: 0,
+            non_finite_scores: 0,
         }
     }
 
@@ -438,6 +441,7 @@ impl Merger {
         for (i, (record, arrival, detected_at)) in records.drain(..).enumerate() {
             let probs = &self.probabilities[i * n_labels..(i + 1) * n_labels];
             let Some((best, score)) = self.model_info.as_ref().and_then(|m| m.decide(probs)) else {
+                self.non_finite_scores += 1;
                 self.fail(Error::Inference(format!(
                     "the model gave non-finite scores {probs:?} for flow {}; check the model",
                     record.flow_id

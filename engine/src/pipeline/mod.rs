@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::features::{HostContext, HostContextConfig};
 use crate::flow::{EndReason, FlowConfig, FlowKey};
 use crate::incident::{IncidentConfig, IncidentStats};
-use crate::infer::{Classifier, ModelInfo, OnnxClassifier};
+use crate::infer::{Classifier, ModelInfo};
 use crate::inspect::InspectConfig;
 use crate::policy::{Policy, SuppressedStats};
 use crate::sink::{FeatureSink, VerdictSink};
@@ -65,6 +65,9 @@ pub struct Stats {
     pub suppressed: SuppressedStats,
     /// Alerts explained by occlusion (one classifier call each).
     pub explained: u64,
+    /// Rows the classifier scored with NaN or infinity: an error
+    /// (`Error::Inference`) that stops the engine, counted here.
+    pub non_finite_scores: u64,
     pub batches: u64,
     pub inference_micros: u64,
     pub host_context_untracked: u64,
@@ -177,6 +180,7 @@ impl Stats {
             "incidents": self.incidents,
             "verdicts_suppressed": self.suppressed,
             "alerts_explained": self.explained,
+            "non_finite_scores": self.non_finite_scores,
             "batches": self.batches,
             "inference_us": self.inference_micros,
             "host_context_untracked": self.host_context_untracked,
@@ -323,6 +327,18 @@ impl PolicySwapper {
     }
 }
 
+#[cfg(feature = "onnx")]
+fn load_onnx(model: &std::path::Path, runtime: Option<&std::path::Path>) -> Result<Box<dyn Classifier>> {
+    Ok(Box::new(crate::infer::OnnxClassifier::load(model, runtime)?))
+}
+
+/// Without the `onnx` feature no model path can be given (`model` does not
+/// exist), so this is never reached.
+#[cfg(not(feature = "onnx"))]
+fn load_onnx(model: &std::path::Path, _runtime: Option<&std::path::Path>) -> Result<Box<dyn Classifier>> {
+    Err(Error::Config(format!("{}: this build has no ONNX support (feature `onnx`)", model.display())))
+}
+
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     model_path: Option<PathBuf>,
@@ -374,12 +390,14 @@ impl Default for EngineBuilder {
 
 impl EngineBuilder {
     /// Classify with this ONNX model (see `models/README.md` for the contract).
+    #[cfg(feature = "onnx")]
     pub fn model(mut self, path: impl Into<PathBuf>) -> Self {
         self.model_path = Some(path.into());
         self
     }
 
     /// Path of `libonnxruntime.so`; default: `ORT_DYLIB_PATH`, then `.ort/`.
+    #[cfg(feature = "onnx")]
     pub fn onnx_runtime(mut self, path: impl Into<PathBuf>) -> Self {
         self.runtime_path = Some(path.into());
         self
@@ -514,9 +532,7 @@ impl EngineBuilder {
                 return Err(Error::Config("give either a model path or a classifier, not both".into()))
             }
             (Some(c), None) => Some(c),
-            (None, Some(p)) => {
-                Some(Box::new(OnnxClassifier::load(p, self.runtime_path.as_deref())?) as Box<dyn Classifier>)
-            }
+            (None, Some(p)) => Some(load_onnx(p, self.runtime_path.as_deref())?),
             (None, None) => None,
         };
         if let Some(c) = &classifier {
@@ -936,6 +952,7 @@ impl Engine {
             incidents: m.incidents.stats(),
             suppressed: m.suppressed,
             explained: m.explained,
+            non_finite_scores: m.non_finite_scores,
             batches: m.batches,
             inference_micros: m.inference_micros,
             host_context_untracked: m.hosts.untracked,
@@ -1059,7 +1076,8 @@ impl Engine {
             let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
             let inspect = self.inspect_cfg.enabled;
             let mut since_broadcast = 0u64;
-            let mut dispatch = Dispatch { txs, free_rx: &free_rx, drop_when_full: self.live, dropped: 0 };
+            let mut dispatch =
+                Dispatch { txs, free_rx: &free_rx, drop_when_full: self.live || source.is_live(), dropped: 0 };
             let result = (|| -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(pkt) = source.next_packet()? else {

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use crate::decode::{proto_name, to_ip, PacketInfo, PROTO_TCP, PROTO_UDP};
+use crate::decode::{to_ip, PacketInfo, PROTO_TCP, PROTO_UDP};
 use crate::features::{self, HostFeatures, NUM_FEATURES};
-use crate::flow::{EndReason, Flow, FlowConfig, FlowTable};
+use crate::flow::{EndReason, Flow, FlowConfig, FlowTable, IpProto};
 use crate::inspect::{InspectConfig, Inspection};
 use crate::reassembly::Budget;
 use crate::sink::{FlowDetail, FlowRecord, Trigger};
@@ -125,14 +125,14 @@ fn detail(flow: &Flow, with_streams: bool) -> FlowDetail {
     d
 }
 
-fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>, detail: Arc<FlowDetail>) -> FlowRecord {
+fn record(flow: &Flow, trigger: Trigger, end_reason: Option<EndReason>, detail: Arc<FlowDetail>) -> FlowRecord {
     let ((init, _), (resp, _)) = flow.endpoints();
     let (src_port, dst_port) = flow.reported_ports();
     FlowRecord {
         ts: flow.stats.last_ts,
         flow_id: flow.id,
         flow_start: flow.stats.first_ts,
-        proto: proto_name(flow.key.proto),
+        proto: IpProto::from_number(flow.key.proto),
         src_ip: to_ip(&init, flow.key.is_ipv6),
         src_port,
         dst_ip: to_ip(&resp, flow.key.is_ipv6),
@@ -141,6 +141,7 @@ fn record(flow: &Flow, trigger: Trigger, end_reason: Option<&'static str>, detai
         bytes: flow.wire_bytes,
         trigger,
         end_reason,
+        key: flow.key,
         detail,
     }
 }
@@ -160,7 +161,7 @@ fn row_event(
     features::write_row(&flow.stats, &flow.facts(), &HostFeatures::default(), &mut row);
     let detail = Arc::new(detail(flow, trigger == Trigger::End));
     Box::new(RowEvent {
-        record: record(flow, trigger, reason.map(EndReason::name), detail),
+        record: record(flow, trigger, reason, detail),
         row,
         initiator,
         responder,
