@@ -46,11 +46,14 @@ setup:
 
 # The library with no optional feature: neither libpcap nor ONNX Runtime
 # in its dependency tree, and it still classifies the caller's packets.
+# Then every public item is documented, with and without the features.
 test-bare-core:
 	$(CARGO) clippy -p tidewatch --no-default-features --lib -- -D warnings
 	@if $(CARGO) tree -p tidewatch -e normal --no-default-features --prefix none | grep -E '^(pcap|ort) '; then \
 	    echo "test-bare-core: pcap or ort is in the tree without default features" >&2; exit 1; fi
 	$(CARGO) test --release -p tidewatch --no-default-features --test bare_core
+	RUSTDOCFLAGS="-D missing_docs -D warnings" $(CARGO) doc -p tidewatch --no-deps --no-default-features
+	RUSTDOCFLAGS="-D missing_docs -D warnings" $(CARGO) doc -p tidewatch --no-deps
 
 setup-test:
 	@bash scripts/setup.sh --test

@@ -8,11 +8,21 @@ use std::path::PathBuf;
 pub enum Error {
     /// A capture file could not be opened at all (missing, unreadable, not a capture).
     #[error("cannot open capture {path}: {reason} (check that the file exists and is a pcap or pcapng capture)")]
-    CaptureOpen { path: PathBuf, reason: String },
+    CaptureOpen {
+        /// Path of the capture file as given (`-` for standard input).
+        path: PathBuf,
+        /// Why it could not be opened, in words.
+        reason: String,
+    },
 
     /// A network interface could not be opened for live capture.
     #[error("cannot capture on interface {name}: {reason}")]
-    Interface { name: String, reason: String },
+    Interface {
+        /// Name of the interface, e.g. `eth0`.
+        name: String,
+        /// What failed and the likely fix, in words.
+        reason: String,
+    },
 
     /// The ONNX Runtime shared library could not be found or loaded.
     #[error("{0}")]
@@ -20,19 +30,36 @@ pub enum Error {
 
     /// A model file could not be loaded or does not satisfy the engine's contract.
     #[error("model {path}: {reason}")]
-    Model { path: PathBuf, reason: String },
+    Model {
+        /// Path of the model file.
+        path: PathBuf,
+        /// What is wrong with the model, in words.
+        reason: String,
+    },
 
     /// A model was built for another feature schema than the one this engine computes.
     #[error(
         "model {path} was trained for feature schema {model_schema} but this engine computes {engine_schema}; \
          retrain it on rows this engine exports (a FeatureSink) or use a model built for {engine_schema}"
     )]
-    SchemaMismatch { path: PathBuf, model_schema: String, engine_schema: String },
+    SchemaMismatch {
+        /// Path of the model file.
+        path: PathBuf,
+        /// Schema the model was trained for, e.g. `tidewatch-flow v3`.
+        model_schema: String,
+        /// Schema this engine computes, e.g. `tidewatch-flow v4`.
+        engine_schema: String,
+    },
 
     /// A classifier given to the engine describes itself in a way the
     /// engine cannot use (schema, labels, thresholds, medians).
     #[error("classifier {model}: {reason}")]
-    Classifier { model: String, reason: String },
+    Classifier {
+        /// The classifier's `name@version`.
+        model: String,
+        /// What in its description the engine cannot use, in words.
+        reason: String,
+    },
 
     /// Inference failed at run time.
     #[error("inference failed: {0}")]
@@ -78,6 +105,7 @@ impl SinkError {
     }
 }
 
+/// Result of the engine's public API; the error defaults to `Error`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

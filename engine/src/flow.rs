@@ -20,11 +20,17 @@ use crate::source::Micros;
 /// Direction-independent flow key: the two endpoints in canonical order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
+    /// Address of the lower endpoint; IPv4 stored IPv4-mapped.
     pub lo_addr: [u8; 16],
+    /// Address of the higher endpoint; IPv4 stored IPv4-mapped.
     pub hi_addr: [u8; 16],
+    /// Port of the lower endpoint (for ICMP, the echo id or `type << 8 | code`).
     pub lo_port: u16,
+    /// Port of the higher endpoint (for ICMP, as `lo_port`).
     pub hi_port: u16,
+    /// IP protocol number (6 = TCP, 17 = UDP, ...).
     pub proto: u8,
+    /// Whether the addresses are IPv6 rather than IPv4-mapped IPv4.
     pub is_ipv6: bool,
 }
 
@@ -199,16 +205,20 @@ impl serde::Serialize for IpProto {
 pub enum EndReason {
     /// TCP closed by FIN in both directions or by RST, then quiet.
     Closed,
+    /// No packet arrived for the protocol's idle timeout.
     IdleTimeout,
+    /// The flow lasted longer than the active timeout; a new flow takes its next packets.
     ActiveTimeout,
     /// A new connection reused the 5-tuple of a closed one.
     PortReuse,
     /// The table was full.
     Evicted,
+    /// The input ended (or the engine finished) while the flow was still open.
     EndOfInput,
 }
 
 impl EndReason {
+    /// Every reason, in declaration order; per-reason counters are indexed by it.
     pub const ALL: [EndReason; 6] = [
         EndReason::Closed,
         EndReason::IdleTimeout,
@@ -218,6 +228,7 @@ impl EndReason {
         EndReason::EndOfInput,
     ];
 
+    /// The name in JSON and syslog (`closed`, `idle_timeout`, ...).
     pub fn name(self) -> &'static str {
         match self {
             EndReason::Closed => "closed",
@@ -245,14 +256,19 @@ impl serde::Serialize for EndReason {
 /// Timeouts (in microseconds of capture time) and capacity of the table.
 #[derive(Clone, Copy, Debug)]
 pub struct FlowConfig {
+    /// Idle time after which an open TCP flow ends (default 300 s).
     pub tcp_idle_timeout: Micros,
     /// Idle time after which a closed (FIN/FIN or RST) TCP flow ends.
     pub tcp_closed_timeout: Micros,
+    /// Idle time after which a UDP flow ends (default 120 s).
     pub udp_idle_timeout: Micros,
+    /// Idle time after which an ICMP or ICMPv6 flow ends (default 60 s).
     pub icmp_idle_timeout: Micros,
+    /// Idle time after which a flow of any other protocol ends (default 60 s).
     pub other_idle_timeout: Micros,
     /// A flow longer than this is ended and a new one begins.
     pub active_timeout: Micros,
+    /// Most flows held at once; when full, the least recently seen 1/64 are evicted.
     pub max_flows: usize,
 }
 
@@ -287,13 +303,17 @@ mod state {
 /// One tracked flow.
 #[derive(Debug)]
 pub struct Flow {
+    /// Flow id: stable hash of the key, salted with the first packet's time.
     pub id: u64,
+    /// The flow's direction-independent key.
     pub key: FlowKey,
     /// True when the initiator is the key's `lo` endpoint.
     pub initiator_is_lo: bool,
     /// For ICMP, the first packet's type and code (reported as ports).
     pub icmp_type_code: Option<(u8, u8)>,
+    /// TCP handshake and teardown steps seen so far, as bit flags (SYN, SYN-ACK, FIN, RST...).
     pub tcp_state: u8,
+    /// True once the early verdict row (after K packets) was sent for this flow.
     pub early_sent: bool,
     /// Frame bytes on the wire, both directions (as tshark counts them).
     pub wire_bytes: u64,
@@ -303,6 +323,7 @@ pub struct Flow {
     /// (valid when `tcp_state` says they were seen), so reassembly that
     /// starts at the first payload still knows where each stream began.
     pub syn_seq: [u32; 2],
+    /// Per-direction packet, size and timing statistics that feed the feature row.
     pub stats: FlowStats,
     /// The tunnel layers of the flow's first packet (boxed: most flows have none).
     pub tunnels: Option<Box<Tunnels>>,
@@ -355,6 +376,7 @@ impl Flow {
         }
     }
 
+    /// Packets seen in both directions.
     pub fn packets(&self) -> u64 {
         self.stats.packets()
     }
@@ -443,6 +465,8 @@ impl Flow {
                 || self.tcp_state & state::RST_BWD != 0 && self.tcp_state & state::ESTABLISHED == 0)
     }
 
+    /// What the feature row needs besides `stats`: protocol, responder port,
+    /// handshake outcome and application features.
     pub fn facts(&self) -> FlowFacts {
         let ((_, _), (_, responder_port)) = self.endpoints();
         FlowFacts {
@@ -492,7 +516,9 @@ impl Flow {
 
 /// What happened to the table on a packet.
 pub struct Update<'a> {
+    /// The flow the packet was added to.
     pub flow: &'a mut Flow,
+    /// True when the packet started a new flow.
     pub created: bool,
     /// The packet came from the flow's initiator.
     pub forward: bool,
@@ -521,6 +547,7 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
+    /// An empty table with the given timeouts and capacity.
     pub fn new(cfg: FlowConfig) -> Self {
         let initial = cfg.max_flows.min(1 << 16);
         Self {
@@ -535,14 +562,17 @@ impl FlowTable {
         }
     }
 
+    /// The timeouts and capacity the table was built with.
     pub fn config(&self) -> &FlowConfig {
         &self.cfg
     }
 
+    /// Number of flows tracked now.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when no flow is tracked.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

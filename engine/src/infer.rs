@@ -1,7 +1,7 @@
 //! Inference: the [`Classifier`] trait and its ONNX Runtime implementation.
 //!
 //! ONNX Runtime is loaded at run time (ort's `load-dynamic`), never
-//! downloaded at build time. [`init_onnx_runtime`] finds the library, so a
+//! downloaded at build time. `init_onnx_runtime` (feature `onnx`) finds the library, so a
 //! missing or wrong one is an error that names the fix instead of a panic.
 
 use std::path::Path;
@@ -11,11 +11,17 @@ use crate::features::{FEATURE_NAMES, NUM_FEATURES, SCHEMA_NAME, SCHEMA_VERSION};
 
 /// ONNX metadata keys of the model contract (see `models/README.md`).
 pub mod meta_keys {
+    /// Name of the feature schema the model reads, e.g. `tidewatch-flow`.
     pub const SCHEMA: &str = "tidewatch.schema";
+    /// Version of that feature schema, a whole number, e.g. `4`.
     pub const SCHEMA_VERSION: &str = "tidewatch.schema_version";
+    /// Feature names the model reads, comma-separated, in row order.
     pub const FEATURES: &str = "tidewatch.features";
+    /// Label names, comma-separated, in the order of the probability columns.
     pub const LABELS: &str = "tidewatch.labels";
+    /// Name of the model, e.g. `baseline`.
     pub const MODEL_NAME: &str = "tidewatch.model_name";
+    /// Version of the model, e.g. `1.0.0`.
     pub const MODEL_VERSION: &str = "tidewatch.model_version";
     /// Optional: JSON object of per-label alert thresholds, e.g. `{"scan": 0.9}`.
     pub const THRESHOLDS: &str = "tidewatch.thresholds";
@@ -27,11 +33,17 @@ pub mod meta_keys {
 /// What a model says about itself.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ModelInfo {
+    /// Name of the model, e.g. `baseline`.
     pub name: String,
+    /// Version of the model, e.g. `1.0.0`.
     pub version: String,
+    /// Name of the feature schema the model reads, e.g. `tidewatch-flow`.
     pub schema: String,
+    /// Version of that feature schema.
     pub schema_version: u32,
+    /// Names of the features the model reads, in row order.
     pub features: Vec<String>,
+    /// Names of the labels, in the order the model writes their probabilities.
     pub labels: Vec<String>,
     /// Alert threshold of each label, in label order (0 where none was set):
     /// a row whose best label scores below its threshold is called `benign`.
@@ -178,7 +190,9 @@ impl ModelInfo {
 /// `probabilities`, row by row, in label order. It is called from one
 /// thread at a time.
 pub trait Classifier: Send {
+    /// What the model says about itself: schema, features and labels.
     fn info(&self) -> &ModelInfo;
+    /// Writes the label probabilities of `rows` feature rows into `probabilities`.
     fn classify(&mut self, features: &[f32], rows: usize, probabilities: &mut [f32]) -> Result<()>;
 }
 

@@ -103,6 +103,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod decode;

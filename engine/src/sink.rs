@@ -27,7 +27,9 @@ use crate::source::Micros;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SinkControl {
+    /// Keep going: the engine sends the next item.
     Continue,
+    /// Stop reading input; open flows are still flushed, so more items may come.
     Stop,
 }
 
@@ -46,6 +48,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The name in JSON and syslog (`early`, `end`, `host`).
     pub fn name(self) -> &'static str {
         match self {
             Trigger::Early => "early",
@@ -60,6 +63,7 @@ impl Trigger {
 pub struct FlowDetail {
     /// Packets and frame bytes from the initiator, then from the responder.
     pub packets: [u64; 2],
+    /// Frame bytes on the wire from the initiator, then from the responder.
     pub bytes: [u64; 2],
     /// Reassembled payload, gaps and reassembly state per direction.
     pub payload: PayloadSummary,
@@ -94,30 +98,42 @@ impl FlowDetail {
 pub struct FlowRecord {
     /// Capture time of the packet that triggered the row.
     pub ts: Micros,
+    /// Flow id: stable hash of the flow's key and start time.
     pub flow_id: u64,
+    /// Capture time of the flow's first packet.
     pub flow_start: Micros,
+    /// IP protocol the flow carries.
     pub proto: IpProto,
     /// Source is the flow's initiator.
     pub src_ip: IpAddr,
+    /// Initiator's port (for ICMP, the message type).
     pub src_port: u16,
+    /// Responder's address.
     pub dst_ip: IpAddr,
+    /// Responder's port (for ICMP, the message code).
     pub dst_port: u16,
+    /// Packets seen so far, both directions.
     pub packets: u64,
     /// Frame bytes on the wire, both directions.
     pub bytes: u64,
+    /// What made the row: the early packet count, a hot host, or the flow's end.
     pub trigger: Trigger,
     /// Why the flow ended (`None` for early rows).
     pub end_reason: Option<EndReason>,
     /// The flow's direction-independent key (what the flow table keys it by).
     pub key: FlowKey,
+    /// Per-direction counters, payload, tunnel and application metadata.
     pub detail: Arc<FlowDetail>,
 }
 
 /// A model's verdict on a flow.
 #[derive(Clone, Debug)]
 pub struct Verdict {
+    /// The flow the verdict is about, as it was at that moment.
     pub flow: FlowRecord,
+    /// The label the model chose (after alert thresholds), e.g. `benign` or `scan`.
     pub label: Arc<str>,
+    /// Probability of that label, 0 to 1.
     pub score: f32,
     /// Probability of each label, in the model's label order.
     pub scores: Vec<(Arc<str>, f32)>,
@@ -214,6 +230,7 @@ impl serde::Serialize for Verdict {
 
 /// Receives verdicts and incidents. See the module documentation for the contract.
 pub trait VerdictSink: Send {
+    /// Receives one verdict; `Stop` asks the engine to stop reading input.
     fn verdict(&mut self, verdict: &Verdict) -> Result<SinkControl, SinkError>;
     /// An incident opened, was updated or closed ([`crate::incident`]).
     /// Incidents group the alert verdicts this sink also received; a sink
@@ -227,6 +244,7 @@ pub trait VerdictSink: Send {
     fn flow(&mut self, _record: &FlowRecord) -> Result<SinkControl, SinkError> {
         Ok(SinkControl::Continue)
     }
+    /// Called exactly once at the end, also after a stop, to flush buffers.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
@@ -287,7 +305,9 @@ pub fn flow_json(r: &FlowRecord) -> serde_json::Value {
 
 /// Receives feature rows (for training). Same contract as [`VerdictSink`].
 pub trait FeatureSink: Send {
+    /// Receives one feature row: the flow and its values in schema order (`FEATURE_NAMES`).
     fn row(&mut self, flow: &FlowRecord, features: &[f32]) -> Result<SinkControl, SinkError>;
+    /// Called exactly once at the end, also after a stop, to flush buffers.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
@@ -300,6 +320,7 @@ pub struct JsonLinesSink<W: Write + Send> {
 }
 
 impl<W: Write + Send> JsonLinesSink<W> {
+    /// A sink writing to `out`, buffered; `finish` flushes it.
     pub fn new(out: W) -> Self {
         Self { out: std::io::BufWriter::new(out) }
     }
@@ -333,12 +354,16 @@ impl<W: Write + Send> VerdictSink for JsonLinesSink<W> {
 /// Keeps every verdict, incident and flow record in memory; for tests and small embeddings.
 #[derive(Clone, Default)]
 pub struct CollectSink {
+    /// Verdicts received, in order; shared by clones of the sink.
     pub verdicts: Arc<std::sync::Mutex<Vec<Verdict>>>,
+    /// Incident records received, in order; shared by clones of the sink.
     pub incidents: Arc<std::sync::Mutex<Vec<Incident>>>,
+    /// Flow records received, in order; shared by clones of the sink.
     pub flows: Arc<std::sync::Mutex<Vec<FlowRecord>>>,
 }
 
 impl CollectSink {
+    /// An empty sink.
     pub fn new() -> Self {
         Self::default()
     }

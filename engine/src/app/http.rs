@@ -6,7 +6,7 @@
 //! fields, as before; the later ones go to [`HttpMeta::transactions`]
 //! (bounded) and [`HttpMeta::transaction_count`] counts them all. A `CONNECT`
 //! answered 2xx, or a `101 Switching Protocols`, ends HTTP on the connection:
-//! what follows is a tunnel ([`Step::Upgraded`]), where TLS is looked for.
+//! what follows is a tunnel (`Step::Upgraded`), where TLS is looked for.
 
 use super::{text, AppMeta, Probe};
 

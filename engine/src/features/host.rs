@@ -6,7 +6,7 @@
 //! bounded memory: each table has a hard capacity; when full, stale entries
 //! are swept and, if none is stale, new hosts go untracked (and counted).
 //!
-//! Beacons show across flows, not in one: a per-pair [`Rhythm`] keeps the
+//! Beacons show across flows, not in one: a per-pair `Rhythm` keeps the
 //! last starts and sizes of the pair's flows and scores how regular they are,
 //! as RITA scores beacons (median absolute deviation over the median). Only
 //! regularity is a feature, never the interval itself, so a model cannot

@@ -18,8 +18,11 @@ use crate::error::{Error, Result};
 /// How to open each interface.
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
+    /// Names of the interfaces to capture on, e.g. `eth0`; one reader thread each.
     pub interfaces: Vec<String>,
+    /// Put the interfaces in promiscuous mode, to see traffic not addressed to this host.
     pub promiscuous: bool,
+    /// Most bytes kept of each packet; longer packets are cut (default 262144).
     pub snaplen: i32,
     /// BPF filter expression; empty for none.
     pub bpf_filter: String,
@@ -51,7 +54,9 @@ impl Default for LiveConfig {
 /// Counters of one interface.
 #[derive(Debug, Default)]
 pub struct InterfaceCounters {
+    /// Name of the interface, e.g. `eth0`.
     pub name: String,
+    /// Packets libpcap handed to the reader, including those dropped at the queue.
     pub received: AtomicU64,
     /// Dropped because the queue to the engine was full.
     pub queue_dropped: AtomicU64,
@@ -62,6 +67,7 @@ pub struct InterfaceCounters {
 }
 
 impl InterfaceCounters {
+    /// The counters as a JSON object, keyed `interface`, `received` and the drop counters.
     pub fn to_json(&self) -> serde_json::Value {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         serde_json::json!({
@@ -167,6 +173,7 @@ impl LiveSource {
         self.stop.clone()
     }
 
+    /// The live counters of each interface, in configuration order.
     pub fn counters(&self) -> Vec<Arc<InterfaceCounters>> {
         self.counters.clone()
     }

@@ -12,7 +12,9 @@ use crate::error::Result;
 pub struct LinkType(pub i32);
 
 impl LinkType {
+    /// BSD loopback: a 4-byte address family in the capturing host's byte order.
     pub const NULL: LinkType = LinkType(0);
+    /// Ethernet II (and 802.3) frames.
     pub const ETHERNET: LinkType = LinkType(1);
     /// PPP, with or without HDLC address and control bytes.
     pub const PPP: LinkType = LinkType(9);
@@ -22,19 +24,25 @@ impl LinkType {
     pub const RAW_12: LinkType = LinkType(12);
     /// `DLT_RAW` as written by OpenBSD.
     pub const RAW_14: LinkType = LinkType(14);
+    /// Raw IP, IPv4 or IPv6 told by the version field; no link header.
     pub const RAW: LinkType = LinkType(101);
     /// Cisco HDLC.
     pub const CISCO_HDLC: LinkType = LinkType(104);
     /// IEEE 802.11 without a radio header.
     pub const IEEE802_11: LinkType = LinkType(105);
+    /// OpenBSD loopback: a 4-byte address family in network byte order.
     pub const LOOP: LinkType = LinkType(108);
     /// IEEE 802.11 behind a radiotap header.
     pub const RADIOTAP: LinkType = LinkType(127);
     /// Per-Packet Information header, then the link type it names.
     pub const PPI: LinkType = LinkType(192);
+    /// Linux cooked capture v1 (16-byte header), e.g. from the `any` interface.
     pub const LINUX_SLL: LinkType = LinkType(113);
+    /// Raw IPv4, no link header.
     pub const IPV4: LinkType = LinkType(228);
+    /// Raw IPv6, no link header.
     pub const IPV6: LinkType = LinkType(229);
+    /// Linux cooked capture v2 (20-byte header).
     pub const LINUX_SLL2: LinkType = LinkType(276);
 }
 
@@ -56,18 +64,24 @@ pub fn micros_from_duration(d: std::time::Duration) -> Micros {
 /// One captured packet, borrowed from its source.
 #[derive(Clone, Copy, Debug)]
 pub struct RawPacket<'a> {
+    /// Capture time of the packet.
     pub ts: Micros,
     /// Length of the packet on the wire (may exceed `data.len()` under a snaplen).
     pub wire_len: u32,
+    /// Framing of `data`, from the capture's header.
     pub link_type: LinkType,
+    /// The captured bytes, from the link-layer header on (at most the snaplen).
     pub data: &'a [u8],
 }
 
 /// Why a source stopped reading a file before its end.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PartialRead {
+    /// Path of the capture file.
     pub path: PathBuf,
+    /// Packets read from it before it stopped.
     pub packets_read: u64,
+    /// What was wrong with the file at that point, in words.
     pub reason: String,
 }
 

@@ -1,0 +1,127 @@
+//! The capture step every driver uses: account for a packet, move engine
+//! time (sweeps every 100 ms of it), decode, and reassemble IP fragments.
+
+use crate::decode::{decode_frame, decode_ip, Decoded, DropReason, PacketInfo};
+use crate::defrag::{DefragOutcome, Defragmenter};
+use crate::source::{Micros, RawPacket, MAX_TIMESTAMP};
+
+/// Flows are swept for timeouts every 100 ms of capture time: the timer heap
+/// makes a sweep cheap, and small sweeps keep verdict bursts (latency) short.
+pub(super) const SWEEP_INTERVAL: Micros = 100_000;
+/// Counters and clock of the capture stage (read + decode + dispatch).
+#[derive(Default)]
+pub(super) struct CaptureState {
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
+    pub(super) decoded: u64,
+    pub(super) drops: [u64; DropReason::ALL.len()],
+    pub(super) fragments: u64,
+    pub(super) defrag: Defragmenter,
+    /// The last datagram the defragmenter completed.
+    pub(super) defrag_buf: Vec<u8>,
+    pub(super) first_ts: Option<Micros>,
+    pub(super) last_ts: Option<Micros>,
+    /// Highest capture timestamp seen: engine time never runs backwards.
+    pub(super) clock: Micros,
+    pub(super) next_sweep: Micros,
+}
+
+/// What one packet did to the capture stage.
+pub(super) struct Step {
+    /// A sweep is due at this time (the clock crossed a sweep boundary):
+    /// hand it to the flow table(s) before the packet.
+    pub(super) sweep: Option<Micros>,
+    /// The decoded packet, and whether its bytes are in `defrag_buf` (a
+    /// datagram just completed) rather than in the frame. `None`: dropped
+    /// (counted) or a fragment still waiting.
+    pub(super) packet: Option<(PacketInfo, bool)>,
+}
+
+impl CaptureState {
+    /// The capture step of every driver (`process` and the threaded `run`):
+    /// clamps the time, accounts for the packet, moves the clock, decodes.
+    pub(super) fn step(&mut self, pkt: &RawPacket<'_>) -> Step {
+        // Engine time stays below the merge stage's end-of-input mark.
+        let pkt = RawPacket { ts: pkt.ts.min(MAX_TIMESTAMP), ..*pkt };
+        let sweep = self.arrive(&pkt);
+        Step { sweep, packet: self.decode(&pkt) }
+    }
+
+    /// The bytes a decoded packet's `payload_off` points into.
+    pub(super) fn packet_bytes<'a>(&'a self, in_defrag: bool, frame: &'a [u8]) -> &'a [u8] {
+        if in_defrag {
+            &self.defrag_buf
+        } else {
+            frame
+        }
+    }
+
+    /// Accounts for a packet and advances the clock. Returns a sweep time
+    /// when the clock crossed a sweep boundary.
+    fn arrive(&mut self, pkt: &RawPacket<'_>) -> Option<Micros> {
+        self.packets += 1;
+        self.bytes += u64::from(pkt.wire_len);
+        self.first_ts = Some(self.first_ts.map_or(pkt.ts, |t| t.min(pkt.ts)));
+        self.last_ts = Some(self.last_ts.map_or(pkt.ts, |t| t.max(pkt.ts)));
+        let first = self.packets == 1;
+        self.clock = self.clock.max(pkt.ts);
+        let boundary = self.clock - self.clock % SWEEP_INTERVAL;
+        if first {
+            self.next_sweep = boundary + SWEEP_INTERVAL;
+            None
+        } else if self.clock >= self.next_sweep {
+            self.next_sweep = boundary + SWEEP_INTERVAL;
+            self.defrag.expire(boundary);
+            Some(boundary)
+        } else {
+            None
+        }
+    }
+
+    /// Moves the clock to `now` without a packet (idle live capture).
+    /// Returns a sweep time when a sweep boundary was crossed.
+    pub(super) fn advance(&mut self, now: Micros) -> Option<Micros> {
+        if self.packets == 0 || now <= self.clock {
+            return None;
+        }
+        self.clock = now;
+        if self.clock >= self.next_sweep {
+            let boundary = self.clock - self.clock % SWEEP_INTERVAL;
+            self.next_sweep = boundary + SWEEP_INTERVAL;
+            self.defrag.expire(boundary);
+            Some(boundary)
+        } else {
+            None
+        }
+    }
+
+    /// Decodes a frame. Returns the packet and whether its bytes are in
+    /// `defrag_buf` (a datagram just completed) rather than in the frame.
+    fn decode(&mut self, pkt: &RawPacket<'_>) -> Option<(PacketInfo, bool)> {
+        match decode_frame(pkt) {
+            Ok(Decoded::Packet(info)) => {
+                self.decoded += 1;
+                Some((info, false))
+            }
+            Ok(Decoded::Fragment(f)) => {
+                self.fragments += 1;
+                let DefragOutcome::Complete { wire_len, tunnels } = self.defrag.push(&f, &mut self.defrag_buf) else {
+                    return None;
+                };
+                match decode_ip(&self.defrag_buf, 0, f.ts, wire_len, 0, tunnels) {
+                    Ok(Decoded::Packet(info)) => Some((info, true)),
+                    // Fragments inside a reassembled datagram, or a datagram
+                    // that does not decode: counted by the defragmenter.
+                    _ => {
+                        self.defrag.count_undecodable();
+                        None
+                    }
+                }
+            }
+            Err(reason) => {
+                self.drops[reason.index()] += 1;
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The multi-core driver of `Engine::run`: the calling thread captures and
+//! dispatches chunks by flow hash to worker threads (each owns a flow-table
+//! shard); a merge thread applies their events in one order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use rustc_hash::FxHasher;
+
+use super::merge::Merger;
+use super::shard::{Event, Shard, ShardStats};
+use super::stats::{thread_cpu_seconds, EngineCounters};
+use super::Engine;
+use crate::decode::{PacketInfo, PROTO_TCP, PROTO_UDP};
+use crate::error::{Error, Result};
+use crate::flow::{EndReason, FlowKey};
+use crate::source::{Micros, PacketSource};
+
+/// Packets per chunk handed to a worker: amortises the queue operations.
+const CHUNK: usize = 256;
+/// Chunks that may wait in each worker's queue.
+const QUEUE_CHUNKS: usize = 16;
+/// Every this many packets all workers get their pending chunk, so the merge
+/// stage's watermarks advance even for workers that see little traffic.
+const BROADCAST_EVERY: u64 = 256;
+
+/// One unit of work for a worker.
+#[derive(Clone, Copy)]
+enum Item {
+    Packet(PacketInfo, Micros),
+    Sweep(Micros),
+}
+
+/// A batch of items for one worker; recycled, never reallocated.
+struct Chunk {
+    items: Vec<Item>,
+    /// Payload bytes of the chunk's packets (each packet's `payload_off`
+    /// points here), so workers can reassemble without the frames.
+    payload: Vec<u8>,
+    /// Engine clock after the last item.
+    clock: Micros,
+    /// When the chunk's first item entered the engine.
+    arrival: Option<Instant>,
+    /// The last chunk: drain every flow after it.
+    eof: bool,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk { items: Vec::with_capacity(CHUNK), payload: Vec::new(), clock: 0, arrival: None, eof: false }
+    }
+}
+
+/// Events a worker produced from one chunk, and its progress.
+struct EventBatch {
+    worker: usize,
+    events: Vec<Event>,
+    watermark: Micros,
+}
+
+fn worker_of(info: &PacketInfo, workers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    // The key is direction-independent, so both directions land together.
+    let (key, _) = FlowKey::of(info);
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    (h.finish() % workers as u64) as usize
+}
+
+impl Engine {
+    /// The multi-core path: this thread reads, decodes and dispatches by
+    /// flow hash to worker threads over bounded queues; a merge thread takes
+    /// their events (host context, batching, inference, sinks).
+    pub(super) fn run_workers(&mut self, source: &mut dyn PacketSource) -> Result<()> {
+        let n = self.workers;
+        self.used_workers = n;
+        let (event_tx, event_rx) = bounded::<EventBatch>(n * QUEUE_CHUNKS);
+        let (free_tx, free_rx) = bounded::<Chunk>(n * (QUEUE_CHUNKS + 2));
+        let (spare_events_tx, spare_events_rx) = bounded::<Vec<Event>>(n * QUEUE_CHUNKS);
+        let stop = AtomicBool::new(false);
+        let mut merger = std::mem::replace(&mut self.merger, Merger::placeholder());
+        merger.set_streams(n);
+        let mut outcome: Result<()> = Ok(());
+        std::thread::scope(|scope| {
+            let mut workers = Vec::with_capacity(n);
+            let mut txs: Vec<Sender<Chunk>> = Vec::with_capacity(n);
+            for w in 0..n {
+                let (tx, rx) = bounded::<Chunk>(QUEUE_CHUNKS);
+                txs.push(tx);
+                let (event_tx, free_tx, spare_events_rx) = (event_tx.clone(), free_tx.clone(), spare_events_rx.clone());
+                let (cfg, early, counters) = (self.flow_cfg, self.early_packets, self.counters.clone());
+                let inspect = self.inspect_cfg;
+                workers.push(scope.spawn(move || {
+                    worker(w, Shard::new(cfg, early, inspect), rx, event_tx, free_tx, spare_events_rx, &counters)
+                }));
+            }
+            drop(event_tx);
+            let stop_ref = &stop;
+            let merge_thread = scope.spawn(move || {
+                let cpu_at_start = thread_cpu_seconds();
+                while let Ok(mut b) = event_rx.recv() {
+                    merger.push(b.worker, &mut b.events, b.watermark);
+                    let _ = spare_events_tx.try_send(b.events);
+                    if merger.stop {
+                        stop_ref.store(true, Ordering::Relaxed);
+                    }
+                }
+                let cpu = thread_cpu_seconds().zip(cpu_at_start).map(|(b, a)| b - a);
+                (merger, cpu)
+            });
+            let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
+            let inspect = self.inspect_cfg.enabled;
+            let mut since_broadcast = 0u64;
+            let mut dispatch =
+                Dispatch { txs, free_rx: &free_rx, drop_when_full: self.live || source.is_live(), dropped: 0 };
+            let result = (|| -> Result<()> {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(pkt) = source.next_packet()? else {
+                        if !source.is_live() || source.finished() {
+                            break;
+                        }
+                        // Idle live capture: time still passes; flows time
+                        // out and every worker's watermark moves on.
+                        let Some(now) = source.now() else { continue };
+                        self.publish_capture();
+                        self.counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
+                        let sweep = self.capture.advance(now);
+                        let clock = self.capture.clock;
+                        for (w, c) in pending.iter_mut().enumerate() {
+                            if let Some(t) = sweep {
+                                c.items.push(Item::Sweep(t));
+                            }
+                            c.clock = clock;
+                            dispatch.send(w, c, &mut self.queue_full);
+                        }
+                        since_broadcast = 0;
+                        continue;
+                    };
+                    let step = self.capture.step(&pkt);
+                    let clock = self.capture.clock;
+                    if let Some(t) = step.sweep {
+                        for (w, c) in pending.iter_mut().enumerate() {
+                            c.items.push(Item::Sweep(t));
+                            c.clock = t;
+                            dispatch.send(w, c, &mut self.queue_full);
+                        }
+                        since_broadcast = 0;
+                    }
+                    if let Some((mut info, in_defrag)) = step.packet {
+                        let w = worker_of(&info, n);
+                        let c = &mut pending[w];
+                        if c.items.is_empty() {
+                            c.arrival = Some(Instant::now());
+                        }
+                        if inspect && matches!(info.proto, PROTO_TCP | PROTO_UDP) && info.payload_cap > 0 {
+                            let bytes = self.capture.packet_bytes(in_defrag, pkt.data);
+                            let payload = info.payload(bytes);
+                            info.payload_off = c.payload.len() as u32;
+                            info.payload_cap = payload.len() as u32;
+                            c.payload.extend_from_slice(payload);
+                        } else {
+                            info.payload_cap = 0;
+                        }
+                        c.items.push(Item::Packet(info, clock));
+                        c.clock = clock;
+                        if c.items.len() >= CHUNK {
+                            dispatch.send(w, c, &mut self.queue_full);
+                        }
+                    }
+                    since_broadcast += 1;
+                    if since_broadcast >= BROADCAST_EVERY {
+                        since_broadcast = 0;
+                        for (w, c) in pending.iter_mut().enumerate() {
+                            c.clock = clock;
+                            dispatch.send(w, c, &mut self.queue_full);
+                        }
+                        self.publish_capture();
+                        self.counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            })();
+            // End of input (or a stop): every worker drains its flows.
+            for (w, c) in pending.iter_mut().enumerate() {
+                c.eof = true;
+                c.clock = self.capture.clock;
+                dispatch.send(w, c, &mut self.queue_full);
+            }
+            dispatch.txs.clear(); // closing the queues lets the workers finish
+            self.queue_dropped += dispatch.dropped;
+            self.shard_stats = Vec::with_capacity(n);
+            for (w, h) in workers.into_iter().enumerate() {
+                match h.join() {
+                    Ok((stats, cpu)) => {
+                        self.shard_stats.push(stats);
+                        if let Some(c) = cpu {
+                            self.cpu_seconds.insert(format!("worker{w}"), c);
+                        }
+                    }
+                    Err(_) => outcome = Err(Error::Internal(format!("worker {w} stopped unexpectedly"))),
+                }
+            }
+            match merge_thread.join() {
+                Ok((m, cpu)) => {
+                    self.merger = m;
+                    if let Some(c) = cpu {
+                        self.cpu_seconds.insert("merge".into(), c);
+                    }
+                }
+                Err(_) => outcome = Err(Error::Internal("the merge stage stopped unexpectedly".into())),
+            }
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        });
+        outcome?;
+        self.take_error()
+    }
+}
+
+/// The capture thread's ends of the worker queues.
+struct Dispatch<'a> {
+    txs: Vec<Sender<Chunk>>,
+    free_rx: &'a Receiver<Chunk>,
+    /// Live capture: drop (and count) rather than wait on a full queue.
+    drop_when_full: bool,
+    dropped: u64,
+}
+
+impl Dispatch<'_> {
+    /// Hands `chunk` to worker `w` and gives the caller an empty one. When
+    /// the worker's queue is full this waits: replay never drops.
+    fn send(&mut self, w: usize, chunk: &mut Chunk, queue_full: &mut u64) {
+        let fresh = self.free_rx.try_recv().unwrap_or_else(|_| Chunk::new());
+        let mut out = std::mem::replace(chunk, fresh);
+        chunk.items.clear();
+        chunk.payload.clear();
+        chunk.eof = false;
+        chunk.arrival = None;
+        chunk.clock = out.clock;
+        let Some(tx) = self.txs.get(w) else { return };
+        loop {
+            match tx.try_send(out) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => {
+                    *queue_full += 1;
+                    out = back;
+                    if self.drop_when_full && !out.eof {
+                        self.dropped += out.items.iter().filter(|i| matches!(i, Item::Packet(..))).count() as u64;
+                        out.items.clear();
+                        return;
+                    }
+                    match tx.send_timeout(out, std::time::Duration::from_millis(50)) {
+                        Ok(()) => return,
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => out = back,
+                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+                    }
+                }
+                // The worker is gone (it can only stop by panicking): nothing to do.
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+/// A worker thread: owns its shard; processes chunks in order.
+fn worker(
+    id: usize,
+    mut shard: Shard,
+    rx: Receiver<Chunk>,
+    events: Sender<EventBatch>,
+    free: Sender<Chunk>,
+    spare: Receiver<Vec<Event>>,
+    counters: &EngineCounters,
+) -> (ShardStats, Option<f64>) {
+    let mut flows_published = 0;
+    let mut ended_published = [0u64; EndReason::ALL.len()];
+    while let Ok(mut chunk) = rx.recv() {
+        for item in chunk.items.iter() {
+            match item {
+                Item::Packet(info, clock) => shard.packet(info, info.payload(&chunk.payload), *clock, chunk.arrival),
+                Item::Sweep(t) => shard.sweep(*t, chunk.arrival),
+            }
+        }
+        let watermark = if chunk.eof {
+            shard.drain(chunk.clock);
+            Micros::MAX
+        } else {
+            chunk.clock
+        };
+        counters.flows.fetch_add(shard.stats.flows_created - flows_published, Ordering::Relaxed);
+        flows_published = shard.stats.flows_created;
+        for ((a, now), before) in
+            counters.flows_ended.iter().zip(shard.stats.flows_ended.iter()).zip(ended_published.iter_mut())
+        {
+            a.fetch_add(now - *before, Ordering::Relaxed);
+            *before = *now;
+        }
+        let replacement = spare.try_recv().unwrap_or_default();
+        let batch = EventBatch { worker: id, events: std::mem::replace(&mut shard.events, replacement), watermark };
+        if events.send(batch).is_err() {
+            break;
+        }
+        chunk.items.clear();
+        chunk.payload.clear();
+        let _ = free.try_send(chunk);
+    }
+    (shard.stats.clone(), thread_cpu_seconds())
+}
