@@ -231,7 +231,7 @@ impl From<tidewatch::Error> for Failure {
         let code = match e {
             E::CaptureOpen { .. }
             | E::Interface { .. }
-            | E::Runtime(_)
+            | E::Runtime { .. }
             | E::Model { .. }
             | E::SchemaMismatch { .. }
             | E::Classifier { .. }
@@ -242,11 +242,11 @@ impl From<tidewatch::Error> for Failure {
         // The library speaks in an embedder's terms; the daemon adds the
         // project's own commands.
         let hint = match e {
-            E::Runtime(_) => "; from the source tree, `make setup` installs it into .ort/",
+            E::Runtime { .. } => "; from the source tree, `make setup` installs it into .ort/",
             E::SchemaMismatch { .. } => "; `make model` retrains the bundled model",
             _ => "",
         };
-        Failure { code, message: format!("{e}{hint}") }
+        Failure { code, message: format!("{}{hint}", e.with_sources()) }
     }
 }
 

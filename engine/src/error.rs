@@ -25,8 +25,14 @@ pub enum Error {
     },
 
     /// The ONNX Runtime shared library could not be found or loaded.
-    #[error("{0}")]
-    Runtime(String),
+    #[error("{reason}")]
+    Runtime {
+        /// What failed and what to do, in words.
+        reason: String,
+        /// ONNX Runtime's own error, when it gave one.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// A model file could not be loaded or does not satisfy the engine's contract.
     #[error("model {path}: {reason}")]
@@ -62,8 +68,14 @@ pub enum Error {
     },
 
     /// Inference failed at run time.
-    #[error("inference failed: {0}")]
-    Inference(String),
+    #[error("inference failed: {reason}")]
+    Inference {
+        /// What failed, in words.
+        reason: String,
+        /// The classifier's own error (e.g. ONNX Runtime's), when it gave one.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// The builder was given an inconsistent configuration.
     #[error("invalid configuration: {0}")]
@@ -102,6 +114,36 @@ impl SinkError {
     /// Wraps a sink's own error, keeping it as the source.
     pub fn custom(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         SinkError::Custom(Box::new(e))
+    }
+}
+
+/// Another library's error, kept whole as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl Error {
+    /// An inference failure described in words, with no underlying error.
+    pub fn inference(reason: impl Into<String>) -> Self {
+        Error::Inference { reason: reason.into(), source: None }
+    }
+
+    /// An inference failure caused by the classifier's own error.
+    pub fn inference_from(reason: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Inference { reason: reason.into(), source: Some(Box::new(source)) }
+    }
+
+    /// The error and its chain of sources, `: `-separated (for a log line).
+    pub fn with_sources(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            let s = e.to_string();
+            if !out.contains(&s) {
+                out.push_str(": ");
+                out.push_str(&s);
+            }
+            next = e.source();
+        }
+        out
     }
 }
 

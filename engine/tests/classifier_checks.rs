@@ -146,7 +146,7 @@ fn non_finite_scores_are_an_error_and_counted_never_a_verdict() {
         }
     }
     let failed = failed.or_else(|| engine.finish().err()).expect("NaN scores gave no error");
-    assert!(matches!(failed, Error::Inference(ref m) if m.contains("non-finite")), "{failed}");
+    assert!(matches!(failed, Error::Inference { ref reason, .. } if reason.contains("non-finite")), "{failed}");
     let mut verdicts = 0;
     while let Some(e) = engine.poll_event() {
         verdicts += matches!(e, Event::Verdict(_)) as u32;

@@ -58,32 +58,38 @@ pub fn init_onnx_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
     let candidates = runtime_candidates(explicit);
     let Some(found) = candidates.iter().find(|p| p.is_file()) else {
         let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        return Err(Error::Runtime(format!(
-            "ONNX Runtime library not found (looked for {}); install libonnxruntime.so 1.31 or newer and \
-             give its path to EngineBuilder::onnx_runtime or in ORT_DYLIB_PATH",
-            tried.join(", ")
-        )));
+        return Err(Error::Runtime {
+            reason: format!(
+                "ONNX Runtime library not found (looked for {}); install libonnxruntime.so 1.31 or newer and \
+                 give its path to EngineBuilder::onnx_runtime or in ORT_DYLIB_PATH",
+                tried.join(", ")
+            ),
+            source: None,
+        });
     };
     let path = found.canonicalize().unwrap_or_else(|_| found.clone());
-    let builder = ort::init_from(&path).map_err(|e| {
-        Error::Runtime(format!(
-            "cannot load ONNX Runtime from {}: {e}; give the path of libonnxruntime.so 1.31 or newer to \
+    let builder = ort::init_from(&path).map_err(|e| Error::Runtime {
+        reason: format!(
+            "cannot load ONNX Runtime from {}; give the path of libonnxruntime.so 1.31 or newer to \
              EngineBuilder::onnx_runtime or in ORT_DYLIB_PATH",
             path.display()
-        ))
+        ),
+        source: Some(Box::new(e)),
     })?;
-    let env = builder
-        .with_name("tidewatch")
-        .with_telemetry(false)
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start ONNX Runtime from {}: {e}", path.display())))?;
+    let env = builder.with_name("tidewatch").with_telemetry(false).build().map_err(|e| Error::Runtime {
+        reason: format!("cannot start ONNX Runtime from {}", path.display()),
+        source: Some(Box::new(e)),
+    })?;
     Ok(RUNTIME.get_or_init(|| (path, env)).0.clone())
 }
 
 fn environment() -> Result<ort::environment::Environment> {
     match RUNTIME.get() {
         Some((_, env)) => Ok(env.clone()),
-        None => Err(Error::Runtime("ONNX Runtime is not initialised; call init_onnx_runtime first".into())),
+        None => Err(Error::Runtime {
+            reason: "ONNX Runtime is not initialised; call init_onnx_runtime first".into(),
+            source: None,
+        }),
     }
 }
 
@@ -173,17 +179,22 @@ impl Classifier for OnnxClassifier {
     fn classify(&mut self, features: &[f32], rows: usize, probabilities: &mut [f32]) -> Result<()> {
         let labels = self.info.labels.len();
         if features.len() != rows * NUM_FEATURES || probabilities.len() != rows * labels {
-            return Err(Error::Inference(format!("buffer sizes do not match {rows} rows")));
+            return Err(Error::inference(format!("buffer sizes do not match {rows} rows")));
         }
         let input = ort::value::TensorRef::from_array_view(([rows, NUM_FEATURES], features))
-            .map_err(|e| Error::Inference(e.to_string()))?;
-        let outputs = self.session.run(ort::inputs![input]).map_err(|e| Error::Inference(e.to_string()))?;
+            .map_err(|e| Error::inference_from("cannot pass the feature rows to ONNX Runtime", e))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input])
+            .map_err(|e| Error::inference_from("ONNX Runtime could not run the model", e))?;
         let value = outputs
             .get(&self.probabilities_output)
-            .ok_or_else(|| Error::Inference("model returned no probabilities".into()))?;
-        let (_, probs) = value.try_extract_tensor::<f32>().map_err(|e| Error::Inference(e.to_string()))?;
+            .ok_or_else(|| Error::inference("model returned no probabilities"))?;
+        let (_, probs) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::inference_from("the model's probabilities are not f32 values", e))?;
         if probs.len() != probabilities.len() {
-            return Err(Error::Inference(format!(
+            return Err(Error::inference(format!(
                 "model returned {} probabilities for {rows} rows of {labels} labels",
                 probs.len()
             )));

@@ -442,7 +442,7 @@ impl Merger {
             let probs = &self.probabilities[i * n_labels..(i + 1) * n_labels];
             let Some((best, score)) = self.model_info.as_ref().and_then(|m| m.decide(probs)) else {
                 self.non_finite_scores += 1;
-                self.fail(Error::Inference(format!(
+                self.fail(Error::inference(format!(
                     "the model gave non-finite scores {probs:?} for flow {}; check the model",
                     record.flow_id
                 )));
