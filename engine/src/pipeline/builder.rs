@@ -321,6 +321,7 @@ impl EngineBuilder {
             cpu_seconds: BTreeMap::new(),
             used_workers: 0,
             finished: false,
+            lossless: false,
         })
     }
 }

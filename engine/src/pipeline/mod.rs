@@ -10,6 +10,7 @@ mod shard;
 
 mod builder;
 mod capture;
+mod parallel;
 mod stats;
 mod threads;
 
@@ -31,6 +32,7 @@ use shard::{Shard, ShardStats};
 use builder::BoxedClassifier;
 pub use builder::{EngineBuilder, ModelSwapper, PolicySwapper};
 use capture::CaptureState;
+pub use parallel::ParallelEngine;
 use stats::thread_cpu_seconds;
 pub use stats::{
     AtomicHistogram, BucketCounts, EngineCounters, Percentiles, ReassemblyStats, Stats, LATENCY_BUCKETS_US,
@@ -57,6 +59,9 @@ pub struct Engine {
     cpu_seconds: BTreeMap<String, f64>,
     used_workers: usize,
     finished: bool,
+    /// Never drop on a full worker queue, even for a live source (the
+    /// caller of a `ParallelEngine` is waited for instead).
+    lossless: bool,
 }
 
 impl Engine {

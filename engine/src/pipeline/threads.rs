@@ -112,8 +112,12 @@ impl Engine {
             let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
             let inspect = self.inspect_cfg.enabled;
             let mut since_broadcast = 0u64;
-            let mut dispatch =
-                Dispatch { txs, free_rx: &free_rx, drop_when_full: self.live || source.is_live(), dropped: 0 };
+            let mut dispatch = Dispatch {
+                txs,
+                free_rx: &free_rx,
+                drop_when_full: !self.lossless && (self.live || source.is_live()),
+                dropped: 0,
+            };
             let result = (|| -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(pkt) = source.next_packet()? else {
