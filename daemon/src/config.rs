@@ -166,6 +166,13 @@ pub struct EngineConfig {
     pub final_verdicts: String,
 }
 
+impl EngineConfig {
+    /// `final_verdicts` as the choice it names (checked by `validate`).
+    pub fn final_verdicts(&self) -> Result<crate::wiring::FinalVerdicts, crate::Failure> {
+        crate::wiring::FinalVerdicts::parse(&self.final_verdicts).map_err(crate::Failure::usage)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
@@ -344,9 +351,7 @@ impl Config {
         if self.flows.max_flows == 0 {
             return Err("flows.max_flows must be at least 1".into());
         }
-        if !matches!(self.engine.final_verdicts.as_str(), "all" | "changed") {
-            return Err(format!("engine.final_verdicts `{}`: use all or changed", self.engine.final_verdicts));
-        }
+        crate::wiring::FinalVerdicts::parse(&self.engine.final_verdicts)?;
         if self.flows.max_fragment_datagrams == 0 {
             return Err("flows.max_fragment_datagrams must be at least 1".into());
         }

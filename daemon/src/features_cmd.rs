@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use tidewatch::features::{FEATURE_NAMES, SCHEMA_NAME, SCHEMA_VERSION};
-use tidewatch::{Engine, FeatureSink, FlowRecord, PcapFileSource, SinkControl, SinkError};
+use tidewatch::features::FEATURE_NAMES;
+use tidewatch::{FeatureSink, FlowRecord, PcapFileSource, SinkControl, SinkError};
 
 use crate::Failure;
 
@@ -158,17 +158,18 @@ pub fn run(args: FeaturesArgs) -> Result<(), Failure> {
     out.write_all(header.as_bytes()).map_err(|e| Failure::runtime(e.to_string()))?;
     let mut schema_path = args.output.clone().into_os_string();
     schema_path.push(".schema.json");
-    let schema = serde_json::json!({"name": SCHEMA_NAME, "version": SCHEMA_VERSION, "features": FEATURE_NAMES});
+    let schema = crate::wiring::schema_json();
     std::fs::write(&schema_path, format!("{schema}\n")).map_err(|e| Failure::runtime(e.to_string()))?;
     let sink = CsvSink { out, labels, line: String::new() };
     let (inspect, defrag) = args.flows.caps();
-    let mut engine = Engine::builder()
-        .early_packets(args.early_packets)
-        .flow_config(args.flows.config()?)
-        .inspect(inspect)
-        .defrag(defrag)
-        .feature_sink(sink)
-        .build()?;
+    let wiring = crate::wiring::Wiring {
+        early_packets: args.early_packets,
+        flows: args.flows.config()?,
+        inspect,
+        defrag,
+        workers: None,
+    };
+    let mut engine = wiring.builder().feature_sink(sink).build()?;
     let stats = engine.run(&mut source)?;
     eprintln!(
         "tidewatchd features: {} packets, {} flows, {} rows written to {}",

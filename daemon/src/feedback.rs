@@ -11,6 +11,25 @@ use serde_json::{json, Value};
 
 use crate::Failure;
 
+/// An analyst's decision (`--decision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Decision {
+    /// The alert was wrong.
+    FalsePositive,
+    /// The alert was right.
+    Confirmed,
+}
+
+impl Decision {
+    /// The name in the feedback log (`false_positive`, `confirmed`).
+    fn json_name(self) -> &'static str {
+        match self {
+            Decision::FalsePositive => "false_positive",
+            Decision::Confirmed => "confirmed",
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct FeedbackArgs {
     /// The feedback file (JSON lines), created if missing.
@@ -23,8 +42,8 @@ pub struct FeedbackArgs {
     #[arg(long, value_name = "ID")]
     flow_id: Option<u64>,
     /// `false-positive` or `confirmed`.
-    #[arg(long, value_parser = ["false-positive", "confirmed"])]
-    decision: String,
+    #[arg(long, value_enum)]
+    decision: Decision,
     /// Why, in the analyst's words.
     #[arg(long, default_value = "")]
     note: String,
@@ -107,7 +126,7 @@ pub fn feedback(args: FeedbackArgs) -> Result<(), Failure> {
     let now = tidewatch::sink::rfc3339_micros(tidewatch::micros_from_system_time(std::time::SystemTime::now()));
     let mut entry = json!({
         "ts": now,
-        "decision": args.decision.replace('-', "_"),
+        "decision": args.decision.json_name(),
         "note": args.note,
     });
     if let Some(id) = args.incident_id {
@@ -120,7 +139,7 @@ pub fn feedback(args: FeedbackArgs) -> Result<(), Failure> {
         entry["record"] = r.clone();
     }
     if let Some(config) = &args.suppress_to {
-        if args.decision != "false-positive" {
+        if args.decision != Decision::FalsePositive {
             return Err(Failure::usage("--suppress-to is for false positives"));
         }
         let r = record.as_ref().ok_or_else(|| Failure::usage("--suppress-to needs --from to know the actor"))?;

@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use tidewatch::{Engine, FeatureSink, FlowRecord, PcapFileSource, SinkControl, SinkError, Trigger};
+use tidewatch::{FeatureSink, FlowRecord, PcapFileSource, SinkControl, SinkError, Trigger};
 
 use crate::Failure;
 
@@ -25,8 +25,8 @@ pub struct FlowsArgs {
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     stream_bytes: usize,
     /// Print the engine's counters at the end as one JSON object on stderr.
-    #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
-    stats: Option<String>,
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    stats: Option<crate::wiring::StatsFormat>,
     /// Worker threads (default: the machine's cores; 0 = one thread).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -78,16 +78,9 @@ pub fn run(args: FlowsArgs) -> Result<(), Failure> {
     let (mut inspect, defrag) = args.flows.caps();
     inspect.keep_stream_bytes = if args.streams.is_some() { args.stream_bytes } else { 0 };
     let sink = FlowsSink { out: BufWriter::new(out), streams: args.streams.clone(), records: 0 };
-    let mut builder = Engine::builder()
-        .early_packets(0)
-        .flow_config(args.flows.config()?)
-        .inspect(inspect)
-        .defrag(defrag)
-        .feature_sink(sink);
-    if let Some(w) = args.workers {
-        builder = builder.workers(w);
-    }
-    let mut engine = builder.build()?;
+    let wiring =
+        crate::wiring::Wiring { early_packets: 0, flows: args.flows.config()?, inspect, defrag, workers: args.workers };
+    let mut engine = wiring.builder().feature_sink(sink).build()?;
     let started = Instant::now();
     let stats = engine.run(&mut source)?;
     let wall = started.elapsed().as_secs_f64();
@@ -102,7 +95,7 @@ pub fn run(args: FlowsArgs) -> Result<(), Failure> {
     for p in &stats.partial_reads {
         eprintln!("  warning: {} ended early after {} packets: {}", p.path.display(), p.packets_read, p.reason);
     }
-    if args.stats.as_deref() == Some("json") {
+    if args.stats == Some(crate::wiring::StatsFormat::Json) {
         let mut j = stats.to_json();
         crate::summary::add_rates(&mut j, &stats, wall);
         eprintln!("{j}");

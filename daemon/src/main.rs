@@ -14,13 +14,14 @@ mod metrics;
 mod output;
 mod run;
 mod summary;
+mod wiring;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use tidewatch::{Engine, PcapFileSource};
+use tidewatch::PcapFileSource;
 
 #[derive(Parser)]
 #[command(name = "tidewatchd", version, about = "Tidewatch: flow verdicts from packet captures")]
@@ -97,8 +98,8 @@ struct ReplayArgs {
     #[arg(long, default_value_t = 8, value_name = "K")]
     early_packets: usize,
     /// End verdicts: `all`, or `changed` (only when the label differs from the flow's early verdict).
-    #[arg(long, default_value = "all", value_parser = ["all", "changed"], value_name = "WHICH")]
-    final_verdicts: String,
+    #[arg(long, value_enum, default_value_t = wiring::FinalVerdicts::All, value_name = "WHICH")]
+    final_verdicts: wiring::FinalVerdicts,
     /// Rows per inference call.
     #[arg(long, default_value_t = 256, value_name = "N")]
     batch_size: usize,
@@ -106,8 +107,8 @@ struct ReplayArgs {
     #[arg(long, value_name = "PATH")]
     onnx_runtime: Option<PathBuf>,
     /// Also print the counters at the end: `json` prints one JSON object on stderr.
-    #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
-    stats: Option<String>,
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    stats: Option<wiring::StatsFormat>,
     /// Worker threads, each owning a shard of the flows (default: the
     /// machine's cores; 0 = everything on one thread). Results are the same.
     #[arg(long, value_name = "N")]
@@ -291,32 +292,24 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     }
     let model = args.model.clone().unwrap_or_else(default_model);
     let (inspect, defrag) = args.flows.caps();
-    let mut builder = Engine::builder()
-        .model(&model)
-        .flow_records(args.flow_records)
-        .early_packets(args.early_packets)
-        .final_verdicts_only_if_changed(args.final_verdicts == "changed")
-        .batch_size(args.batch_size)
-        .incidents(incidents.engine_config())
-        .flow_config(flow_cfg)
-        .inspect(inspect)
-        .defrag(defrag);
-    if let Some(w) = args.workers {
-        builder = builder.workers(w);
-    }
-    if let Some(rt) = &args.onnx_runtime {
-        builder = builder.onnx_runtime(rt);
-    }
-    for sink in outputs.sinks {
-        builder = builder.sink(sink);
-    }
+    let wiring =
+        wiring::Wiring { early_packets: args.early_packets, flows: flow_cfg, inspect, defrag, workers: args.workers };
+    let builder = wiring.classifying(wiring::Classify {
+        model: &model,
+        onnx_runtime: args.onnx_runtime.as_deref(),
+        flow_records: args.flow_records,
+        final_verdicts: args.final_verdicts,
+        batch_size: args.batch_size,
+        incidents: incidents.engine_config(),
+        sinks: outputs.sinks,
+    });
     let mut engine = builder.build()?;
     let model_id = engine.model_info().map(|m| m.id()).unwrap_or_default();
     let started = Instant::now();
     let stats = engine.run(&mut source)?;
     let wall = started.elapsed().as_secs_f64();
     eprint!("{}", summary::render(&stats, wall, &model_id, &outputs.descriptions));
-    if args.stats.as_deref() == Some("json") {
+    if args.stats == Some(wiring::StatsFormat::Json) {
         let mut j = stats.to_json();
         summary::add_rates(&mut j, &stats, wall);
         eprintln!("{j}");
@@ -350,11 +343,7 @@ fn model_info(path: &Path, runtime: Option<&Path>) -> Result<(), Failure> {
 }
 
 fn schema() {
-    let j = serde_json::json!({
-        "name": tidewatch::features::SCHEMA_NAME,
-        "version": tidewatch::features::SCHEMA_VERSION,
-        "features": tidewatch::features::FEATURE_NAMES,
-    });
+    let j = wiring::schema_json();
     // A closed pipe (`tidewatchd schema | head`) is not an error worth a panic.
     use std::io::Write as _;
     let _ = writeln!(std::io::stdout(), "{j}");

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use self::queue::{Events, JsonFormat, OutputHandle, Overflow, QueueConfig, QueuedSink};
+pub use self::queue::QueuedSink;
+use self::queue::{Events, JsonFormat, OutputHandle, Overflow, QueueConfig};
 use self::syslog::{SyslogFormatter, SyslogOptions};
 use self::transport::{JsonLines, Tcp, Transport, Udp, Unix};
 use crate::Failure;

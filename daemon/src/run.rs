@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tidewatch::source::live::{InterfaceCounters, LiveSource};
-use tidewatch::{Classifier, Engine, EngineCounters, ModelSwapper, OnnxClassifier};
+use tidewatch::{Classifier, EngineCounters, ModelSwapper, OnnxClassifier};
 
 use crate::config::{Config, LIVE_SETTINGS};
 use crate::output::queue::OutputHandle;
@@ -367,27 +367,27 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         drop_privileges(&cfg.privileges.user, &cfg.privileges.group)?;
     }
     let mut running_model = model_path(&cfg);
-    let mut builder = Engine::builder()
-        .model(&running_model)
-        .flow_records(cfg.outputs.flow_records)
+    let (inspect, defrag) = cfg.caps();
+    let wiring = crate::wiring::Wiring {
+        early_packets: cfg.engine.early_packets,
+        flows: cfg.flow_config(),
+        inspect,
+        defrag,
+        workers: (cfg.engine.workers > 0).then_some(cfg.engine.workers),
+    };
+    let onnx_runtime = &cfg.engine.onnx_runtime;
+    let builder = wiring
+        .classifying(crate::wiring::Classify {
+            model: &running_model,
+            onnx_runtime: (!onnx_runtime.as_os_str().is_empty()).then_some(onnx_runtime.as_path()),
+            flow_records: cfg.outputs.flow_records,
+            final_verdicts: cfg.engine.final_verdicts()?,
+            batch_size: cfg.engine.batch_size,
+            incidents: cfg.incidents.engine_config(),
+            sinks: outputs.sinks,
+        })
         .policy(cfg.policy.policy().map_err(Failure::usage)?)
-        .live(true)
-        .early_packets(cfg.engine.early_packets)
-        .final_verdicts_only_if_changed(cfg.engine.final_verdicts == "changed")
-        .batch_size(cfg.engine.batch_size)
-        .incidents(cfg.incidents.engine_config())
-        .flow_config(cfg.flow_config())
-        .inspect(cfg.caps().0)
-        .defrag(cfg.caps().1);
-    if cfg.engine.workers > 0 {
-        builder = builder.workers(cfg.engine.workers);
-    }
-    if !cfg.engine.onnx_runtime.as_os_str().is_empty() {
-        builder = builder.onnx_runtime(&cfg.engine.onnx_runtime);
-    }
-    for sink in outputs.sinks {
-        builder = builder.sink(sink);
-    }
+        .live(true);
     let mut engine = builder.build()?;
     let model_id = engine.model_info().map(|m| m.id()).unwrap_or_default();
     eprintln!(
