@@ -49,6 +49,7 @@ impl Default for DefragConfig {
 
 /// What the defragmenter did, fragment by fragment and datagram by datagram.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct DefragStats {
     /// Fragments received.
     pub fragments: u64,

@@ -15,6 +15,7 @@ use crate::source::{Micros, PartialRead};
 /// Counters of one run. `packets == decoded + fragments + sum(drops)`
 /// always; what became of the fragments is in `defrag`.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Packets read from the source.
     pub packets: u64,
@@ -90,6 +91,7 @@ pub struct Stats {
 
 /// What TCP reassembly skipped or gave up, over all workers.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct ReassemblyStats {
     /// TCP payload bytes delivered in order to the parsers.
     pub bytes: u64,
@@ -105,6 +107,7 @@ pub struct ReassemblyStats {
 
 /// p50/p99/p99.9 and max of a histogram, in microseconds.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct Percentiles {
     /// Values recorded.
     pub count: u64,
@@ -213,6 +216,7 @@ pub const LATENCY_BUCKETS_US: [u64; 14] =
 
 /// Non-cumulative counts per bucket (the last is +Inf), with sum and count.
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct BucketCounts {
     /// Count per bucket, bounds as `LATENCY_BUCKETS_US`, +Inf last.
     pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
