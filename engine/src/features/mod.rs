@@ -20,100 +20,164 @@ pub const SCHEMA_VERSION: u32 = 4;
 /// Number of leading packets described one by one (sizes, directions, gaps).
 pub const EARLY_PACKETS: usize = 8;
 
-/// Feature names, in row order.
-pub const FEATURE_NAMES: &[&str] = &[
-    "duration_s",
-    "fwd_packets",
-    "bwd_packets",
-    "fwd_bytes",
-    "bwd_bytes",
-    "fwd_payload_bytes",
-    "bwd_payload_bytes",
-    "fwd_pkt_len_min",
-    "fwd_pkt_len_max",
-    "fwd_pkt_len_mean",
-    "fwd_pkt_len_std",
-    "bwd_pkt_len_min",
-    "bwd_pkt_len_max",
-    "bwd_pkt_len_mean",
-    "bwd_pkt_len_std",
-    "fwd_iat_min_s",
-    "fwd_iat_max_s",
-    "fwd_iat_mean_s",
-    "fwd_iat_std_s",
-    "bwd_iat_min_s",
-    "bwd_iat_max_s",
-    "bwd_iat_mean_s",
-    "bwd_iat_std_s",
-    "flow_iat_min_s",
-    "flow_iat_max_s",
-    "flow_iat_mean_s",
-    "flow_iat_std_s",
-    "fin_count",
-    "syn_count",
-    "rst_count",
-    "psh_count",
-    "ack_count",
-    "urg_count",
-    "ece_count",
-    "cwr_count",
-    "fwd_init_window",
-    "bwd_init_window",
-    "packets_per_s",
-    "bytes_per_s",
-    "down_up_ratio",
-    "fwd_payload_packets",
-    "bwd_payload_packets",
-    "is_tcp",
-    "is_udp",
-    "is_icmp",
-    "tcp_handshake_complete",
-    "tcp_responder_reset",
-    "dst_port_well_known",
-    "early_size_1",
-    "early_size_2",
-    "early_size_3",
-    "early_size_4",
-    "early_size_5",
-    "early_size_6",
-    "early_size_7",
-    "early_size_8",
-    "early_gap_1_s",
-    "early_gap_2_s",
-    "early_gap_3_s",
-    "early_gap_4_s",
-    "early_gap_5_s",
-    "early_gap_6_s",
-    "early_gap_7_s",
-    "early_gap_8_s",
-    "src_new_flows_rate",
-    "src_distinct_dst_ports",
-    "src_distinct_dst_hosts",
-    "src_failed_share",
-    "pair_new_flows_rate",
-    "pair_distinct_dst_ports",
-    "dst_new_flows_rate",
-    "dst_distinct_src_hosts",
-    "app_http",
-    "app_tls",
-    "app_dns",
-    "app_ssh",
-    "app_quic",
-    "tls_sni_present",
-    "http_status_class",
-    "dns_qname_len",
-    "dns_qname_entropy",
-    "dns_rcode",
-    "dns_queries",
-    "dns_distinct_names",
-    "dns_label_len_mean",
-    "dns_label_entropy_mean",
-    "dns_txt_null_share",
-    "dns_nxdomain_share",
-    "pair_flows",
-    "pair_interval_regularity",
-    "pair_size_regularity",
+/// Where one feature's value comes from: the flow (computed by the flow's
+/// worker) or the host context (filled in by the merge stage).
+#[derive(Clone, Copy)]
+enum Source {
+    /// From the flow's statistics and facts, computed in f64, stored as f32.
+    Flow(fn(&FlowStats, &FlowFacts) -> f64),
+    /// From the host context as of the row's last packet.
+    Host(fn(&HostFeatures) -> f32),
+}
+use Source::{Flow, Host};
+
+/// The feature row, defined once: each feature's name beside what computes
+/// it, in row order. `FEATURE_NAMES`, `write_row` and `write_host` all read
+/// this table, so a name and its value cannot drift apart. `FEATURES.md`
+/// documents each one.
+const FEATURES: [(&str, Source); NUM_FEATURES] = [
+    ("duration_s", Flow(|s, _| duration(s))),
+    ("fwd_packets", Flow(|s, _| f64::from(s.fwd.packets))),
+    ("bwd_packets", Flow(|s, _| f64::from(s.bwd.packets))),
+    ("fwd_bytes", Flow(|s, _| s.fwd.bytes as f64)),
+    ("bwd_bytes", Flow(|s, _| s.bwd.bytes as f64)),
+    ("fwd_payload_bytes", Flow(|s, _| s.fwd.payload_bytes as f64)),
+    ("bwd_payload_bytes", Flow(|s, _| s.bwd.payload_bytes as f64)),
+    ("fwd_pkt_len_min", Flow(|s, _| s.fwd.len.min())),
+    ("fwd_pkt_len_max", Flow(|s, _| s.fwd.len.max())),
+    ("fwd_pkt_len_mean", Flow(|s, _| s.fwd.len.mean())),
+    ("fwd_pkt_len_std", Flow(|s, _| s.fwd.len.std())),
+    ("bwd_pkt_len_min", Flow(|s, _| s.bwd.len.min())),
+    ("bwd_pkt_len_max", Flow(|s, _| s.bwd.len.max())),
+    ("bwd_pkt_len_mean", Flow(|s, _| s.bwd.len.mean())),
+    ("bwd_pkt_len_std", Flow(|s, _| s.bwd.len.std())),
+    ("fwd_iat_min_s", Flow(|s, _| s.fwd.iat.min())),
+    ("fwd_iat_max_s", Flow(|s, _| s.fwd.iat.max())),
+    ("fwd_iat_mean_s", Flow(|s, _| s.fwd.iat.mean())),
+    ("fwd_iat_std_s", Flow(|s, _| s.fwd.iat.std())),
+    ("bwd_iat_min_s", Flow(|s, _| s.bwd.iat.min())),
+    ("bwd_iat_max_s", Flow(|s, _| s.bwd.iat.max())),
+    ("bwd_iat_mean_s", Flow(|s, _| s.bwd.iat.mean())),
+    ("bwd_iat_std_s", Flow(|s, _| s.bwd.iat.std())),
+    ("flow_iat_min_s", Flow(|s, _| s.flow_iat.min())),
+    ("flow_iat_max_s", Flow(|s, _| s.flow_iat.max())),
+    ("flow_iat_mean_s", Flow(|s, _| s.flow_iat.mean())),
+    ("flow_iat_std_s", Flow(|s, _| s.flow_iat.std())),
+    ("fin_count", Flow(|s, _| f64::from(s.flag_counts[0]))),
+    ("syn_count", Flow(|s, _| f64::from(s.flag_counts[1]))),
+    ("rst_count", Flow(|s, _| f64::from(s.flag_counts[2]))),
+    ("psh_count", Flow(|s, _| f64::from(s.flag_counts[3]))),
+    ("ack_count", Flow(|s, _| f64::from(s.flag_counts[4]))),
+    ("urg_count", Flow(|s, _| f64::from(s.flag_counts[5]))),
+    ("ece_count", Flow(|s, _| f64::from(s.flag_counts[6]))),
+    ("cwr_count", Flow(|s, _| f64::from(s.flag_counts[7]))),
+    ("fwd_init_window", Flow(|s, _| f64::from(s.init_windows[0]))),
+    ("bwd_init_window", Flow(|s, _| f64::from(s.init_windows[1]))),
+    ("packets_per_s", Flow(|s, _| per_s(s, s.packets() as f64))),
+    ("bytes_per_s", Flow(|s, _| per_s(s, (s.fwd.bytes + s.bwd.bytes) as f64))),
+    (
+        "down_up_ratio",
+        Flow(|s, _| if s.fwd.packets > 0 { f64::from(s.bwd.packets) / f64::from(s.fwd.packets) } else { 0.0 }),
+    ),
+    ("fwd_payload_packets", Flow(|s, _| f64::from(s.fwd.payload_packets))),
+    ("bwd_payload_packets", Flow(|s, _| f64::from(s.bwd.payload_packets))),
+    ("is_tcp", Flow(|_, f| b(f.proto == PROTO_TCP))),
+    ("is_udp", Flow(|_, f| b(f.proto == PROTO_UDP))),
+    ("is_icmp", Flow(|_, f| b(f.proto == PROTO_ICMP || f.proto == PROTO_ICMPV6))),
+    ("tcp_handshake_complete", Flow(|_, f| b(f.handshake_complete))),
+    ("tcp_responder_reset", Flow(|_, f| b(f.responder_reset))),
+    (
+        "dst_port_well_known",
+        Flow(|_, f| b(f.proto != PROTO_ICMP && f.proto != PROTO_ICMPV6 && f.responder_port < 1024)),
+    ),
+    ("early_size_1", Flow(|s, _| early_size(s, 0))),
+    ("early_size_2", Flow(|s, _| early_size(s, 1))),
+    ("early_size_3", Flow(|s, _| early_size(s, 2))),
+    ("early_size_4", Flow(|s, _| early_size(s, 3))),
+    ("early_size_5", Flow(|s, _| early_size(s, 4))),
+    ("early_size_6", Flow(|s, _| early_size(s, 5))),
+    ("early_size_7", Flow(|s, _| early_size(s, 6))),
+    ("early_size_8", Flow(|s, _| early_size(s, 7))),
+    ("early_gap_1_s", Flow(|s, _| f64::from(s.early_gaps[0]) / 1e6)),
+    ("early_gap_2_s", Flow(|s, _| f64::from(s.early_gaps[1]) / 1e6)),
+    ("early_gap_3_s", Flow(|s, _| f64::from(s.early_gaps[2]) / 1e6)),
+    ("early_gap_4_s", Flow(|s, _| f64::from(s.early_gaps[3]) / 1e6)),
+    ("early_gap_5_s", Flow(|s, _| f64::from(s.early_gaps[4]) / 1e6)),
+    ("early_gap_6_s", Flow(|s, _| f64::from(s.early_gaps[5]) / 1e6)),
+    ("early_gap_7_s", Flow(|s, _| f64::from(s.early_gaps[6]) / 1e6)),
+    ("early_gap_8_s", Flow(|s, _| f64::from(s.early_gaps[7]) / 1e6)),
+    ("src_new_flows_rate", Host(|h| h.src_new_flows_rate)),
+    ("src_distinct_dst_ports", Host(|h| h.src_distinct_dst_ports)),
+    ("src_distinct_dst_hosts", Host(|h| h.src_distinct_dst_hosts)),
+    ("src_failed_share", Host(|h| h.src_failed_share)),
+    ("pair_new_flows_rate", Host(|h| h.pair_new_flows_rate)),
+    ("pair_distinct_dst_ports", Host(|h| h.pair_distinct_dst_ports)),
+    ("dst_new_flows_rate", Host(|h| h.dst_new_flows_rate)),
+    ("dst_distinct_src_hosts", Host(|h| h.dst_distinct_src_hosts)),
+    ("app_http", Flow(|_, f| b(f.app.proto == Some(AppProto::Http)))),
+    ("app_tls", Flow(|_, f| b(f.app.proto == Some(AppProto::Tls)))),
+    ("app_dns", Flow(|_, f| b(f.app.proto == Some(AppProto::Dns)))),
+    ("app_ssh", Flow(|_, f| b(f.app.proto == Some(AppProto::Ssh)))),
+    ("app_quic", Flow(|_, f| b(f.app.proto == Some(AppProto::Quic)))),
+    ("tls_sni_present", Flow(|_, f| b(f.app.tls_sni))),
+    ("http_status_class", Flow(|_, f| f64::from(f.app.http_status_class))),
+    ("dns_qname_len", Flow(|_, f| f64::from(f.app.dns_qname_len))),
+    ("dns_qname_entropy", Flow(|_, f| f64::from(f.app.dns_qname_entropy))),
+    ("dns_rcode", Flow(|_, f| f64::from(f.app.dns_rcode))),
+    ("dns_queries", Flow(|_, f| f64::from(f.app.dns_queries))),
+    ("dns_distinct_names", Flow(|_, f| f64::from(f.app.dns_distinct_names))),
+    ("dns_label_len_mean", Flow(|_, f| f64::from(f.app.dns_label_len_mean))),
+    ("dns_label_entropy_mean", Flow(|_, f| f64::from(f.app.dns_label_entropy_mean))),
+    ("dns_txt_null_share", Flow(|_, f| f64::from(f.app.dns_txt_null_share))),
+    ("dns_nxdomain_share", Flow(|_, f| f64::from(f.app.dns_nxdomain_share))),
+    ("pair_flows", Host(|h| h.pair_flows)),
+    ("pair_interval_regularity", Host(|h| h.pair_interval_regularity)),
+    ("pair_size_regularity", Host(|h| h.pair_size_regularity)),
 ];
+
+/// Feature names, in row order.
+pub const FEATURE_NAMES: &[&str] = &feature_names();
+
+const fn feature_names() -> [&'static str; NUM_FEATURES] {
+    let mut out = [""; NUM_FEATURES];
+    let mut i = 0;
+    while i < NUM_FEATURES {
+        out[i] = FEATURES[i].0;
+        i += 1;
+    }
+    out
+}
+
+fn duration(s: &FlowStats) -> f64 {
+    s.last_ts.saturating_sub(s.first_ts) as f64 / 1e6
+}
+
+fn per_s(s: &FlowStats, x: f64) -> f64 {
+    let d = duration(s);
+    if d > 0.0 {
+        x / d
+    } else {
+        0.0
+    }
+}
+
+fn b(x: bool) -> f64 {
+    if x {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The i-th early packet's size, negative when it went backward.
+fn early_size(s: &FlowStats, i: usize) -> f64 {
+    let size = f64::from(s.early_sizes[i]);
+    if s.early_backward & (1 << i) != 0 {
+        -size
+    } else {
+        size
+    }
+}
 
 /// Number of values in a feature row.
 pub const NUM_FEATURES: usize = 91;
@@ -366,80 +430,21 @@ pub(crate) fn entropy(s: &[u8]) -> f32 {
 
 /// Writes one feature row, in [`FEATURE_NAMES`] order, into `row`.
 pub fn write_row(s: &FlowStats, facts: &FlowFacts, host: &HostFeatures, row: &mut [f32; NUM_FEATURES]) {
-    let duration = s.last_ts.saturating_sub(s.first_ts) as f64 / 1e6;
-    let packets = s.packets() as f64;
-    let bytes = (s.fwd.bytes + s.bwd.bytes) as f64;
-    let per_s = |x: f64| if duration > 0.0 { x / duration } else { 0.0 };
-    let b = |x: bool| if x { 1.0 } else { 0.0 };
-    let len4 = |r: &Running| [r.min(), r.max(), r.mean(), r.std()];
-    let mut v = [0f64; NUM_FEATURES];
-    v[0] = duration;
-    v[1] = f64::from(s.fwd.packets);
-    v[2] = f64::from(s.bwd.packets);
-    v[3] = s.fwd.bytes as f64;
-    v[4] = s.bwd.bytes as f64;
-    v[5] = s.fwd.payload_bytes as f64;
-    v[6] = s.bwd.payload_bytes as f64;
-    v[7..11].copy_from_slice(&len4(&s.fwd.len));
-    v[11..15].copy_from_slice(&len4(&s.bwd.len));
-    v[15..19].copy_from_slice(&len4(&s.fwd.iat));
-    v[19..23].copy_from_slice(&len4(&s.bwd.iat));
-    v[23..27].copy_from_slice(&len4(&s.flow_iat));
-    for (i, c) in s.flag_counts.iter().enumerate() {
-        v[27 + i] = f64::from(*c);
-    }
-    v[35] = f64::from(s.init_windows[0]);
-    v[36] = f64::from(s.init_windows[1]);
-    v[37] = per_s(packets);
-    v[38] = per_s(bytes);
-    v[39] = if s.fwd.packets > 0 { f64::from(s.bwd.packets) / f64::from(s.fwd.packets) } else { 0.0 };
-    v[40] = f64::from(s.fwd.payload_packets);
-    v[41] = f64::from(s.bwd.payload_packets);
-    v[42] = b(facts.proto == PROTO_TCP);
-    v[43] = b(facts.proto == PROTO_UDP);
-    v[44] = b(facts.proto == PROTO_ICMP || facts.proto == PROTO_ICMPV6);
-    v[45] = b(facts.handshake_complete);
-    v[46] = b(facts.responder_reset);
-    v[47] = b(facts.proto != PROTO_ICMP && facts.proto != PROTO_ICMPV6 && facts.responder_port < 1024);
-    for i in 0..EARLY_PACKETS {
-        let size = f64::from(s.early_sizes[i]);
-        v[48 + i] = if s.early_backward & (1 << i) != 0 { -size } else { size };
-        v[56 + i] = f64::from(s.early_gaps[i]) / 1e6;
-    }
-    let a = &facts.app;
-    for (i, p) in [AppProto::Http, AppProto::Tls, AppProto::Dns, AppProto::Ssh, AppProto::Quic].iter().enumerate() {
-        v[72 + i] = b(a.proto == Some(*p));
-    }
-    v[77] = b(a.tls_sni);
-    v[78] = f64::from(a.http_status_class);
-    v[79] = f64::from(a.dns_qname_len);
-    v[80] = f64::from(a.dns_qname_entropy);
-    v[81] = f64::from(a.dns_rcode);
-    v[82] = f64::from(a.dns_queries);
-    v[83] = f64::from(a.dns_distinct_names);
-    v[84] = f64::from(a.dns_label_len_mean);
-    v[85] = f64::from(a.dns_label_entropy_mean);
-    v[86] = f64::from(a.dns_txt_null_share);
-    v[87] = f64::from(a.dns_nxdomain_share);
-    for (o, x) in row.iter_mut().zip(v.iter()) {
-        *o = *x as f32;
+    for (o, (_, source)) in row.iter_mut().zip(FEATURES.iter()) {
+        if let Flow(value) = source {
+            *o = value(s, facts) as f32;
+        }
     }
     write_host(host, row);
 }
 
 /// Writes the host-context part of a row (filled in by the merge stage).
 pub fn write_host(host: &HostFeatures, row: &mut [f32; NUM_FEATURES]) {
-    row[64] = host.src_new_flows_rate;
-    row[65] = host.src_distinct_dst_ports;
-    row[66] = host.src_distinct_dst_hosts;
-    row[67] = host.src_failed_share;
-    row[68] = host.pair_new_flows_rate;
-    row[69] = host.pair_distinct_dst_ports;
-    row[70] = host.dst_new_flows_rate;
-    row[71] = host.dst_distinct_src_hosts;
-    row[88] = host.pair_flows;
-    row[89] = host.pair_interval_regularity;
-    row[90] = host.pair_size_regularity;
+    for (o, (_, source)) in row.iter_mut().zip(FEATURES.iter()) {
+        if let Host(value) = source {
+            *o = value(host);
+        }
+    }
 }
 
 /// Is this TCP flag set in the packet?
