@@ -239,15 +239,51 @@ pub struct PacketInfo {
     pub payload_off: u32,
     /// Captured payload bytes at `payload_off` (0 for ICMP).
     pub payload_cap: u32,
+    /// Which buffer `payload_off` points into: the frame as decoded, a
+    /// datagram the defragmenter completed, or a worker chunk's copy.
+    pub payload_in: PayloadBuffer,
     /// Layers the packet came through, outermost first.
     pub tunnels: Tunnels,
 }
 
+/// The buffer a packet's payload offset points into.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PayloadBuffer {
+    /// The frame the packet was decoded from (what `decode_frame` sets).
+    #[default]
+    Frame,
+    /// A datagram the defragmenter completed from IP fragments.
+    Datagram,
+    /// The payload copy in the chunk a worker thread was handed.
+    Chunk,
+}
+
+/// The buffers a packet's payload may be in; `PacketInfo::payload_in` says which.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PayloadBuffers<'a> {
+    /// The captured frame.
+    pub frame: &'a [u8],
+    /// The datagram the defragmenter completed last.
+    pub datagram: &'a [u8],
+    /// A worker chunk's payload copy.
+    pub chunk: &'a [u8],
+}
+
 impl PacketInfo {
-    /// The captured transport payload, from the buffer this packet was decoded from.
-    pub fn payload<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+    /// The captured transport payload, from the buffer `payload_in` names.
+    pub fn payload<'a>(&self, bufs: PayloadBuffers<'a>) -> &'a [u8] {
+        let buf = match self.payload_in {
+            PayloadBuffer::Frame => bufs.frame,
+            PayloadBuffer::Datagram => bufs.datagram,
+            PayloadBuffer::Chunk => bufs.chunk,
+        };
         let start = self.payload_off as usize;
         buf.get(start..start.saturating_add(self.payload_cap as usize)).unwrap_or(&[])
+    }
+
+    /// The payload of a packet decoded from `frame` (`payload_in` is `Frame`).
+    pub fn payload_in_frame<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        self.payload(PayloadBuffers { frame, ..Default::default() })
     }
 }
 
@@ -801,6 +837,7 @@ fn from_sliced<'a>(
         tcp: None,
         payload_off: offset_in(data, payload.payload),
         payload_cap: 0,
+        payload_in: PayloadBuffer::Frame,
         tunnels,
     };
     match &s.transport {
@@ -980,7 +1017,7 @@ mod tests {
         pppoe.extend_from_slice(&inner);
         let p = decode_eth(&ethernet(ETH_PPPOE_SESSION, &pppoe)).expect("the test frame decodes");
         assert_eq!((p.dst_port, p.tunnels.layers()), (53, &[TunnelKind::Pppoe][..]));
-        assert_eq!(p.payload(&ethernet(ETH_PPPOE_SESSION, &pppoe)), b"abcd");
+        assert_eq!(p.payload_in_frame(&ethernet(ETH_PPPOE_SESSION, &pppoe)), b"abcd");
     }
 
     #[test]
@@ -995,7 +1032,7 @@ mod tests {
         let frame = ethernet(ETH_IPV4, &ipv4_udp(PORT_VXLAN, &vxlan));
         let p = decode_eth(&frame).expect("the test frame decodes");
         assert_eq!((p.dst_port, p.tunnels.layers(), p.tunnels.id), (53, &[TunnelKind::Vxlan][..], Some(7)));
-        assert_eq!(p.payload(&frame), b"abcd");
+        assert_eq!(p.payload_in_frame(&frame), b"abcd");
     }
 
     #[test]
@@ -1012,7 +1049,7 @@ mod tests {
         let frame = pim(0);
         let p = decode_eth(&frame).expect("the test frame decodes");
         assert_eq!((p.proto, p.dst_port, p.tunnels.layers()), (PROTO_UDP, 2468, &[TunnelKind::PimRegister][..]));
-        assert_eq!(p.payload(&frame), b"abcd");
+        assert_eq!(p.payload_in_frame(&frame), b"abcd");
         // Null-Register bit set: the PIM packet itself is the flow.
         let p = decode_eth(&pim(0x4000_0000)).expect("the test frame decodes");
         assert_eq!((p.proto, p.tunnels.depth), (PROTO_PIM, 0));

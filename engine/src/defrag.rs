@@ -374,7 +374,7 @@ mod tests {
             panic!("the rebuilt datagram does not decode")
         };
         assert_eq!((p.src_port, p.dst_port, p.payload_len), (1000, 53, 40));
-        assert_eq!(p.payload(&out), &dg[8..]);
+        assert_eq!(p.payload_in_frame(&out), &dg[8..]);
         let s = d.stats();
         assert_eq!((s.fragments, s.datagrams, s.duplicates, s.pending), (4, 1, 1, 0));
     }

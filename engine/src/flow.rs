@@ -774,6 +774,7 @@ mod tests {
             tcp: Some(TcpInfo { flags, seq: 0, ack: 0, window: 1000 }),
             payload_off: 0,
             payload_cap: 0,
+            payload_in: crate::decode::PayloadBuffer::Frame,
             tunnels: Default::default(),
         }
     }

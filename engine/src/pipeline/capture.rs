@@ -1,7 +1,7 @@
 //! The capture step every driver uses: account for a packet, move engine
 //! time (sweeps every 100 ms of it), decode, and reassemble IP fragments.
 
-use crate::decode::{decode_frame, decode_ip, Decoded, DropReason, PacketInfo};
+use crate::decode::{decode_frame, decode_ip, Decoded, DropReason, PacketInfo, PayloadBuffer, PayloadBuffers};
 use crate::defrag::{DefragOutcome, Defragmenter};
 use crate::source::{Micros, RawPacket, MAX_TIMESTAMP};
 
@@ -31,10 +31,10 @@ pub(super) struct Step {
     /// A sweep is due at this time (the clock crossed a sweep boundary):
     /// hand it to the flow table(s) before the packet.
     pub(super) sweep: Option<Micros>,
-    /// The decoded packet, and whether its bytes are in `defrag_buf` (a
-    /// datagram just completed) rather than in the frame. `None`: dropped
+    /// The decoded packet (its `payload_in` says whether its bytes are in
+    /// the frame or in a datagram just completed). `None`: dropped
     /// (counted) or a fragment still waiting.
-    pub(super) packet: Option<(PacketInfo, bool)>,
+    pub(super) packet: Option<PacketInfo>,
 }
 
 impl CaptureState {
@@ -47,13 +47,9 @@ impl CaptureState {
         Step { sweep, packet: self.decode(&pkt) }
     }
 
-    /// The bytes a decoded packet's `payload_off` points into.
-    pub(super) fn packet_bytes<'a>(&'a self, in_defrag: bool, frame: &'a [u8]) -> &'a [u8] {
-        if in_defrag {
-            &self.defrag_buf
-        } else {
-            frame
-        }
+    /// The buffers a packet decoded from `frame` may point into.
+    pub(super) fn buffers<'a>(&'a self, frame: &'a [u8]) -> PayloadBuffers<'a> {
+        PayloadBuffers { frame, datagram: &self.defrag_buf, chunk: &[] }
     }
 
     /// Accounts for a packet and advances the clock. Returns a sweep time
@@ -95,13 +91,13 @@ impl CaptureState {
         }
     }
 
-    /// Decodes a frame. Returns the packet and whether its bytes are in
-    /// `defrag_buf` (a datagram just completed) rather than in the frame.
-    fn decode(&mut self, pkt: &RawPacket<'_>) -> Option<(PacketInfo, bool)> {
+    /// Decodes a frame. A datagram the defragmenter completes is decoded
+    /// from `defrag_buf`, and its packet says so (`PayloadBuffer::Datagram`).
+    fn decode(&mut self, pkt: &RawPacket<'_>) -> Option<PacketInfo> {
         match decode_frame(pkt) {
             Ok(Decoded::Packet(info)) => {
                 self.decoded += 1;
-                Some((info, false))
+                Some(info)
             }
             Ok(Decoded::Fragment(f)) => {
                 self.fragments += 1;
@@ -109,7 +105,7 @@ impl CaptureState {
                     return None;
                 };
                 match decode_ip(&self.defrag_buf, 0, f.ts, wire_len, 0, tunnels) {
-                    Ok(Decoded::Packet(info)) => Some((info, true)),
+                    Ok(Decoded::Packet(info)) => Some(PacketInfo { payload_in: PayloadBuffer::Datagram, ..info }),
                     // Fragments inside a reassembled datagram, or a datagram
                     // that does not decode: counted by the defragmenter.
                     _ => {

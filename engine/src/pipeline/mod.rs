@@ -149,9 +149,9 @@ impl Engine {
         if let Some(t) = step.sweep {
             self.inline.sweep(t, None);
         }
-        if let Some((info, in_defrag)) = step.packet {
-            let bytes = self.capture.packet_bytes(in_defrag, pkt.data);
-            self.inline.packet(&info, info.payload(bytes), self.capture.clock, None);
+        if let Some(info) = step.packet {
+            let payload = info.payload(self.capture.buffers(pkt.data));
+            self.inline.packet(&info, payload, self.capture.clock, None);
         }
         // Events at the current clock may still be joined by others at the
         // same time: the watermark is the clock, exclusive.

@@ -12,7 +12,7 @@ use super::merge::Merger;
 use super::shard::{Event, Shard, ShardStats};
 use super::stats::{thread_cpu_seconds, EngineCounters};
 use super::Engine;
-use crate::decode::{PacketInfo, PROTO_TCP, PROTO_UDP};
+use crate::decode::{PacketInfo, PayloadBuffer, PayloadBuffers, PROTO_TCP, PROTO_UDP};
 use crate::error::{Error, Result};
 use crate::flow::{EndReason, FlowKey};
 use crate::source::{Micros, PacketSource};
@@ -151,17 +151,17 @@ impl Engine {
                         }
                         since_broadcast = 0;
                     }
-                    if let Some((mut info, in_defrag)) = step.packet {
+                    if let Some(mut info) = step.packet {
                         let w = worker_of(&info, n);
                         let c = &mut pending[w];
                         if c.items.is_empty() {
                             c.arrival = Some(Instant::now());
                         }
                         if inspect && matches!(info.proto, PROTO_TCP | PROTO_UDP) && info.payload_cap > 0 {
-                            let bytes = self.capture.packet_bytes(in_defrag, pkt.data);
-                            let payload = info.payload(bytes);
+                            let payload = info.payload(self.capture.buffers(pkt.data));
                             info.payload_off = c.payload.len() as u32;
                             info.payload_cap = payload.len() as u32;
+                            info.payload_in = PayloadBuffer::Chunk;
                             c.payload.extend_from_slice(payload);
                         } else {
                             info.payload_cap = 0;
@@ -283,7 +283,10 @@ fn worker(
     while let Ok(mut chunk) = rx.recv() {
         for item in chunk.items.iter() {
             match item {
-                Item::Packet(info, clock) => shard.packet(info, info.payload(&chunk.payload), *clock, chunk.arrival),
+                Item::Packet(info, clock) => {
+                    let payload = info.payload(PayloadBuffers { chunk: &chunk.payload, ..Default::default() });
+                    shard.packet(info, payload, *clock, chunk.arrival)
+                }
                 Item::Sweep(t) => shard.sweep(*t, chunk.arrival),
             }
         }
