@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHARED_PCAPS ?= $(abspath ../shared/pcaps)
 
-.PHONY: demo test setup setup-test test-bare-core build install install-files model model-baseline pcaps bench bench-micro clean fuzz-smoke floods
+.PHONY: demo test test-python setup setup-test test-bare-core build install install-files model model-baseline pcaps bench bench-micro clean fuzz-smoke floods
 
 demo: setup
 	$(CARGO) build --release -p tidewatchd
@@ -12,11 +12,18 @@ demo: setup
 	./target/release/tidewatchd replay pcaps/demo.pcap --output json:build/demo-verdicts.jsonl
 
 test: setup-test
+	$(MAKE) test-python
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	TIDEWATCH_SHARED_PCAPS=$(SHARED_PCAPS) $(CARGO) test --workspace --release
 	$(MAKE) test-bare-core
 	$(MAKE) fuzz-smoke
+
+# The Python tools (scripts + python/tidewatch_tools): ruff over every .py file
+# (ruff.toml), then the tests of the shared package (python/tests; seconds).
+test-python: setup-test
+	python3 -m ruff check .
+	python3 -m pytest -q python/tests
 
 # Installs the daemon, its models, ONNX Runtime, the example config (never
 # over an existing one) and the systemd unit: PREFIX=/usr/local, DESTDIR for staging.

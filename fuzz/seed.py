@@ -4,7 +4,7 @@
 Usage: seed.py PCAP_DIR OUT_DIR   (OUT_DIR/<target>/ is created; git-ignored)
 
 Standard library only. Reads classic pcap (both byte orders, µs and ns) and
-pcapng (SHB/IDB/EPB/SPB), and writes:
+pcapng with python/tidewatch_tools/pcapio.py, and writes:
   decode/      one file per frame: a selector byte (link type index, as in
                fuzz/src/harness.rs LINK_TYPES) then the frame (first 40 frames of each capture)
   pcap_file/   small captures as they are; larger classic pcaps cut to the
@@ -21,56 +21,23 @@ import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from tidewatch_tools import flowkey, pcapio  # noqa: E402
+
 LINK_TYPES = [1, 0, 108, 101, 12, 14, 228, 229, 113, 276]  # harness.rs LINK_TYPES order
 PORTS = [0, 1, 53, 80, 443, 1024, 40000, 65535]
 
 
 def read_pcap(data):
-    """Yields (linktype, ts_us, frame)."""
-    if len(data) < 24:
-        return
-    magic = data[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        e = "<"
-    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        e = ">"
-    elif magic == b"\x0a\x0d\x0d\x0a":
-        yield from read_pcapng(data)
-        return
-    else:
-        return
-    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    linktype = struct.unpack(e + "I", data[20:24])[0] & 0x0FFFFFFF
-    off = 24
-    while off + 16 <= len(data):
-        sec, frac, incl, _orig = struct.unpack(e + "IIII", data[off:off + 16])
-        off += 16
-        if incl > 262144 or off + incl > len(data):
-            return
-        yield linktype, sec * 1_000_000 + (frac // 1000 if nano else frac), data[off:off + incl]
-        off += incl
+    """Yields (linktype, ts, frame) of a capture's bytes; nothing more after a broken record.
 
-
-def read_pcapng(data):
-    off, e, ifaces = 0, "<", []
-    while off + 12 <= len(data):
-        btype = struct.unpack("<I", data[off:off + 4])[0]
-        if btype == 0x0A0D0D0A:
-            e = "<" if data[off + 8:off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-            ifaces = []
-        blen = struct.unpack(e + "I", data[off + 4:off + 8])[0]
-        if blen < 12 or off + blen > len(data):
-            return
-        body = data[off + 8:off + blen - 4]
-        if btype == 1 and len(body) >= 2:
-            ifaces.append(struct.unpack(e + "H", body[:2])[0])
-        elif btype == 6 and len(body) >= 20:
-            iface, hi, lo, cap, _orig = struct.unpack(e + "IIIII", body[:20])
-            if iface < len(ifaces):
-                yield ifaces[iface], (hi << 32) | lo, body[20:20 + cap]
-        elif btype == 3 and len(body) >= 4 and ifaces:
-            yield ifaces[0], 0, body[4:]
-        off += blen
+    ts: microseconds for classic pcap; for pcapng the block's timestamp in its interface's
+    units (microseconds only with the default if_tsresol), as this script has always used
+    it: flow_table seeds take time steps from it, so a change would change those seeds.
+    """
+    ng = data[:4] == b"\x0a\x0d\x0d\x0a"
+    for p in pcapio.read_packets(data, max_caplen=262144):
+        yield p.linktype, (p.ts_sec * p.ts_res + p.ts_frac if ng else p.ts_us), p.data
 
 
 def ip_of_ethernet(frame):
@@ -135,7 +102,7 @@ def app_and_stream_seeds(packets):
         if p is None:
             continue
         proto, src, dst, sport, dport = p[:5]
-        key = (proto,) + tuple(sorted([(src, sport), (dst, dport)]))
+        key = flowkey.between((src, sport), (dst, dport), proto)
         convs.setdefault(key, []).append(p)
     out_app, out_stream = [], []
     for key, pkts in list(convs.items())[:8]:
@@ -230,7 +197,7 @@ def main():
                     packets.append(p)
                     if i >= 255:
                         break
-            except struct.error:
+            except (struct.error, pcapio.PcapError):
                 pass
             for lt, _, frame in packets[:40]:
                 sel = LINK_TYPES.index(lt) if lt in LINK_TYPES else 10

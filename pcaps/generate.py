@@ -38,8 +38,28 @@ import random
 import struct
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from tidewatch_tools.labels import LABELS  # noqa: E402
+from tidewatch_tools.pcapio import (  # noqa: E402
+    PCAPNG_CB,
+    PCAPNG_DSB,
+    PCAPNG_EPB,
+    PCAPNG_ISB,
+    PCAPNG_NRB,
+    PCAPNG_PB,
+    PCAPNG_SPB,
+    pcap_bytes,
+    pcapng_block,
+    pcapng_epb,
+    pcapng_idb,
+    pcapng_option,
+    pcapng_options,
+    pcapng_shb,
+    write_pcap,
+    write_pcapng,
+)
+
 EPOCH_2026 = 1767225600  # 2026-01-01T00:00:00Z
-LABELS = ("benign", "scan", "dos", "bruteforce", "exfil", "c2")
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 MASK32 = 0xFFFFFFFF
@@ -135,58 +155,6 @@ def syn_options(os_kind: str, mss: int) -> bytes:
     if os_kind == "windows":
         return m + b"\x01" + w + b"\x01\x01\x04\x02"          # MSS,NOP,WS,NOP,NOP,SACK_PERM
     return m + b"\x01\x01\x04\x02" + b"\x01" + w              # MSS,NOP,NOP,SACK_PERM,NOP,WS
-
-
-# --- pcap / pcapng writers -------------------------------------------------------
-
-def pcap_header(linktype: int, snaplen: int = 65535) -> bytes:
-    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)
-
-
-def pcap_record(ts_us: int, data: bytes, origlen: int | None = None) -> bytes:
-    return struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000, len(data),
-                       len(data) if origlen is None else origlen) + data
-
-
-def write_pcap(path: str, linktype: int, records) -> int:
-    """records: iterable of (ts_us, data[, origlen]). Returns packet count."""
-    n = 0
-    with open(path, "wb") as fh:
-        fh.write(pcap_header(linktype))
-        for r in records:
-            fh.write(pcap_record(r[0], r[1], r[2] if len(r) > 2 else None))
-            n += 1
-    return n
-
-
-def _pcapng_opt(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def _pcapng_block(btype: int, body: bytes) -> bytes:
-    total = 12 + len(body)
-    return struct.pack("<II", btype, total) + body + struct.pack("<I", total)
-
-
-def write_pcapng(path: str, linktype: int, records) -> int:
-    """SHB + one IDB (if_tsresol=9 -> nanoseconds) + one EPB per packet."""
-    shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + \
-        _pcapng_opt(4, b"tidewatch pcaps/generate.py") + b"\0\0\0\0"
-    idb = struct.pack("<HHI", linktype, 0, 65535) + _pcapng_opt(2, b"eth0") + \
-        _pcapng_opt(9, bytes([9])) + b"\0\0\0\0"
-    n = 0
-    with open(path, "wb") as fh:
-        fh.write(_pcapng_block(0x0A0D0D0A, shb))
-        fh.write(_pcapng_block(0x00000001, idb))
-        for r in records:
-            ts_ns = r[0] * 1000
-            data = r[1]
-            orig = r[2] if len(r) > 2 else len(data)
-            body = struct.pack("<IIIII", 0, ts_ns >> 32, ts_ns & MASK32, len(data), orig) + \
-                data + b"\0" * (-len(data) % 4)
-            fh.write(_pcapng_block(0x00000006, body))
-            n += 1
-    return n
 
 
 # ============================================================== application payloads
@@ -943,7 +911,8 @@ class Scenario:
         k = rng.choices(("html", "js", "css", "json", "png", "bin"), (0.3, 0.2, 0.1, 0.15, 0.2, 0.05))[0]
         h = "%08x" % rng.getrandbits(32)
         path = {
-            "html": rng.choice(("/", "/index.html", f"/{rng.choice(WORDS)}/", f"/{rng.choice(WORDS)}/{rng.choice(WORDS)}.html")),
+            "html": rng.choice(("/", "/index.html", f"/{rng.choice(WORDS)}/",
+                                f"/{rng.choice(WORDS)}/{rng.choice(WORDS)}.html")),
             "js": f"/static/js/{rng.choice(WORDS)}.{h}.js",
             "css": f"/static/css/{rng.choice(WORDS)}.{h}.css",
             "json": f"/api/v{rng.randint(1, 3)}/{rng.choice(WORDS)}?page={rng.randint(1, 9)}",
@@ -1397,7 +1366,8 @@ class Scenario:
         # random garbage to ports with no registered UDP protocol (so no decoder trips over it)
         dports = (rng.choice((80, 7777, 8888, 9987)), rng.randint(33000, 34000))
         nflows = sc(rng.randint(15, 30), 2)
-        attackers = [self.host(self.bad4, None, False, rng.choice(("linux", "windows"))) for _ in range(rng.randint(2, 4))]
+        attackers = [self.host(self.bad4, None, False, rng.choice(("linux", "windows")))
+                     for _ in range(rng.randint(2, 4))]
         flows = []
         for _ in range(nflows):
             a = rng.choice(attackers)
@@ -1593,7 +1563,9 @@ class Scenario:
                     t1 = c.open(t)
                     if rng.random() < 0.8:
                         req = http_request("GET", f"{uri}?id={ident}", c2_http.name, h.ua,
-                                           ("Accept: */*", f"Cookie: session={base64.b64encode(rng.randbytes(rng.randint(16, 64))).decode()}",
+                                           ("Accept: */*",
+                                            "Cookie: session="
+                                            f"{base64.b64encode(rng.randbytes(rng.randint(16, 64))).decode()}",
                                             "Connection: close"))
                     else:
                         req = http_request("POST", f"{uri}?id={ident}", c2_http.name, h.ua,
@@ -1693,7 +1665,10 @@ def conversation():
     Returns (packets, client) with packets = [(ts_us, ip_bytes, src_mac, dst_mac)]."""
     rng = random.Random(424242)
     w = World(rng)
-    mk = lambda v4, v6, mac: Host(rng, v4, v6, True, "linux", mac_bytes(mac))
+
+    def mk(v4, v6, mac):
+        return Host(rng, v4, v6, True, "linux", mac_bytes(mac))
+
     cli = mk("192.168.56.10", "fd00:56::10", "52:54:00:12:34:56")
     srv = mk("192.168.56.20", None, "52:54:00:ab:cd:ef")
     dns = mk("192.168.56.1", "fd00:56::1", "52:54:00:00:00:01")
@@ -1766,8 +1741,7 @@ ETH_SLARP = 0x8035
 LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
 WLAN_BSSID = mac_bytes("02:54:57:00:00:01")    # the access point the client is associated with
 WLAN_PEER_AP = mac_bytes("02:54:57:00:00:02")  # second AP of the WDS link
-PCAPNG_SHB, PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB = 0x0A0D0D0A, 1, 2, 3
-PCAPNG_NRB, PCAPNG_ISB, PCAPNG_EPB, PCAPNG_DSB, PCAPNG_CB = 4, 5, 6, 0x0A, 0x0BAD
+SHB_OPTS = ((4, b"tidewatch pcaps/generate.py"),)  # shb_userappl of every pcapng file written here
 
 
 def is_v4(ip: bytes) -> bool:
@@ -1843,47 +1817,6 @@ def dot11_null(sta, seq):
     return dot11_header(0x48, 0x11, WLAN_BSSID, sta, WLAN_BSSID, seq)
 
 
-def pcap_bytes(linktype, records, endian="<", nsec=False, snaplen=65535):
-    """Classic pcap in either byte order, micro- or nanosecond magic. records: (ts_ns, data)."""
-    magic = 0xA1B23C4D if nsec else 0xA1B2C3D4
-    out = [struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
-    unit = 1 if nsec else 1000
-    for ts_ns, data in records:
-        assert ts_ns % unit == 0
-        sub = 1_000_000_000 if nsec else 1_000_000
-        t = ts_ns // unit
-        out.append(struct.pack(endian + "IIII", t // sub, t % sub, len(data), len(data)) + data)
-    return b"".join(out)
-
-
-def ng_opt(e, code, value):
-    return struct.pack(e + "HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def ng_opts(e, opts):
-    return b"".join(ng_opt(e, c, v) for c, v in opts) + struct.pack(e + "HH", 0, 0) if opts else b""
-
-
-def ng_block(e, btype, body):
-    body += b"\0" * (-len(body) % 4)
-    total = 12 + len(body)
-    return struct.pack(e + "II", btype, total) + body + struct.pack(e + "I", total)
-
-
-def ng_shb(e, opts=((4, b"tidewatch pcaps/generate.py"),)):
-    return ng_block(e, PCAPNG_SHB, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1) + ng_opts(e, opts))
-
-
-def ng_idb(e, linktype, snaplen, opts):
-    return ng_block(e, PCAPNG_IDB, struct.pack(e + "HHI", linktype, 0, snaplen) + ng_opts(e, opts))
-
-
-def ng_epb(e, ifid, ts_units, data, opts=()):
-    body = struct.pack(e + "IIIII", ifid, ts_units >> 32, ts_units & MASK32, len(data), len(data)) + \
-        data + b"\0" * (-len(data) % 4)
-    return ng_block(e, PCAPNG_EPB, body + ng_opts(e, opts))
-
-
 def ng_units_to_ns(units, resol):
     """What a pcapng reader (and tshark 4.0) reports: whole seconds + fraction truncated to ns."""
     per_s = 1 << (resol & 0x7F) if resol & 0x80 else 10 ** resol
@@ -1912,7 +1845,6 @@ def linktypes_ext(d, pkts, cli):
     facts: file -> dict for EXPECTED.json (see fact())."""
     mine = {cli.mac}
     T = pkts[0][0]  # first packet (DNS query), whole second
-    ip_of = [p[1] for p in pkts]
     lt_rows, fmt_rows, facts = [], [], {}
 
     def linktype_file(name, dlt, desc, frames, non_ip_desc):
@@ -2003,7 +1935,7 @@ def linktypes_ext(d, pkts, cli):
                         f"| {note} |")
 
     conv = [(ts, ip) for ts, _, ip, _ in eth]
-    fmt_file("eth-be.pcap", pcap_bytes(DLT_EN10MB, [(ts, fr) for ts, fr, _, _ in eth], endian=">"), conv,
+    fmt_file("eth-be.pcap", pcap_bytes(DLT_EN10MB, [(ts // 1000, fr) for ts, fr, _, _ in eth], endian=">"), conv,
              DLT_EN10MB, "classic pcap, big-endian (bytes a1 b2 c3 d4), microseconds")
     ns = [(ts + 123, ip) for ts, ip in conv]
     fmt_file("eth-ns.pcap", pcap_bytes(DLT_EN10MB, [(ts + 123, fr) for ts, fr, _, _ in eth], nsec=True), ns,
@@ -2011,22 +1943,22 @@ def linktypes_ext(d, pkts, cli):
              note="every timestamp = eth.pcap's + 123 ns")
 
     # multi-if.pcapng: interface 0 Ethernet (us), interface 1 Linux SLL (if_tsresol 9); even packets on 0
-    blob = ng_shb("<") + ng_idb("<", DLT_EN10MB, 262144, [(2, b"eth0")]) + \
-        ng_idb("<", DLT_LINUX_SLL, 65535, [(2, b"any"), (9, bytes([9]))])
+    blob = pcapng_shb(SHB_OPTS, "<") + pcapng_idb(DLT_EN10MB, 262144, [(2, b"eth0")], "<") + \
+        pcapng_idb(DLT_LINUX_SLL, 65535, [(2, b"any"), (9, bytes([9]))], "<")
     for i, (ts, fr, ip, sll) in enumerate(eth):
-        blob += ng_epb("<", 0, ts // 1000, fr) if i % 2 == 0 else ng_epb("<", 1, ts, sll)
+        blob += pcapng_epb(ts // 1000, fr, interface=0) if i % 2 == 0 else pcapng_epb(ts, sll, interface=1)
     fmt_file("multi-if.pcapng", blob, conv, [DLT_EN10MB if i % 2 == 0 else DLT_LINUX_SLL for i in range(len(eth))],
              "pcapng, 1 section, IDB 0 Ethernet snaplen 262144 (no if_tsresol: us), IDB 1 Linux SLL snaplen 65535 "
              "if_tsresol 9 (ns)", note="packets alternate: odd frame numbers interface 0 (Ethernet), even frame "
              "numbers interface 1 (SLL); timestamps equal eth.pcap's. libpcap 1.10 refuses this file")
 
     # two-sections.pcapng: LE section (Ethernet, packets 1-8), BE section (raw IP, if_tsresol 6, packets 9-15)
-    blob = ng_shb("<") + ng_idb("<", DLT_EN10MB, 65535, [(2, b"eth0")])
+    blob = pcapng_shb(SHB_OPTS, "<") + pcapng_idb(DLT_EN10MB, 65535, [(2, b"eth0")], "<")
     for ts, fr, ip, _ in eth[:8]:
-        blob += ng_epb("<", 0, ts // 1000, fr)
-    blob += ng_shb(">") + ng_idb(">", DLT_RAW, 65535, [(2, b"raw0"), (9, bytes([6]))])
+        blob += pcapng_epb(ts // 1000, fr)
+    blob += pcapng_shb(SHB_OPTS, ">") + pcapng_idb(DLT_RAW, 65535, [(2, b"raw0"), (9, bytes([6]))], ">")
     for ts, fr, ip, _ in eth[8:]:
-        blob += ng_epb(">", 0, ts // 1000, ip)
+        blob += pcapng_epb(ts // 1000, ip, endian=">")
     fmt_file("two-sections.pcapng", blob, conv, [DLT_EN10MB] * 8 + [DLT_RAW] * 7,
              "pcapng, 2 sections: little-endian SHB + IDB Ethernet (us) + 8 EPBs, then big-endian SHB + IDB "
              "LINKTYPE_RAW (if_tsresol 6) + 7 EPBs; interface id 0 in both",
@@ -2035,44 +1967,48 @@ def linktypes_ext(d, pkts, cli):
 
     # blocks.pcapng: if_tsresol 0x94 (2^-20 s); EPB, SPB, obsolete PB and blocks to skip
     res = 0x80 | 20
-    units = lambda ts_ns: (ts_ns * (1 << 20) + 500_000_000) // 1_000_000_000  # nearest 2^-20 s
+
+    def units(ts_ns):  # nearest 2^-20 s
+        return (ts_ns * (1 << 20) + 500_000_000) // 1_000_000_000
+
     e = "<"
-    blob = ng_shb(e) + ng_idb(e, DLT_EN10MB, 65535, [(2, b"eth0"), (9, bytes([res]))])
-    nrb = ng_opt(e, 1, dns_name_record(bytes([192, 168, 56, 20]), "web.tidewatch.example")) + \
-        ng_opt(e, 1, dns_name_record(bytes([192, 168, 56, 1]), "dns.tidewatch.example")) + \
-        ng_opt(e, 2, dns_name_record(ipaddress.IPv6Address("fd00:56::1").packed, "dns.tidewatch.example")) + \
+    blob = pcapng_shb(SHB_OPTS, e) + pcapng_idb(DLT_EN10MB, 65535, [(2, b"eth0"), (9, bytes([res]))], e)
+    nrb = pcapng_option(1, dns_name_record(bytes([192, 168, 56, 20]), "web.tidewatch.example"), e) + \
+        pcapng_option(1, dns_name_record(bytes([192, 168, 56, 1]), "dns.tidewatch.example"), e) + \
+        pcapng_option(2, dns_name_record(ipaddress.IPv6Address("fd00:56::1").packed, "dns.tidewatch.example"), e) + \
         struct.pack(e + "HH", 0, 0)
     secrets = b"CLIENT_RANDOM " + bytes(range(32)).hex().encode() + b" " + bytes(range(48)).hex().encode() + b"\n"
     frames, kinds = [], []
     spb_i, pb_i, opt_i = 5, 8, 6
     for i, (ts, fr, ip, _) in enumerate(eth):
         if i == 2:
-            blob += ng_block(e, PCAPNG_NRB, nrb)
+            blob += pcapng_block(PCAPNG_NRB, nrb, e)
         if i == 4:
-            blob += ng_block(e, PCAPNG_DSB, struct.pack(e + "II", 0x544C534B, len(secrets)) + secrets)
+            blob += pcapng_block(PCAPNG_DSB, struct.pack(e + "II", 0x544C534B, len(secrets)) + secrets, e)
         if i == 8:
-            blob += ng_block(e, PCAPNG_CB, struct.pack(e + "I", 32473) + b"tidewatch custom block, skip me")
+            blob += pcapng_block(PCAPNG_CB, struct.pack(e + "I", 32473) + b"tidewatch custom block, skip me", e)
         u = units(ts)
         if i == spb_i:  # Simple Packet Block: original length + data, no timestamp, interface 0
-            blob += ng_block(e, PCAPNG_SPB, struct.pack(e + "I", len(fr)) + fr)
+            blob += pcapng_block(PCAPNG_SPB, struct.pack(e + "I", len(fr)) + fr, e)
             frames.append((0, ip))
             kinds.append("SPB")
             continue
         if i == pb_i:  # obsolete Packet Block: if id u16, drops u16, ts high, ts low, caplen, len, data
-            blob += ng_block(e, PCAPNG_PB, struct.pack(e + "HHIIII", 0, 0, u >> 32, u & MASK32, len(fr), len(fr))
-                             + fr + b"\0" * (-len(fr) % 4))
+            blob += pcapng_block(PCAPNG_PB, struct.pack(e + "HHIIII", 0, 0, u >> 32, u & MASK32, len(fr), len(fr))
+                                 + fr + b"\0" * (-len(fr) % 4), e)
             kinds.append("PB")
         elif i == opt_i:
-            blob += ng_epb(e, 0, u, fr, [(1, b"tidewatch: EPB with options"), (2, struct.pack(e + "I", 1))])
+            blob += pcapng_epb(u, fr, options=[(1, b"tidewatch: EPB with options"), (2, struct.pack(e + "I", 1))],
+                               endian=e)
             kinds.append("EPB+opts")
         else:
-            blob += ng_epb(e, 0, u, fr)
+            blob += pcapng_epb(u, fr, endian=e)
             kinds.append("EPB")
         frames.append((ng_units_to_ns(u, res), ip))
     last_u = units(eth[-1][0])
-    blob += ng_block(e, PCAPNG_ISB, struct.pack(e + "III", 0, last_u >> 32, last_u & MASK32) +
-                     ng_opts(e, [(1, b"tidewatch statistics"), (4, struct.pack(e + "Q", 15)),
-                                 (5, struct.pack(e + "Q", 0))]))
+    blob += pcapng_block(PCAPNG_ISB, struct.pack(e + "III", 0, last_u >> 32, last_u & MASK32) +
+                         pcapng_options([(1, b"tidewatch statistics"), (4, struct.pack(e + "Q", 15)),
+                                         (5, struct.pack(e + "Q", 0))], e), e)
     fmt_file("blocks.pcapng", blob, frames, DLT_EN10MB,
              "pcapng, IDB Ethernet snaplen 65535 if_tsresol 0x94 (2^-20 s); blocks in order: SHB, IDB, EPB x2, "
              "NRB, EPB x2, DSB (TLS key log), EPB, SPB (packet 6), EPB with opt_comment + epb_flags=1 (inbound) "
@@ -2087,11 +2023,12 @@ def linktypes_ext(d, pkts, cli):
 
     # tsoffset.pcapng: if_tsresol 3 (ms), if_tsoffset 1700000000 s; EPB times in ms relative to the offset
     off = 1_700_000_000
-    blob = ng_shb(e) + ng_idb(e, DLT_EN10MB, 65535, [(2, b"eth0"), (9, bytes([3])), (14, struct.pack(e + "q", off))])
+    blob = pcapng_shb(SHB_OPTS, e) + \
+        pcapng_idb(DLT_EN10MB, 65535, [(2, b"eth0"), (9, bytes([3])), (14, struct.pack(e + "q", off))], e)
     frames = []
     for ts, fr, ip, _ in eth:
         ms = ts // 1_000_000 - off * 1000
-        blob += ng_epb(e, 0, ms, fr)
+        blob += pcapng_epb(ms, fr, endian=e)
         frames.append(((off * 1000 + ms) * 1_000_000, ip))
     fmt_file("tsoffset.pcapng", blob, frames, DLT_EN10MB,
              "pcapng, IDB Ethernet if_tsresol 3 (ms) + if_tsoffset 1700000000 s; EPB times = ms since the offset",
@@ -2169,8 +2106,10 @@ def cmd_linktypes(out):
     write_pcap(os.path.join(d, "null.pcap"), DLT_NULL,
                [(ts, struct.pack("<I", 2 if ip[0] >> 4 == 4 else 30) + ip) for ts, ip, sm, dm in pkts])
     files.append(("null.pcap", DLT_NULL, "BSD loopback, 4-byte little-endian family (2 = IPv4, 30 = IPv6)", all_ips))
-    write_pcapng(os.path.join(d, "eth.pcapng"), DLT_EN10MB, eth)
-    files.append(("eth.pcapng", DLT_EN10MB, "pcapng SHB+IDB(if_tsresol=9, ns)+EPB, Ethernet; same packets/times as eth.pcap", all_ips))
+    write_pcapng(os.path.join(d, "eth.pcapng"), DLT_EN10MB, [(ts * 1000, fr) for ts, fr in eth], nsec=True,
+                 if_name=b"eth0", application=SHB_OPTS[0][1])
+    files.append(("eth.pcapng", DLT_EN10MB,
+                  "pcapng SHB+IDB(if_tsresol=9, ns)+EPB, Ethernet; same packets/times as eth.pcap", all_ips))
     urng = random.Random(147)
     T = EPOCH_2026 + 7200
     write_pcap(os.path.join(d, "unsupported.pcap"), DLT_USER0,
@@ -2187,7 +2126,9 @@ def cmd_linktypes(out):
     syn = by_kind["tcp"][0]
     cm, sm = cli.mac, by_kind["tcp"][1][2]
     T = EPOCH_2026 + 10800
-    us = lambda k: int((T + k * 0.01) * 1e6)
+
+    def us(k):
+        return int((T + k * 0.01) * 1e6)
 
     def eth4(ip):
         return ethernet(sm, cm, ETH_IPV4, ip)
@@ -2199,15 +2140,19 @@ def cmd_linktypes(out):
         notes.append(note)
 
     for p in good_a:
-        add(ethernet(p[3], p[2], ETH_IPV4, p[1]), "good: IPv4 UDP DNS (%s)" % ("query" if len(notes) == 0 else "response"))
-    add(b"\x52\x54\x00\xab\xcd\xef\x52\x54\x00\x12", "BAD: Ethernet frame only 10 bytes (< 14-byte Ethernet header); caplen=origlen=10")
+        add(ethernet(p[3], p[2], ETH_IPV4, p[1]),
+            "good: IPv4 UDP DNS (%s)" % ("query" if len(notes) == 0 else "response"))
+    add(b"\x52\x54\x00\xab\xcd\xef\x52\x54\x00\x12",
+        "BAD: Ethernet frame only 10 bytes (< 14-byte Ethernet header); caplen=origlen=10")
     bad_ihl = bytearray(syn[1])
     bad_ihl[0] = 0x43
     bad_ihl[10:12] = b"\0\0"
     bad_ihl[10:12] = struct.pack("!H", inet_csum(bytes(bad_ihl[:12])))
-    add(eth4(bytes(bad_ihl)), "BAD: IPv4 version 4 with IHL=3 (12 bytes, < minimum 5); rest of frame is an ordinary TCP SYN")
+    add(eth4(bytes(bad_ihl)),
+        "BAD: IPv4 version 4 with IHL=3 (12 bytes, < minimum 5); rest of frame is an ordinary TCP SYN")
     full = eth4(syn[1])
-    add(full[:14 + 12], "BAD: IPv4 cut inside the IP header: caplen=26 (12 bytes after Ethernet), origlen=%d" % len(full),
+    add(full[:14 + 12],
+        "BAD: IPv4 cut inside the IP header: caplen=26 (12 bytes after Ethernet), origlen=%d" % len(full),
         origlen=len(full))
     tcp_short = syn[1][:20 + 12]
     hdr = bytearray(syn[1][:20])
@@ -2219,7 +2164,8 @@ def cmd_linktypes(out):
         "valid IPv4 checksum; caplen=origlen=46")
     arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_IPV4, 6, 4, 1, cm, bytes([192, 168, 56, 10]), b"\0" * 6,
                       bytes([192, 168, 56, 20]))
-    add(ethernet(b"\xff" * 6, cm, ETH_ARP, arp), "NOT IP: ARP request (ethertype 0x0806) who-has 192.168.56.20 tell 192.168.56.10")
+    add(ethernet(b"\xff" * 6, cm, ETH_ARP, arp),
+        "NOT IP: ARP request (ethertype 0x0806) who-has 192.168.56.20 tell 192.168.56.10")
     v6 = by_kind["v6"][0]
     v6_payload = v6[1][40:]
     bad6 = v6[1][:4] + struct.pack("!H", len(v6_payload) + 200) + v6[1][6:]
@@ -2328,7 +2274,6 @@ def cmd_tiny(out):
     c_mac, s_mac = mac_bytes("02:00:00:00:00:01"), mac_bytes("02:00:00:00:00:02")
     cp, sp = 40000, 80
     C, S = 1000, 5000  # ISNs
-    rng = random.Random(7)
     req = b"GET /tiny HTTP/1.1\r\nHost: 10.0.0.2\r\nUser-Agent: tidewatch-tiny\r\nAccept: */*\r\n"
     req = req + b"X-Pad: " + b"a" * (100 - len(req) - 11) + b"\r\n\r\n"
     assert len(req) == 100
@@ -2371,7 +2316,8 @@ def cmd_tiny(out):
           f"Client ISN {C}, server ISN {S} (absolute numbers below; Wireshark's relative numbers are "
           f"absolute - ISN, so the SYN is seq 0 and the first data byte is seq 1).",
           "Payloads: packet 4 is a 100-byte HTTP GET, packet 6 a 300-byte HTTP 200 response.", "",
-          "| # | time (epoch s) | offset | direction | flags | seq | ack | window | IP total length | frame length | payload length |",
+          "| # | time (epoch s) | offset | direction | flags | seq | ack | window | IP total length | frame length "
+          "| payload length |",
           "|---|---|---|---|---|---|---|---|---|---|---|"] + table + [
           "", "Totals: 10 packets, 1 TCP flow; client->server 6 packets / 100 payload bytes, "
           "server->client 4 packets / 300 payload bytes; total frame bytes "

@@ -124,7 +124,9 @@ class Table:
         return "\n".join(out)
 
     def markdown(self):
-        esc = lambda c: c.replace("|", "\\|")
+        def esc(c):
+            return c.replace("|", "\\|")
+
         out = ["## " + self.title, "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
         out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in self.rows]
         if self.notes:
@@ -520,7 +522,10 @@ def streams_one(args):
             nm, w, t = bad[0]
             i = first_diff(w, t)
             info["dir"], info["offset"] = nm, i
-            strip = lambda b: GAP_MARK_RE.sub(b"", b)
+
+            def strip(b):
+                return GAP_MARK_RE.sub(b"", b)
+
             if len(tws) > len(tss):
                 why = "/".join(sorted(set(f.get("end_reason", "?") for f in tws[:-1])))
                 cls = ("connection split by Tidewatch (flow ended by %s, later packets start a new midstream flow); "
@@ -691,7 +696,10 @@ def tshark_meta(pcap):
     rc, out, err = run(cmd)
     n = len(META_COLS)
     vals = {}
-    last = lambda s: s.split("|")[-1] if s else ""
+
+    def last(s):
+        return s.split("|")[-1] if s else ""
+
     for line in out.splitlines():
         c = (line.split("\t") + [""] * (n + 3))[: n + 3]
         col = dict(zip(META_COLS, c))

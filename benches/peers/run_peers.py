@@ -133,7 +133,9 @@ def main():
             subprocess.run(["editcap", "-r", str(cap), tshark_cut, "1"], capture_output=True)
             if not os.path.isfile(tshark_cut):
                 tshark_cut = None
-        ts_cmd = lambda f: ["tshark", "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", f]
+
+        def ts_cmd(f):
+            return ["tshark", "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", f]
 
         def parse_ts(p):
             flows = sum(1 for line in p.stdout.splitlines() if "<->" in line)
@@ -231,8 +233,10 @@ def main():
              f"{r['tidewatch_ratio']:.2f}" if r["tidewatch_ratio"] is not None else "-"]
             for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    line = lambda cells: " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                    for i, (c, w) in enumerate(zip(cells, widths)))
+
+    def line(cells):
+        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     print(f"\n{cap} — {cap_packets} packets, median of {a.runs} run(s), {os.cpu_count()} CPUs")
     print(line(head))
     print("-+-".join("-" * w for w in widths))

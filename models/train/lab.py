@@ -202,7 +202,7 @@ def prepare(args):
     shutil.copy(schema_src, args.out + ".schema.json")
     c = collections.Counter((r[1], r[9]) for r in out_rows)
     print(f"prepare: {args.out}: {len(out_rows)} rows; " +
-          ", ".join(f"{t}/{l}={n}" for (t, l), n in sorted(c.items())) +
+          ", ".join(f"{t}/{lab}={n}" for (t, lab), n in sorted(c.items())) +
           (f"; excluded {dict(excluded)}" if excluded else "") +
           (f"; public benign rows {dict(n_pub)}" if n_pub else "") +
           (f"; everyday benign rows {dict(n_ben)}" if n_ben else ""), file=sys.stderr)
@@ -245,8 +245,8 @@ class Model:
         self.meta = {p.key: p.value for p in m.metadata_props}
         self.sess = T.ort_session(open(path, "rb").read())
         self.labels = self.meta.get("tidewatch.labels", ",".join(LABELS)).split(",")
-        if self.labels != LABELS:
-            raise SystemExit(f"{path}: labels {self.labels} differ from train.py's {LABELS}")
+        if self.labels != list(LABELS):
+            raise SystemExit(f"{path}: labels {self.labels} differ from train.py's {list(LABELS)}")
         self.features = self.meta["tidewatch.features"].split(",")
         self.thresholds = T.parse_thresholds(self.meta.get(T.THRESHOLDS_KEY))
 
@@ -365,8 +365,8 @@ def public_eval(args, model):
                             "majority": "error"})
                 continue
             end, early = collections.Counter(), collections.Counter()
-            for l in open(out):
-                v = json.loads(l)
+            for line in open(out):
+                v = json.loads(line)
                 if attacker != "*" and v["src_ip"] != attacker:
                     continue
                 (end if v["trigger"] == "end" else early)[model.verdict_label(v)] += 1
@@ -435,7 +435,7 @@ def ttd_capture(args, model, seed):
     stem = lab_stem(args.lab_dir, seed)
     out = os.path.join(args.work, f"ttd-seed{seed}.verdicts.jsonl")
     replay(args.tidewatchd, stem + ".pcap", model.path, out, k=8)
-    actions = [json.loads(l) for l in open(stem + ".actions.jsonl")]
+    actions = [json.loads(line) for line in open(stem + ".actions.jsonl")]
     flows = list(csv.DictReader(open(stem + ".flows.csv")))
     by_action = collections.defaultdict(list)
     for f in flows:
@@ -452,8 +452,8 @@ def ttd_capture(args, model, seed):
         e["start"] = e["flows"][0] if e["flows"] else None
         e["det"] = None
     used_detected_at = False
-    for l in open(out):
-        v = json.loads(l)
+    for line in open(out):
+        v = json.loads(line)
         start = parse_ts(v["flow_start"]) if "flow_start" in v else parse_ts(v["ts"])
         f = var.find(v["proto"], v["src_ip"], v["src_port"], v["dst_ip"], v["dst_port"], start)
         if f is None or f[3] not in ep_of_action:
@@ -708,7 +708,7 @@ def everyday_eval(args, model, n_feat):
 
 def protocols_eval(args, model, n_feat):
     """Public protocol captures (not attacks): share of rows alarmed, per source project."""
-    index = [l.rstrip("\n").split("\t") for l in open(args.public_protocols) if l.strip()]
+    index = [line.rstrip("\n").split("\t") for line in open(args.public_protocols) if line.strip()]
     res = {"captures": len(index), "exported": 0, "per_source": {}, "top_captures": []}
     rows_by_src = collections.defaultdict(lambda: collections.defaultdict(list))
     per_cap = []

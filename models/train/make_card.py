@@ -21,6 +21,9 @@ import sys
 from typing import List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "python"))
+from tidewatch_tools.labels import LABELS  # noqa: E402
+
 TRIGGER_TEXT = {
     "early": "features snapshotted after the first K packets of a flow",
     "end": "features at flow end",
@@ -346,8 +349,6 @@ def build(metrics: dict, facts: dict, data_desc: str, command: str, model_rel: s
 
 # --------------------------------------------------------------------------- lab card
 
-LABELS_LAB = ["benign", "scan", "dos", "bruteforce", "exfil", "c2"]
-
 
 def _pct(v):
     return "–" if v is None else f"{100 * v:.2f} %"
@@ -381,12 +382,12 @@ def md_eval(m, title, raw=None):
 
 def summary_table(evs, raw=None):
     """One line per trigger group: macro-F1, each class F1, benign FPR."""
-    out = ["| " + " | ".join(["group", "rows", "macro-F1"] + [f"F1 {c}" for c in LABELS_LAB[1:]]
+    out = ["| " + " | ".join(["group", "rows", "macro-F1"] + [f"F1 {c}" for c in LABELS[1:]]
                              + ["benign FPR"] + (["arg-max macro-F1", "arg-max FPR"] if raw else [])) + " |",
-           "|---|" + "---:|" * (len(LABELS_LAB) + 2 + (2 if raw else 0))]
+           "|---|" + "---:|" * (len(LABELS) + 2 + (2 if raw else 0))]
     for g, m in evs.items():
         cells = [f"`{g}`", f"{m['rows']:,}", _f3(m["macro_f1"])]
-        for c in LABELS_LAB[1:]:
+        for c in LABELS[1:]:
             p = m["per_class"][c]
             cells.append("–" if p["support"] == 0 else f"{p['f1']:.3f}")
         cells.append(_pct(m["benign_fpr"]))
@@ -434,7 +435,7 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
     """models/<name>/MODEL_CARD.md of the lab model from lab.py's metrics (`m`) and train.py's (`tm`)."""
     m["card"] = {"note": note, "data_text": data_text, "command": command, "blind_spots": blind_spots}
     mod = tm["model"]
-    labels = LABELS_LAB
+    labels = LABELS
     st = {k: v for k, v in mod.items() if k in ("layers", "n_parameters", "n_iter", "type")}
     thr_b = (m.get("throughput") or {}).get("batches", {})
     feats = m["model_meta"]["tidewatch.features"].split(",")
@@ -487,7 +488,8 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
                     pool[g][0] += v["alarms"]
                     pool[g][1] += v["rows"]
         w = max((a_ / n_, g) for g, (a_, n_) in pool.items() if n_)
-        ws = max(((v["fpr"] or 0), f"{src} `{g}`, {v['alarms']}/{v['rows']}") for src, per in pp["heldout_source"].items()
+        ws = max(((v["fpr"] or 0), f"{src} `{g}`, {v['alarms']}/{v['rows']}")
+                 for src, per in pp["heldout_source"].items()
                  for g, v in per.items() if isinstance(v, dict) and v["rows"] >= 20)
         checks.append(("public protocol captures, held-out sources (fold models): rows alarmed, worst trigger "
                        "group over all sources", "≤ 0.5 %",
@@ -657,7 +659,8 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
     gen_rows(lt, "lab, unseen seeds", "this model")
     if m.get("synthetic_test"):
         gen_rows(m["synthetic_test"], "synthetic (pcaps/generate.py) test seeds",
-                 "this model" + (" (trained with synthetic seeds)" if m.get("trained_with_synthetic") else " (lab only)"))
+                 "this model"
+                 + (" (trained with synthetic seeds)" if m.get("trained_with_synthetic") else " (lab only)"))
     if m.get("synthetic_test_xgen"):
         gen_rows(m["synthetic_test_xgen"]["groups"], "synthetic test seeds", "lab-only model")
     if m.get("holdout", {}).get("exact"):
@@ -668,7 +671,8 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
     pp0 = m.get("public_protocols") or {}
     trained_pub = bool(pp0.get("heldout_source"))
     for g, v in (pp0.get("all") or {}).items():
-        a(f"| public protocol captures (all benign) | this model{' (every source in its training data)' if trained_pub else ''} "
+        a(f"| public protocol captures (all benign) | "
+          f"this model{' (every source in its training data)' if trained_pub else ''} "
           f"| `{g}` | {v['rows']:,} | – | – | {_pct(v['fpr'])} |")
     if trained_pub:
         pool = collections.defaultdict(lambda: [0, 0])
@@ -739,8 +743,10 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
             if v.startswith("_"):
                 continue
             for name, r in per.items():
-                calls = ", ".join(f"{k} {n}" for k, n in sorted(r["holdout_model_calls_them"].items(), key=lambda x: -x[1]))
-                a(f"| `{v}` {name} | {r['rows']:,} | {r['recall_holdout_model']:.3f} | {r['recall_full_model']:.3f} | {calls} |")
+                calls = ", ".join(f"{k} {n}" for k, n in sorted(r["holdout_model_calls_them"].items(),
+                                                                key=lambda x: -x[1]))
+                a(f"| `{v}` {name} | {r['rows']:,} | {r['recall_holdout_model']:.3f} | "
+                  f"{r['recall_full_model']:.3f} | {calls} |")
         allf = ho["results"].get("_all_rows_macro_f1", {})
         if allf:
             a("")
@@ -798,7 +804,8 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
         a("|---|---:|" + "---:|" * len(gs))
         for src, per in list(pp["per_source"].items()) + [("**all**", dict(pp["all"], captures=pp["exported"]))]:
             a(f"| {src} | {per.get('captures', '')} | " + " | ".join(
-                (f"{_pct(per[g]['fpr'])} ({per[g]['alarms']}/{per[g]['rows']:,})" if g in per else "–") for g in gs) + " |")
+                (f"{_pct(per[g]['fpr'])} ({per[g]['alarms']}/{per[g]['rows']:,})" if g in per else "–")
+                for g in gs) + " |")
         a("")
         if pp.get("heldout_source"):
             a("Trained with public benign captures, each source evaluated by a model that never saw it "
@@ -808,15 +815,18 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
             a("|---|" + "---:|" * len(gs))
             for src, per in pp["heldout_source"].items():
                 a(f"| {src} | " + " | ".join(
-                    (f"{_pct(per[g]['fpr'])} ({per[g]['alarms']}/{per[g]['rows']:,})" if g in per else "–") for g in gs) + " |")
+                    (f"{_pct(per[g]['fpr'])} ({per[g]['alarms']}/{per[g]['rows']:,})" if g in per else "–")
+                    for g in gs) + " |")
             a("")
         if pp.get("top_captures"):
             a("Captures with the most alarms: " + "; ".join(
-                f"`{os.path.basename(c['file'])}` {c['alarms']}/{c['rows']} ({', '.join(f'{k} {n}' for k, n in c['by_label'].items())})"
+                f"`{os.path.basename(c['file'])}` {c['alarms']}/{c['rows']} "
+                f"({', '.join(f'{k} {n}' for k, n in c['by_label'].items())})"
                 for c in pp["top_captures"][:8]) + ".")
             a("")
     else:
-        a("Public protocol captures: **not evaluated in this run** (PUBLIC_EVAL=0, or ../shared/pcaps/public/MANIFEST.tsv not found).")
+        a("Public protocol captures: **not evaluated in this run** (PUBLIC_EVAL=0, or "
+          "../shared/pcaps/public/MANIFEST.tsv not found).")
         a("")
     # ---- time to detect
     for td_key, td_title in (("time_to_detect", "Time to detect"),

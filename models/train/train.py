@@ -36,11 +36,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from tidewatch_tools.labels import LABELS  # noqa: E402
+
 META_COLUMNS = [
     "flow_id", "trigger", "first_ts", "last_ts", "proto",
     "src_ip", "src_port", "dst_ip", "dst_port", "label",
 ]
-LABELS = ["benign", "scan", "dos", "bruteforce", "exfil", "c2"]
 # Row triggers of `tidewatchd features`: `early` (after a flow's first K packets), `end`
 # (flow end) and `host` (schema v4: a flow's first packet, classified at once because its
 # source or destination crossed a host-context bound -- scans, floods).
@@ -391,6 +393,7 @@ def fit_model(cfg: dict, X: np.ndarray, y: np.ndarray, seed: int, jobs: int,
     model = make_model(cfg, seed, jobs)
     if is_mlp(cfg):
         import warnings
+
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.utils.class_weight import compute_sample_weight
         params = {}
@@ -503,7 +506,6 @@ def convert_mlp_pipeline(pipe, n_feat: int, name: str):
     stored as float32: W1' = W1 / scale (per input row), b1' = b1 - (mean / scale) @ W1.
     The label is the column index, which is the class because classes_ == 0..k-1.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     names = [n for n, _ in pipe.steps]

@@ -11,7 +11,8 @@ memory; no socket is opened.  Output is byte-for-byte identical on every run:
 all "random" bytes come from random.Random seeded with fixed strings.
 
 Self-contained on purpose (does not import ../generate.py), so that edits to the
-big generator cannot change these files.
+big generator cannot change these files; its only import from the repository is the
+shared pcap writer, python/tidewatch_tools/pcapio.py (tested by python/tests).
 
 Wire conventions: IPv4 header 20 bytes (DF, TTL 64 unless noted), TCP header 20
 bytes except SYN / SYN-ACK (12 option bytes: MSS 1460, NOP NOP SACK_PERM, NOP
@@ -31,6 +32,10 @@ import struct
 import subprocess
 import sys
 import zlib
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "python"))
+from tidewatch_tools.pcapio import write_pcap  # noqa: E402
 
 BASE_T = 1767312000  # 2026-01-02T00:00:00Z
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -83,14 +88,6 @@ def udp(src, dst, sport, dport, payload) -> bytes:
 
 
 SYN_OPTS = struct.pack("!BBH", 2, 4, 1460) + b"\x01\x01\x04\x02" + b"\x01\x03\x03\x07"
-
-
-def write_pcap(path: str, records) -> None:
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for ts, frame in records:
-            fh.write(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(frame), len(frame)))
-            fh.write(frame)
 
 
 # ============================================================ capture model
@@ -154,7 +151,7 @@ class Capture:
         return len(frame)
 
     def write(self, outdir):
-        write_pcap(os.path.join(outdir, self.name), self.records)
+        write_pcap(os.path.join(outdir, self.name), 1, self.records)  # DLT 1: Ethernet
 
     def size(self):
         return 24 + sum(16 + len(f) for _, f in self.records)
@@ -643,7 +640,8 @@ def build_http():
     chunked = b"".join(b"%x\r\n" % len(x) + x + b"\r\n" for x in chunks) + b"0\r\n\r\n"
 
     r1 = http_req("GET", "/", "a.example")
-    p1 = http_resp(200, "OK", ["Content-Type: text/html", f"Content-Length: {len(html)}", "Connection: keep-alive"], html)
+    p1 = http_resp(200, "OK", ["Content-Type: text/html", f"Content-Length: {len(html)}", "Connection: keep-alive"],
+                   html)
     r2 = http_req("GET", "/img.png", "a.example")
     p2 = http_resp(200, "OK", ["Content-Type: image/png", "Content-Length: 300", "Connection: keep-alive"], png)
     r3 = http_req("POST", "/api", "a.example", ["Content-Type: application/json", "Content-Length: 50"], post)

@@ -75,7 +75,10 @@ import sys
 import threading
 import time
 
-LABELS = ["benign", "scan", "dos", "bruteforce", "exfil", "c2"]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "python"))
+from tidewatch_tools import flowkey, pcapio  # noqa: E402
+
 WORDS = ("alpha bravo cedar delta ember falcon garnet harbor indigo juniper kestrel lumen maple nova "
          "orchid pepper quartz raven sierra tango umber velvet willow xenon yarrow zephyr amber "
          "basil cobalt dune echo fjord glade haze iris jade kelp lotus mist nectar opal pine "
@@ -198,7 +201,8 @@ class Lab:
         self.place(base, clients=6, attackers=["scanner", "dos", "brute", "exfil", "implant"])
 
     def place(self, base: str, clients: int, attackers: list[str]) -> None:
-        """Addresses in `base`.0/24 for every role, service ports, keep-alive: the same draws, in the same order, for every scenario."""
+        """Addresses in `base`.0/24 for every role, service ports, keep-alive: the same draws, in the
+        same order, for every scenario."""
         r = self.rng
         self.servers = ["web1", "web2", "dns", "ssh", "ftp", "c2srv"]
         self.clients = [f"ben{i}" for i in range(1, clients + 1)]
@@ -383,10 +387,12 @@ class Lab:
         # Clients use names in a share of their URLs (so TLS carries SNI and HTTP a Host name),
         # from a per-namespace hosts file (`ip netns exec` mounts /etc/netns/NS/hosts): no lookup.
         self.hostname = {"web1": f"www.{self.zone}", "web2": f"intranet.{self.zone}",
-                         "c2srv": f"{r.choice(['cdn', 'static', 'api', 'update'])}-{r.choice(WORDS)}.{r.choice(['com', 'net', 'io'])}"}
+                         "c2srv": f"{r.choice(['cdn', 'static', 'api', 'update'])}-{r.choice(WORDS)}."
+                                  f"{r.choice(['com', 'net', 'io'])}"}
         self.p_names = r.choice([0.5, 0.8, 1.0])
         self.exfil_domain = f"{r.choice(WORDS)}{r.randint(1, 99)}.{r.choice(['net', 'info', 'io', 'xyz'])}"
-        self.tunnel_domain = f"{r.choice('tdxq')}.{r.choice(WORDS)}{r.randint(100, 999)}.{r.choice(['com', 'org', 'cc'])}"
+        self.tunnel_domain = (f"{r.choice('tdxq')}.{r.choice(WORDS)}{r.randint(100, 999)}."
+                              f"{r.choice(['com', 'org', 'cc'])}")
         # Word lists for hydra (the right password is in some lists, not in others).
         self.wordlists = {}
         for svc in ("ssh", "http", "ftp"):
@@ -450,7 +456,8 @@ http {{
 
     def web_services(self):
         for name in ("web1", "web2"):
-            self.popen(name, ["nginx", "-c", self.nginx_conf(name, self.docroot, self.port["http"], self.port["https"])])
+            self.popen(name, ["nginx", "-c",
+                              self.nginx_conf(name, self.docroot, self.port["http"], self.port["https"])])
         self.popen("c2srv", ["nginx", "-c", self.nginx_conf(
             "c2srv", self.c2root, self.port["c2http"], self.port["c2https"],
             extra="error_page 405 =200 $uri; location /submit { return 200 'ok'; }")])
@@ -589,7 +596,8 @@ ftp_username=nobody
                 if not self.sleep(r.expovariate(3.0)):
                     return
         elif kind == "ssh":
-            cmd = r.choice(["uptime", "ls -la /usr/bin | head -n 200", f"cat {r.choice(self.ssh_files)} | head -c {r.randint(1000, 400000)}",
+            cmd = r.choice(["uptime", "ls -la /usr/bin | head -n 200",
+                            f"cat {r.choice(self.ssh_files)} | head -c {r.randint(1000, 400000)}",
                             "ps aux", f"sleep {r.uniform(0.5, 5):.1f}; df -h"])
             self.act("benign", "ssh", "exec", role, ["ssh"], [
                 "ssh", "-i", f"{self.run}/client_key", "-p", self.port["ssh"], "-o", "StrictHostKeyChecking=no",
@@ -599,7 +607,8 @@ ftp_username=nobody
             up = r.random() < 0.4
             src = r.choice(self.ssh_files)
             remote = f"root@{self.ip['ssh']}:"
-            args = [src, remote + f"{self.run}/upload/{role}-{r.randint(0, 1 << 30)}"] if up else [remote + src, "/dev/null"]
+            args = ([src, remote + f"{self.run}/upload/{role}-{r.randint(0, 1 << 30)}"] if up
+                    else [remote + src, "/dev/null"])
             self.act("benign", "scp", "upload" if up else "download", role, ["ssh"], [
                 "scp", "-q", "-i", f"{self.run}/client_key", "-P", self.port["ssh"], "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", *args], 40)
@@ -619,7 +628,8 @@ ftp_username=nobody
             if r.random() < 0.5:
                 cmd = ["ssh", "-i", f"{self.run}/client_key", "-p", self.port["ssh"], "-o", "StrictHostKeyChecking=no",
                        "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                       "-o", f"ServerAliveInterval={r.choice([5, 10, 15])}", f"root@{self.ip['ssh']}", f"sleep {hold:.0f}"]
+                       "-o", f"ServerAliveInterval={r.choice([5, 10, 15])}", f"root@{self.ip['ssh']}",
+                       f"sleep {hold:.0f}"]
                 variant, target = "ssh-idle", "ssh"
             else:
                 server = r.choice(web)
@@ -660,7 +670,8 @@ ftp_username=nobody
             elif v == "sU":
                 cmd = base + ["-sU", "-T4", "--top-ports", str(r.randint(15, 60))]
             elif v == "sV":
-                ports = sorted({self.port[k] for k in self.port} | {r.randint(1, 10000) for _ in range(r.randint(20, 60))})
+                ports = sorted({self.port[k] for k in self.port}
+                               | {r.randint(1, 10000) for _ in range(r.randint(20, 60))})
                 cmd = base + ["-sV", f"--version-intensity={r.randint(2, 7)}", "-p", ",".join(map(str, ports))]
             else:
                 ports = sorted({r.randint(1, 10000) for _ in range(r.randint(30, 70))} | {self.port["ssh"]})
@@ -680,13 +691,15 @@ ftp_username=nobody
             if v == "syn":
                 port = self.port["https" if https else "http"] if r.random() < 0.8 else self.port["ssh"]
                 tgt = web if port != self.port["ssh"] else "ssh"
-                cmd = ["hping3", "-q", "-S", "-p", port, "-c", r.randint(3000, 12000), "-i", f"u{r.choice([50, 100, 200, 500])}",
+                cmd = ["hping3", "-q", "-S", "-p", port, "-c", r.randint(3000, 12000),
+                       "-i", f"u{r.choice([50, 100, 200, 500])}",
                        "-w", r.choice([64, 512, 1024, 65535]), "-d", r.choice([0, 0, 40, 120]), self.ip[tgt]]
                 self.act("dos", "hping3", "hping3-syn", "dos", [tgt], cmd, 30)
             elif v == "udp":
                 tgt = r.choice(["dns", web, "ftp"])
                 cmd = ["hping3", "-q", "--udp", "-p", r.choice([53, 123, 161, 9999, r.randint(1024, 65000)]),
-                       "-c", r.randint(2000, 8000), "-i", f"u{r.choice([100, 200, 500])}", "-d", r.randint(20, 1200), self.ip[tgt]]
+                       "-c", r.randint(2000, 8000), "-i", f"u{r.choice([100, 200, 500])}", "-d", r.randint(20, 1200),
+                       self.ip[tgt]]
                 self.act("dos", "hping3", "hping3-udp", "dos", [tgt], cmd, 30)
             elif v == "icmp":
                 tgt = r.choice(self.servers)
@@ -694,13 +707,15 @@ ftp_username=nobody
                        "-d", r.randint(0, 1400), self.ip[tgt]]
                 self.act("dos", "hping3", "hping3-icmp", "dos", [tgt], cmd, 30)
             elif v == "slowloris":
-                cmd = ["slowhttptest", "-H" if r.random() < 0.7 else "-B", "-c", r.randint(100, 400), "-r", r.randint(30, 150),
+                cmd = ["slowhttptest", "-H" if r.random() < 0.7 else "-B", "-c", r.randint(100, 400),
+                       "-r", r.randint(30, 150),
                        "-i", r.randint(5, 15), "-l", r.randint(25, 45), "-g", "-o", f"{self.run}/slowhttp",
                        "-u", self.url(web, False, r.choice(self.pages))]
                 self.act("dos", "slowhttptest", "slowloris", "dos", [web], cmd, 55)
             else:
                 cmd = ["ab", "-q", "-n", r.randint(1000, 5000), "-c", r.randint(10, 80), "-s", "5",
-                       *(["-k"] if r.random() < 0.3 else []), self.url(web, https, r.choice(self.pages + ["/index.html"]))]
+                       *(["-k"] if r.random() < 0.3 else []),
+                       self.url(web, https, r.choice(self.pages + ["/index.html"]))]
                 self.act("dos", "ab", "http-get-flood", "dos", [web], cmd, 40)
 
     def brute(self):
@@ -816,7 +831,8 @@ ftp_username=nobody
                 data = None
             host = self.hostname["c2srv"] if r.random() < self.p_names else self.ip["c2srv"]
             cmd.append(f"{'https' if https else 'http'}://{host}:{port}{path}")
-            self.act("c2", "curl", f"beacon-{'https' if https else 'http'}", "implant", ["c2srv"], cmd, 12, stdin_data=data)
+            self.act("c2", "curl", f"beacon-{'https' if https else 'http'}", "implant", ["c2srv"], cmd, 12,
+                     stdin_data=data)
             if not self.sleep(interval * (1 + r.uniform(-jitter, jitter))):
                 return
 
@@ -1068,7 +1084,8 @@ class Everyday(Lab):
         os.makedirs(os.path.dirname(self.docroot + self.status_path), exist_ok=True)
         with open(self.docroot + self.status_path, "w") as f:
             f.write(json.dumps({"ok": True, "build": r.randrange(1 << 20), "words": r.sample(WORDS, r.randint(1, 30))}))
-        self.big = f"/files/{r.choice(['debian-12', 'update', 'backup', 'dataset'])}-{r.randint(1, 99)}.{r.choice(['iso', 'tar.gz', 'img'])}"
+        self.big = (f"/files/{r.choice(['debian-12', 'update', 'backup', 'dataset'])}-{r.randint(1, 99)}."
+                    f"{r.choice(['iso', 'tar.gz', 'img'])}")
         self.big_size = r.randint(20, 60) << 20
         with open(self.docroot + self.big, "wb") as f:
             for _ in range(self.big_size >> 20):
@@ -1170,7 +1187,8 @@ Subsystem sftp internal-sftp
             for typ, port in services[host]:
                 if r.random() < 0.8:
                     with open(f"{svc}/{typ.split('.')[0][1:]}.service", "w") as f:
-                        f.write(f'<?xml version="1.0" standalone="no"?><!DOCTYPE service-group SYSTEM "avahi-service.dtd">'
+                        f.write(f'<?xml version="1.0" standalone="no"?>'
+                                f'<!DOCTYPE service-group SYSTEM "avahi-service.dtd">'
                                 f'<service-group><name replace-wildcards="yes">{host} %h</name><service>'
                                 f'<type>{typ}</type><port>{port}</port></service></service-group>\n')
             conf = self.avahi_conf(host, dbus=False)
@@ -1187,7 +1205,8 @@ Subsystem sftp internal-sftp
         path = f"{self.run}/avahi-{host}.conf"
         self.mdns_name[host] = f"{host}-{r.choice(WORDS)}"
         with open(path, "w") as f:
-            f.write(f"[server]\nhost-name={self.mdns_name[host]}\nuse-ipv4=yes\nuse-ipv6={r.choice(['yes', 'yes', 'no'])}\n"
+            f.write(f"[server]\nhost-name={self.mdns_name[host]}\nuse-ipv4=yes\n"
+                    f"use-ipv6={r.choice(['yes', 'yes', 'no'])}\n"
                     f"allow-interfaces=eth0\nenable-dbus={'yes' if dbus else 'no'}\nratelimit-interval-usec=1000000\n"
                     f"ratelimit-burst=1000\n[wide-area]\nenable-wide-area=no\n[publish]\n"
                     f"publish-workstation={r.choice(['yes', 'no'])}\npublish-hinfo={r.choice(['yes', 'no'])}\n")
@@ -1351,13 +1370,15 @@ Subsystem sftp internal-sftp
                 "s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton(sys.argv[1]))\n"
                 "s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,int(sys.argv[4]))\n"
                 "m=('M-SEARCH * HTTP/1.1\\r\\nHOST: 239.255.255.250:1900\\r\\nMAN: \"ssdp:discover\"\\r\\n'\n"
-                "   'MX: %s\\r\\nST: %s\\r\\nUSER-AGENT: Linux/6.1 UPnP/1.1 lab/1.0\\r\\n\\r\\n'%(sys.argv[2],sys.argv[3])).encode()\n"
+                "   'MX: %s\\r\\nST: %s\\r\\nUSER-AGENT: Linux/6.1 UPnP/1.1 lab/1.0\\r\\n\\r\\n'"
+                "%(sys.argv[2],sys.argv[3])).encode()\n"
                 "for i in range(int(sys.argv[5])):\n s.sendto(m,('239.255.255.250',1900)); time.sleep(0.1)\n"
                 "s.settimeout(int(sys.argv[2]))\n"
                 "try: s.recv(2048)\nexcept OSError: pass\n")
         while self.pause(r.uniform(15, 45)):
             st = r.choice(["ssdp:all", "upnp:rootdevice", "urn:schemas-upnp-org:device:MediaRenderer:1",
-                           "urn:dial-multiscreen-org:service:dial:1", "urn:schemas-upnp-org:device:InternetGatewayDevice:1"])
+                           "urn:dial-multiscreen-org:service:dial:1",
+                           "urn:schemas-upnp-org:device:InternetGatewayDevice:1"])
             mx = r.randint(1, 3)
             self.act("benign", "python-ssdp", "m-search", role, [SSDP],
                      ["python3", "-c", code, self.ip[role], mx, st, r.choice([2, 4]), r.randint(1, 3)], mx + 5)
@@ -1450,7 +1471,8 @@ Subsystem sftp internal-sftp
             name = self.hostname[server]
             t0 = time.time()
             a = self.action("benign", "openssl", "s_client-keepalive-10s", role, [server], t0, None)
-            p = self.popen(role, ["openssl", "s_client", "-quiet", "-connect", f"{self.ip[server]}:{self.port['https']}",
+            p = self.popen(role, ["openssl", "s_client", "-quiet",
+                                  "-connect", f"{self.ip[server]}:{self.port['https']}",
                                   "-servername", name], stdin=subprocess.PIPE)
             try:
                 for i in range(n):
@@ -1605,7 +1627,7 @@ if kind == "syn":
 else:
     pkt = IP(dst=dst) / UDP(sport=RandShort(), dport=dport) / Raw(b"\x00" * size)
 send(pkt, count=count, inter=inter, verbose=0)
-"""
+"""  # noqa: E501 -- a script run as it stands by Debian's python3
 SYSTEM_PYTHON = "/usr/bin/python3"
 # nping turns --rate into a whole number of milliseconds between packets: above 1000/s that is
 # 0, and it sends as fast as it can (6000 packets in 0.15 s here). These rates are exact.
@@ -1637,7 +1659,8 @@ class Heldout(Lab):
         r = self.rng
         base = f"10.{r.randrange(256)}.{r.randrange(256)}"   # 10/8 only, as the everyday scenario
         self.place(base, clients=4, attackers=list(self.ATTACKERS))
-        self.d2t_domain = f"{r.choice('dnsx')}{r.randint(1, 9)}.{r.choice(WORDS)}{r.randint(10, 99)}.{r.choice(['com', 'net', 'org'])}"
+        self.d2t_domain = (f"{r.choice('dnsx')}{r.randint(1, 9)}.{r.choice(WORDS)}{r.randint(10, 99)}."
+                           f"{r.choice(['com', 'net', 'org'])}")
         self.py_domain = f"{r.choice(WORDS)}-{r.choice(WORDS)}.{r.choice(['io', 'cloud', 'site', 'info'])}"
         alpha = list("abcdefghijklmnopqrstuvwxyz234567")
         r.shuffle(alpha)
@@ -1689,7 +1712,8 @@ class Heldout(Lab):
                 ports = f"1-{hi}" if r.random() < 0.6 else f"{r.randint(1, 2000)}-{hi + 2000}"
                 n = int(ports.split("-")[1]) - int(ports.split("-")[0]) + 1
             else:
-                plist = sorted({53, 69, 123, 137, 161, 500, 1900, 5353} | {r.randint(1, 20000) for _ in range(r.randint(50, 400))})
+                plist = sorted({53, 69, 123, 137, 161, 500, 1900, 5353}
+                               | {r.randint(1, 20000) for _ in range(r.randint(50, 400))})
                 ports = "U:" + ",U:".join(map(str, plist))
                 n = len(plist)
             wait = r.choice([1, 2, 3])
@@ -1717,7 +1741,8 @@ class Heldout(Lab):
                 continue
             lo = r.randint(1, 1000)
             rate = r.choice(NPING_RATES)
-            cmd = ["nping", "--tcp", "--flags", r.choice(["syn", "syn", "fin", "ack"])] if v == "nping-tcp" else ["nping", "--udp"]
+            cmd = (["nping", "--tcp", "--flags", r.choice(["syn", "syn", "fin", "ack"])] if v == "nping-tcp"
+                   else ["nping", "--udp"])
             cmd += ["-p", f"{lo}-{lo + r.randint(300, 3000)}", "--rate", rate, "-c", r.choice([1, 1, 2]),
                     "-H", "-N", "--quiet", self.ip[tgt]]
             self.act("scan", "nping", f"{v}-sweep", "sweep", [tgt], cmd, 40)
@@ -1970,71 +1995,56 @@ V6_EXT = {0, 43, 60}   # hop-by-hop (MLD's router alert), routing, destination o
 
 def read_pcap(path):
     """Yield (ts, proto, src, sport, dst, dport, tcp_flags, icmp_type, icmp_code, echo_id) for IPv4/IPv6."""
-    with open(path, "rb") as f:
-        gh = f.read(24)
-        magic = struct.unpack("<I", gh[:4])[0]
-        if magic in (0xA1B2C3D4, 0xA1B23C4D):
-            end = "<"
-        elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
-            end = ">"
-        else:
-            raise ValueError(f"{path}: not a pcap file")
-        nano = magic in (0xA1B23C4D, 0x4D3CB2A1)
-        linktype = struct.unpack(end + "I", gh[20:24])[0]
-        if linktype != 1:
-            raise ValueError(f"{path}: link type {linktype}, expected Ethernet")
-        rec = struct.Struct(end + "IIII")
-        while True:
-            h = f.read(16)
-            if len(h) < 16:
-                return
-            sec, frac, incl, _orig = rec.unpack(h)
-            data = f.read(incl)
-            ts = sec + frac / (1e9 if nano else 1e6)
-            if len(data) < 34:
-                continue
-            et = (data[12] << 8) | data[13]
-            off = 14
-            while et == 0x8100 and len(data) >= off + 4:
-                et = (data[off + 2] << 8) | data[off + 3]
-                off += 4
-            if et == 0x86DD and len(data) >= off + 40:
-                proto = data[off + 6]
-                src = socket.inet_ntop(socket.AF_INET6, data[off + 8:off + 24])
-                dst = socket.inet_ntop(socket.AF_INET6, data[off + 24:off + 40])
-                t = off + 40
-                while proto in V6_EXT and len(data) >= t + 8:
-                    proto, t = data[t], t + (data[t + 1] + 1) * 8
-                if proto == 44 and len(data) >= t + 8:   # fragment: only the first has ports
-                    if struct.unpack("!H", data[t + 2:t + 4])[0] & 0xFFF8:
-                        continue
-                    proto, t = data[t], t + 8
-            elif et == 0x0800:
-                ihl = (data[off] & 0x0F) * 4
-                proto = data[off + 9]
-                src = socket.inet_ntoa(data[off + 12:off + 16])
-                dst = socket.inet_ntoa(data[off + 16:off + 20])
-                frag = ((data[off + 6] & 0x1F) << 8) | data[off + 7]
-                t = off + ihl
-                if frag:
+    # A capture cut inside its last packet (tcpdump stopped) still gives that packet's bytes.
+    for pkt in pcapio.read_packets(path, partial_last=True):
+        if pkt.linktype != 1:
+            raise ValueError(f"{path}: link type {pkt.linktype}, expected Ethernet")
+        data = pkt.data
+        ts = pkt.ts
+        if len(data) < 34:
+            continue
+        et = (data[12] << 8) | data[13]
+        off = 14
+        while et == 0x8100 and len(data) >= off + 4:
+            et = (data[off + 2] << 8) | data[off + 3]
+            off += 4
+        if et == 0x86DD and len(data) >= off + 40:
+            proto = data[off + 6]
+            src = socket.inet_ntop(socket.AF_INET6, data[off + 8:off + 24])
+            dst = socket.inet_ntop(socket.AF_INET6, data[off + 24:off + 40])
+            t = off + 40
+            while proto in V6_EXT and len(data) >= t + 8:
+                proto, t = data[t], t + (data[t + 1] + 1) * 8
+            if proto == 44 and len(data) >= t + 8:   # fragment: only the first has ports
+                if struct.unpack("!H", data[t + 2:t + 4])[0] & 0xFFF8:
                     continue
-            else:
+                proto, t = data[t], t + 8
+        elif et == 0x0800:
+            ihl = (data[off] & 0x0F) * 4
+            proto = data[off + 9]
+            src = socket.inet_ntoa(data[off + 12:off + 16])
+            dst = socket.inet_ntoa(data[off + 16:off + 20])
+            frag = ((data[off + 6] & 0x1F) << 8) | data[off + 7]
+            t = off + ihl
+            if frag:
                 continue
-            if proto in (6, 17) and len(data) >= t + 4:
-                sport, dport = struct.unpack("!HH", data[t:t + 4])
-                flags = data[t + 13] if proto == 6 and len(data) > t + 13 else 0
-                yield ts, proto, src, sport, dst, dport, flags, 0, 0, None
-            elif proto == 1 and len(data) >= t + 8:
-                typ, code = data[t], data[t + 1]
-                eid = struct.unpack("!H", data[t + 4:t + 6])[0] if typ in (0, 8, 13, 14) else None
-                yield ts, proto, src, typ, dst, code, 0, typ, code, eid
-            elif proto == 58 and len(data) >= t + 8:
-                typ, code = data[t], data[t + 1]
-                eid = struct.unpack("!H", data[t + 4:t + 6])[0] if typ in (128, 129) else None
-                yield ts, proto, src, typ, dst, code, 0, typ, code, eid
-            elif proto == 2:
-                # IGMP (multicast joins): a flow without ports, as the engine keys it.
-                yield ts, proto, src, 0, dst, 0, 0, 0, 0, None
+        else:
+            continue
+        if proto in (6, 17) and len(data) >= t + 4:
+            sport, dport = struct.unpack("!HH", data[t:t + 4])
+            flags = data[t + 13] if proto == 6 and len(data) > t + 13 else 0
+            yield ts, proto, src, sport, dst, dport, flags, 0, 0, None
+        elif proto == 1 and len(data) >= t + 8:
+            typ, code = data[t], data[t + 1]
+            eid = struct.unpack("!H", data[t + 4:t + 6])[0] if typ in (0, 8, 13, 14) else None
+            yield ts, proto, src, typ, dst, code, 0, typ, code, eid
+        elif proto == 58 and len(data) >= t + 8:
+            typ, code = data[t], data[t + 1]
+            eid = struct.unpack("!H", data[t + 4:t + 6])[0] if typ in (128, 129) else None
+            yield ts, proto, src, typ, dst, code, 0, typ, code, eid
+        elif proto == 2:
+            # IGMP (multicast joins): a flow without ports, as the engine keys it.
+            yield ts, proto, src, 0, dst, 0, 0, 0, 0, None
 
 
 PROTO_NAME = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 2: "igmp"}   # the engine's names
@@ -2046,12 +2056,7 @@ def flows_of(pcap):
     open_flows = {}
     done = []
     for ts, proto, src, sp, dst, dp, flags, typ, code, eid in read_pcap(pcap):
-        if proto in (1, 58):
-            port = eid if eid is not None else (typ << 8) | code
-            a, b = (src, port), (dst, port)
-        else:
-            a, b = (src, sp), (dst, dp)
-        key = (proto,) + ((a, b) if a <= b else (b, a))
+        key = flowkey.flow_key(proto, src, sp, dst, dp, echo_id=eid)   # for ICMP, sp/dp are type/code
         f = open_flows.get(key)
         pure_syn = proto == 6 and (flags & 0x12) == 0x02
         if f is not None and (ts - f["last"] > SPLIT_GAP_S or (pure_syn and f["closed"])):
@@ -2137,7 +2142,7 @@ def label_cmd(pcap, actions_path, stem, meta=None):
         "pcap": os.path.basename(pcap), "pcap_bytes": os.path.getsize(pcap),
         "flows": len(flows), "flows_by_label": dict(stats),
         "packets": sum(f["packets"] for f in flows),
-        "flows_by_variant": {f"{l}/{v}": n for (l, v), n in sorted(per_variant.items())},
+        "flows_by_variant": {f"{lab}/{v}": n for (lab, v), n in sorted(per_variant.items())},
         "flows_by_tool_variant": {f"{t}/{v}": n for (t, v), n in sorted(collections.Counter(
             (f["tool"], f["variant"]) for f in flows if f["label"]).items())},   # variants alone can clash
         "actions": len(actions),
@@ -2173,7 +2178,8 @@ def main():
         return 2
     tag = {"attack": "", "everyday": "e", "heldout": "h"}[args.scenario]
     prefix = args.prefix or f"tw{tag}{args.seed}x{os.getpid() % 10000}-"
-    lab = {"attack": Lab, "everyday": Everyday, "heldout": Heldout}[args.scenario](args.seed, args.out, args.duration, prefix)
+    lab = {"attack": Lab, "everyday": Everyday, "heldout": Heldout}[args.scenario](args.seed, args.out, args.duration,
+                                                                                    prefix)
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
