@@ -5,7 +5,7 @@
 mod common;
 
 use tidewatch::features::FEATURE_NAMES;
-use tidewatch::Trigger;
+use tidewatch::{Engine, PcapFileSource, Trigger};
 
 fn get(row: &[f32], name: &str) -> f32 {
     let i = FEATURE_NAMES.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no feature {name}"));
@@ -114,4 +114,16 @@ fn no_early_row_when_disabled_and_rows_are_finite() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].1.iter().all(|v| v.is_finite()));
     assert_eq!(rows[0].1.len(), FEATURE_NAMES.len());
+}
+
+#[test]
+fn feature_sinks_add_up_like_verdict_sinks_each_gets_every_row() {
+    let (a, b) = (common::Rows::default(), common::Rows::default());
+    let mut engine = Engine::builder().feature_sink(a.clone()).feature_sink(b.clone()).build().unwrap();
+    let stats = engine.run(&mut PcapFileSource::open(&[common::pcap("demo.pcap")]).unwrap()).unwrap();
+    let (a, b) = (a.0.lock().unwrap(), b.0.lock().unwrap());
+    assert_eq!(a.len() as u64, stats.feature_rows);
+    assert!(a.len() > 600, "{}", a.len());
+    let ids = |v: &[common::Row]| v.iter().map(|(r, _)| (r.flow_id, r.trigger)).collect::<Vec<_>>();
+    assert_eq!(ids(&a), ids(&b));
 }

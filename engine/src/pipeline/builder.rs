@@ -71,7 +71,7 @@ pub struct EngineBuilder {
     runtime_path: Option<PathBuf>,
     classifier: Option<Box<dyn Classifier>>,
     sinks: Vec<Box<dyn VerdictSink>>,
-    feature_sink: Option<Box<dyn FeatureSink>>,
+    feature_sinks: Vec<Box<dyn FeatureSink>>,
     early_packets: usize,
     batch_size: usize,
     batch_deadline: Micros,
@@ -95,7 +95,7 @@ impl Default for EngineBuilder {
             runtime_path: None,
             classifier: None,
             sinks: Vec::new(),
-            feature_sink: None,
+            feature_sinks: Vec::new(),
             early_packets: 8,
             batch_size: 256,
             batch_deadline: 50_000,
@@ -150,10 +150,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Also hand every feature row (with its flow record) to this sink, e.g. for training data;
-    /// replaces an earlier feature sink.
+    /// Also hand every feature row (with its flow record) to this sink, e.g.
+    /// for training data. Adds a feature sink, as `sink` adds a verdict sink.
     pub fn feature_sink(mut self, s: impl FeatureSink + 'static) -> Self {
-        self.feature_sink = Some(Box::new(s));
+        self.feature_sinks.push(Box::new(s));
         self
     }
 
@@ -269,7 +269,7 @@ impl EngineBuilder {
         if let Some(c) = &classifier {
             c.info().validate()?;
         }
-        if classifier.is_none() && self.feature_sink.is_none() && !self.flow_records {
+        if classifier.is_none() && self.feature_sinks.is_empty() && !self.flow_records {
             return Err(Error::Config(
                 "nothing to do: give a model (or classifier), a feature sink, or flow_records(true)".into(),
             ));
@@ -281,7 +281,7 @@ impl EngineBuilder {
             hosts: HostContext::new(self.host),
             classifier,
             sinks: self.sinks,
-            feature_sink: self.feature_sink,
+            feature_sinks: self.feature_sinks,
             batch_size: self.batch_size,
             batch_deadline: self.batch_deadline,
             batch_wall_deadline: self.batch_wall_deadline,

@@ -85,7 +85,7 @@ pub(crate) struct Merger {
     /// Only the threaded drivers (`Engine::run`) turn it on; a caller's own
     /// loop gets an engine that reads no clock.
     pub wall_clock: bool,
-    pub feature_sink: Option<Box<dyn FeatureSink>>,
+    pub feature_sinks: Vec<Box<dyn FeatureSink>>,
     /// Ended flows' records go to the verdict sinks too.
     pub flow_records: bool,
     batch_size: usize,
@@ -152,7 +152,7 @@ pub(crate) struct MergerConfig {
     pub sinks: Vec<Box<dyn VerdictSink>>,
     /// Keep events for `poll_event` instead of handing them to sinks.
     pub queue: bool,
-    pub feature_sink: Option<Box<dyn FeatureSink>>,
+    pub feature_sinks: Vec<Box<dyn FeatureSink>>,
     pub batch_size: usize,
     pub batch_deadline: Micros,
     pub batch_wall_deadline: std::time::Duration,
@@ -184,7 +184,7 @@ impl Merger {
             queue: cfg.queue.then(VecDeque::new),
             wall_clock: false,
             sinks: cfg.sinks,
-            feature_sink: cfg.feature_sink,
+            feature_sinks: cfg.feature_sinks,
             flow_records: cfg.flow_records,
             batch_size: cfg.batch_size,
             batch_deadline: cfg.batch_deadline,
@@ -237,7 +237,7 @@ impl Merger {
             classifier: None,
             sinks: Vec::new(),
             queue: false,
-            feature_sink: None,
+            feature_sinks: Vec::new(),
             batch_size: 1,
             batch_deadline: 0,
             batch_wall_deadline: std::time::Duration::ZERO,
@@ -365,7 +365,7 @@ impl Merger {
                 obey(s.flow(&ev.record), &mut self.stop, &mut self.error);
             }
         }
-        if let Some(fs) = self.feature_sink.as_mut() {
+        for fs in self.feature_sinks.iter_mut() {
             match fs.row(&ev.record, &ev.row) {
                 Ok(SinkControl::Stop) => self.stop = true,
                 Ok(SinkControl::Continue) => {}

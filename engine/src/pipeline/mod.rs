@@ -205,7 +205,7 @@ impl Engine {
                     first_err.get_or_insert(e.into());
                 }
             }
-            if let Some(fs) = self.merger.feature_sink.as_mut() {
+            for fs in self.merger.feature_sinks.iter_mut() {
                 if let Err(e) = fs.finish() {
                     first_err.get_or_insert(e.into());
                 }
