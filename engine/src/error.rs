@@ -41,6 +41,9 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with the model, in words.
         reason: String,
+        /// ONNX Runtime's own error, when it gave one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A model was built for another feature schema than the one this engine computes.

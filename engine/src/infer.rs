@@ -177,6 +177,7 @@ impl ModelInfo {
             return Err(Error::Model {
                 path: path.to_path_buf(),
                 reason: format!("metadata key {} lists no label", meta_keys::LABELS),
+                source: None,
             });
         }
         Ok(())

@@ -64,6 +64,9 @@ fn a_file_that_is_not_a_model_is_refused() {
     let err = OnnxClassifier::load(&path, None).err().expect("must be refused");
     assert!(matches!(err, Error::Model { .. }), "{err}");
     assert!(err.to_string().contains("not a loadable ONNX model"), "{err}");
+    // ONNX Runtime's own reason is kept whole, as the source.
+    let cause = std::error::Error::source(&err).expect("ONNX Runtime's error is the source").to_string();
+    assert!(!cause.is_empty() && err.with_sources().ends_with(&cause), "{}", err.with_sources());
     let missing = OnnxClassifier::load(&dir.join("absent.onnx"), None).err().unwrap();
     assert!(missing.to_string().contains("no such file"), "{missing}");
 }

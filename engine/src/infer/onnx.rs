@@ -102,8 +102,13 @@ pub struct OnnxClassifier {
 
 /// Reads the model's metadata contract; any missing key is an error naming it.
 fn read_info(session: &ort::session::Session, path: &Path) -> Result<ModelInfo> {
-    let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason };
-    let meta = session.metadata().map_err(|e| bad(format!("cannot read metadata: {e}")))?;
+    let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason, source: None };
+    let failed = |reason: &str, e: ort::Error| Error::Model {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        source: Some(Box::new(e)),
+    };
+    let meta = session.metadata().map_err(|e| failed("cannot read metadata", e))?;
     let get = |key: &str| {
         meta.custom(key).ok_or_else(|| {
             bad(format!("metadata key `{key}` is missing: this is not a Tidewatch model (one names its schema, features and labels in its metadata)"))
@@ -137,16 +142,24 @@ impl OnnxClassifier {
     /// [`runtime_candidates`] for the search when `None`).
     pub fn load(path: &Path, runtime: Option<&Path>) -> Result<Self> {
         init_onnx_runtime(runtime)?;
-        let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason };
+        let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason, source: None };
+        let failed = |reason: &str, e: ort::Error| Error::Model {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+            source: Some(Box::new(e)),
+        };
         if !path.is_file() {
             return Err(bad("no such file (the bundled model is models/lab/model.onnx)".into()));
         }
         let env = environment()?;
-        let mut builder = ort::session::Session::builder(&env).map_err(|e| bad(e.to_string()))?;
+        let mut builder =
+            ort::session::Session::builder(&env).map_err(|e| failed("ONNX Runtime refused the session settings", e))?;
         // The engine batches rows; one intra-op thread per classifier keeps
         // inference from competing with packet processing for cores.
-        builder = builder.with_intra_threads(1).map_err(|e| bad(e.to_string()))?;
-        let session = builder.commit_from_file(path).map_err(|e| bad(format!("not a loadable ONNX model: {e}")))?;
+        builder = builder
+            .with_intra_threads(1)
+            .map_err(|e| bad(format!("ONNX Runtime refused the session settings: {e}")))?;
+        let session = builder.commit_from_file(path).map_err(|e| failed("not a loadable ONNX model", e))?;
         let info = read_info(&session, path)?;
         info.check_schema(path)?;
         if session.inputs().len() != 1 {
@@ -207,12 +220,16 @@ impl Classifier for OnnxClassifier {
 /// Reads a model's metadata without the schema check, for `model info`.
 pub fn inspect_model(path: &Path, runtime: Option<&Path>) -> Result<(ModelInfo, Result<()>)> {
     init_onnx_runtime(runtime)?;
-    let bad = |reason: String| Error::Model { path: path.to_path_buf(), reason };
+    let failed = |reason: &str, e: ort::Error| Error::Model {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        source: Some(Box::new(e)),
+    };
     let env = environment()?;
     let session = ort::session::Session::builder(&env)
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(|e| failed("ONNX Runtime refused the session settings", e))?
         .commit_from_file(path)
-        .map_err(|e| bad(format!("not a loadable ONNX model: {e}")))?;
+        .map_err(|e| failed("not a loadable ONNX model", e))?;
     let info = read_info(&session, path)?;
     let verdict = info.check_schema(path);
     Ok((info, verdict))
