@@ -6,7 +6,7 @@
 //! cargo run --release --example custom_classifier -- pcaps/demo.pcap
 //! ```
 
-use tidewatch::features::{FEATURE_NAMES, NUM_FEATURES, SCHEMA_NAME, SCHEMA_VERSION};
+use tidewatch::features::{FEATURE_NAMES, NUM_FEATURES};
 use tidewatch::{Classifier, Engine, FnSink, ModelInfo, PcapFileSource};
 
 struct Chatty(ModelInfo);
@@ -29,16 +29,7 @@ impl Classifier for Chatty {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = std::env::args().nth(1).ok_or("usage: custom_classifier <PCAP>")?;
-    let info = ModelInfo {
-        name: "chatty".into(),
-        version: "1".into(),
-        schema: SCHEMA_NAME.into(),
-        schema_version: SCHEMA_VERSION,
-        features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-        labels: vec!["benign".into(), "chatty".into()],
-        thresholds: vec![0.0, 0.0],
-        benign_medians: vec![],
-    };
+    let info = ModelInfo::for_this_engine("chatty", "1", &["benign", "chatty"]);
     let sink = FnSink(|v: &tidewatch::Verdict| {
         if &*v.label == "chatty" {
             println!(

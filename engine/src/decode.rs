@@ -952,24 +952,6 @@ fn fragment<'a>(
     Ok(Decoded::Fragment(frag))
 }
 
-/// Display helper: protocol name used in verdicts (`tcp`, `udp`, ...).
-pub fn proto_name(proto: u8) -> &'static str {
-    match proto {
-        PROTO_TCP => "tcp",
-        PROTO_UDP => "udp",
-        PROTO_ICMP => "icmp",
-        PROTO_ICMPV6 => "icmpv6",
-        2 => "igmp",
-        47 => "gre",
-        50 => "esp",
-        51 => "ah",
-        89 => "ospf",
-        PROTO_PIM => "pim",
-        132 => "sctp",
-        _ => "ip",
-    }
-}
-
 /// Turns a 16-byte engine address back into an `IpAddr`.
 pub fn to_ip(addr: &[u8; 16], is_ipv6: bool) -> std::net::IpAddr {
     if is_ipv6 {

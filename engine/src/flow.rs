@@ -12,7 +12,7 @@ use rustc_hash::FxBuildHasher;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use crate::decode::{tcp_flags, PacketInfo, Tunnels, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::decode::{tcp_flags, PacketInfo, Tunnels, PROTO_ICMP, PROTO_ICMPV6, PROTO_PIM, PROTO_TCP, PROTO_UDP};
 use crate::features::{has_flag, is_syn, AppFeatures, FlowFacts, FlowStats};
 use crate::inspect::Inspection;
 use crate::source::Micros;
@@ -135,16 +135,16 @@ impl IpProto {
     /// The protocol of an IP protocol number.
     pub fn from_number(n: u8) -> IpProto {
         match n {
-            6 => IpProto::Tcp,
-            17 => IpProto::Udp,
-            1 => IpProto::Icmp,
-            58 => IpProto::Icmpv6,
+            PROTO_TCP => IpProto::Tcp,
+            PROTO_UDP => IpProto::Udp,
+            PROTO_ICMP => IpProto::Icmp,
+            PROTO_ICMPV6 => IpProto::Icmpv6,
             2 => IpProto::Igmp,
             47 => IpProto::Gre,
             50 => IpProto::Esp,
             51 => IpProto::Ah,
             89 => IpProto::Ospf,
-            103 => IpProto::Pim,
+            PROTO_PIM => IpProto::Pim,
             132 => IpProto::Sctp,
             n => IpProto::Other(n),
         }
@@ -153,16 +153,16 @@ impl IpProto {
     /// The IP protocol number.
     pub fn number(self) -> u8 {
         match self {
-            IpProto::Tcp => 6,
-            IpProto::Udp => 17,
-            IpProto::Icmp => 1,
-            IpProto::Icmpv6 => 58,
+            IpProto::Tcp => PROTO_TCP,
+            IpProto::Udp => PROTO_UDP,
+            IpProto::Icmp => PROTO_ICMP,
+            IpProto::Icmpv6 => PROTO_ICMPV6,
             IpProto::Igmp => 2,
             IpProto::Gre => 47,
             IpProto::Esp => 50,
             IpProto::Ah => 51,
             IpProto::Ospf => 89,
-            IpProto::Pim => 103,
+            IpProto::Pim => PROTO_PIM,
             IpProto::Sctp => 132,
             IpProto::Other(n) => n,
         }
@@ -742,7 +742,22 @@ mod tests {
         for n in 0..=255u8 {
             let p = IpProto::from_number(n);
             assert_eq!(p.number(), n);
-            assert_eq!(p.name(), crate::decode::proto_name(n), "{n}");
+            // The names verdicts have always used; every other number is `ip`.
+            let named = [
+                (6, "tcp"),
+                (17, "udp"),
+                (1, "icmp"),
+                (58, "icmpv6"),
+                (2, "igmp"),
+                (47, "gre"),
+                (50, "esp"),
+                (51, "ah"),
+                (89, "ospf"),
+                (103, "pim"),
+                (132, "sctp"),
+            ];
+            let expected = named.iter().find(|(m, _)| *m == n).map_or("ip", |(_, name)| *name);
+            assert_eq!(p.name(), expected, "{n}");
         }
         assert_eq!(serde_json::to_value(IpProto::Icmpv6).unwrap(), "icmpv6");
         assert_eq!(serde_json::to_value(EndReason::PortReuse).unwrap(), "port_reuse");

@@ -55,6 +55,22 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// A model that reads the rows this engine writes (its schema and
+    /// feature names), with these labels, no alert thresholds and no
+    /// benign medians: the description a custom `Classifier` starts from.
+    pub fn for_this_engine(name: &str, version: &str, labels: &[&str]) -> Self {
+        ModelInfo {
+            name: name.into(),
+            version: version.into(),
+            schema: SCHEMA_NAME.into(),
+            schema_version: SCHEMA_VERSION,
+            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            thresholds: vec![0.0; labels.len()],
+            benign_medians: Vec::new(),
+        }
+    }
+
     /// The label a row gets from its probabilities: the most probable one,
     /// unless it scores below its alert threshold, then `benign` (when the
     /// model has that label). Returns the label's index and probability;
@@ -115,16 +131,11 @@ impl ModelInfo {
     /// on a swap.
     pub fn validate(&self) -> Result<()> {
         let fail = |reason: String| Err(Error::Classifier { model: self.id(), reason });
-        let engine_schema = crate::features::schema_id();
-        let same_names =
-            self.features.len() == NUM_FEATURES && self.features.iter().zip(FEATURE_NAMES).all(|(a, b)| a == b);
-        if self.schema != SCHEMA_NAME || self.schema_version != SCHEMA_VERSION || !same_names {
+        if let Some(model_schema) = self.other_schema() {
             return fail(format!(
-                "it reads feature schema {} v{}{} but this engine writes {engine_schema}; describe the rows it is \
+                "it reads feature schema {model_schema} but this engine writes {}; describe the rows it is \
                  given with tidewatch::features::{{SCHEMA_NAME, SCHEMA_VERSION, FEATURE_NAMES}}",
-                self.schema,
-                self.schema_version,
-                if same_names { "" } else { " (other feature names)" }
+                crate::features::schema_id()
             ));
         }
         if self.labels.is_empty() {
@@ -154,6 +165,23 @@ impl ModelInfo {
         Ok(())
     }
 
+    /// `None` when this model reads the rows this engine writes; otherwise
+    /// its schema as shown in errors (`tidewatch-flow v3`, or with "(with
+    /// other feature names)" when only the names differ).
+    fn other_schema(&self) -> Option<String> {
+        let same_names =
+            self.features.len() == NUM_FEATURES && self.features.iter().zip(FEATURE_NAMES).all(|(a, b)| a == b);
+        if self.schema == SCHEMA_NAME && self.schema_version == SCHEMA_VERSION && same_names {
+            return None;
+        }
+        let schema = format!("{} v{}", self.schema, self.schema_version);
+        Some(if same_names || self.schema_version != SCHEMA_VERSION {
+            schema
+        } else {
+            format!("{schema} (with other feature names)")
+        })
+    }
+
     /// `name@version`, as written in each verdict's `model` field.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
@@ -161,16 +189,8 @@ impl ModelInfo {
 
     /// Checks that this model reads the rows this engine writes.
     pub fn check_schema(&self, path: &Path) -> Result<()> {
-        let engine_schema = crate::features::schema_id();
-        let model_schema = format!("{} v{}", self.schema, self.schema_version);
-        let same_names =
-            self.features.len() == NUM_FEATURES && self.features.iter().zip(FEATURE_NAMES).all(|(a, b)| a == b);
-        if self.schema != SCHEMA_NAME || self.schema_version != SCHEMA_VERSION || !same_names {
-            let model_schema = if same_names || self.schema_version != SCHEMA_VERSION {
-                model_schema
-            } else {
-                format!("{model_schema} (with other feature names)")
-            };
+        if let Some(model_schema) = self.other_schema() {
+            let engine_schema = crate::features::schema_id();
             return Err(Error::SchemaMismatch { path: path.to_path_buf(), model_schema, engine_schema });
         }
         if self.labels.is_empty() {

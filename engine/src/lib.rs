@@ -63,7 +63,7 @@
 //!
 //! ```
 //! use tidewatch::{Classifier, CollectSink, Engine, ModelInfo, PcapFileSource};
-//! use tidewatch::features::{FEATURE_NAMES, SCHEMA_NAME, SCHEMA_VERSION};
+//! use tidewatch::features::FEATURE_NAMES;
 //!
 //! /// Calls every flow with more than 4 packets "chatty".
 //! struct Chatty(ModelInfo);
@@ -81,14 +81,7 @@
 //! }
 //!
 //! # fn main() -> Result<(), tidewatch::Error> {
-//! let info = ModelInfo {
-//!     name: "chatty".into(), version: "1".into(),
-//!     schema: SCHEMA_NAME.into(), schema_version: SCHEMA_VERSION,
-//!     features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-//!     labels: vec!["quiet".into(), "chatty".into()],
-//!     thresholds: vec![0.0, 0.0],
-//!     benign_medians: vec![],
-//! };
+//! let info = ModelInfo::for_this_engine("chatty", "1", &["quiet", "chatty"]);
 //! let verdicts = CollectSink::new();
 //! let mut engine = Engine::builder()
 //!     .classifier(Box::new(Chatty(info)))

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use etherparse::PacketBuilder;
-use tidewatch::features::{FEATURE_NAMES, NUM_FEATURES, SCHEMA_NAME, SCHEMA_VERSION};
+use tidewatch::features::NUM_FEATURES;
 use tidewatch::flow::{EndReason, IpProto};
 use tidewatch::{Classifier, Engine, Event, LinkType, ModelInfo, RawPacket};
 
@@ -53,16 +53,7 @@ fn udp_query() -> Vec<u8> {
 
 #[test]
 fn own_packets_and_own_classifier_give_verdicts_and_flow_records() {
-    let info = ModelInfo {
-        name: "chatty".into(),
-        version: "1".into(),
-        schema: SCHEMA_NAME.into(),
-        schema_version: SCHEMA_VERSION,
-        features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-        labels: vec!["benign".into(), "chatty".into()],
-        thresholds: vec![0.0, 0.0],
-        benign_medians: vec![],
-    };
+    let info = ModelInfo::for_this_engine("chatty", "1", &["benign", "chatty"]);
     let mut engine =
         Engine::builder().classifier(Box::new(Chatty(info))).flow_records(true).early_packets(0).build().unwrap();
     let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";

@@ -6,7 +6,7 @@
 
 mod common;
 
-use tidewatch::features::{FEATURE_NAMES, SCHEMA_NAME, SCHEMA_VERSION};
+use tidewatch::features::{FEATURE_NAMES, SCHEMA_VERSION};
 use tidewatch::{Classifier, Engine, Error, Event, ModelInfo, PacketSource, PcapFileSource, Trigger};
 
 /// Calls a flow with more than 4 packets "chatty", whatever the label order.
@@ -29,16 +29,7 @@ impl Classifier for Chatty {
 }
 
 fn info(labels: &[&str]) -> ModelInfo {
-    ModelInfo {
-        name: "chatty".into(),
-        version: labels.join("-"),
-        schema: SCHEMA_NAME.into(),
-        schema_version: SCHEMA_VERSION,
-        features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-        labels: labels.iter().map(|s| s.to_string()).collect(),
-        thresholds: vec![0.0; labels.len()],
-        benign_medians: vec![],
-    }
+    ModelInfo::for_this_engine("chatty", &labels.join("-"), labels)
 }
 
 fn refused(i: ModelInfo) -> String {

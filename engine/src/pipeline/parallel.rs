@@ -147,8 +147,9 @@ impl ParallelEngine {
         if let Some(s) = &self.stats {
             return Ok(s.clone());
         }
-        self.input = None; // the source sees the end of its input
-                           // The engine's sinks hold the event sender until the thread ends.
+        // The source sees the end of its input; the engine's sinks hold
+        // the event sender until the thread ends.
+        self.input = None;
         while let Ok(e) = self.events.recv() {
             self.held.push_back(e);
         }
