@@ -51,6 +51,11 @@ pub struct FeedbackArgs {
     /// into the feedback (and make the suppress rule).
     #[arg(long, value_name = "JSONL")]
     from: Option<PathBuf>,
+    /// The capture the record came from (a replayed pcap, or a ring file of
+    /// a live capture): training (`make model FEEDBACK=...`) exports its
+    /// feature rows and relabels the ones this decision is about.
+    #[arg(long, value_name = "PCAP")]
+    capture: Option<PathBuf>,
     /// For a false positive: append a `[[policy.suppress]]` rule for this
     /// actor to this config file (needs --from); `kill -HUP` applies it.
     #[arg(long, value_name = "CONFIG")]
@@ -137,6 +142,12 @@ pub fn feedback(args: FeedbackArgs) -> Result<(), Failure> {
     }
     if let Some(r) = &record {
         entry["record"] = r.clone();
+    }
+    if let Some(c) = &args.capture {
+        // Absolute, so training finds it from any directory.
+        let c = std::fs::canonicalize(c)
+            .map_err(|e| Failure::usage(format!("--capture {}: {e}; give the capture's path", c.display())))?;
+        entry["capture"] = c.display().to_string().into();
     }
     if let Some(config) = &args.suppress_to {
         if args.decision != Decision::FalsePositive {

@@ -289,10 +289,25 @@ fn feedback_records_the_decision_and_can_suppress_the_actor() {
     let src = scan["src_ip"].as_str().unwrap();
     assert!(text.contains(&format!("[[policy.suppress]]\nlabel = \"scan\"\nsrc = \"{src}\"\nexpires = ")), "{text}");
     // Confirmed needs no rule; a rule needs --from.
-    let o =
-        tidewatchd(&["feedback", "--file", feedback.to_str().unwrap(), "--flow-id", "7", "--decision", "confirmed"]);
+    // The capture is recorded by its absolute path, for training to export.
+    let demo = repo().join("pcaps/demo.pcap");
+    let o = tidewatchd(&[
+        "feedback",
+        "--file",
+        feedback.to_str().unwrap(),
+        "--flow-id",
+        "7",
+        "--decision",
+        "confirmed",
+        "--capture",
+        demo.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
-    assert_eq!(std::fs::read_to_string(&feedback).unwrap().lines().count(), 2);
+    let text = std::fs::read_to_string(&feedback).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    let second: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(second["capture"], std::fs::canonicalize(&demo).unwrap().display().to_string());
+    assert!(line.get("capture").is_none());
     let cfg = config.to_str().unwrap();
     let o = tidewatchd(&[
         "feedback",

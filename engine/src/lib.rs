@@ -121,7 +121,9 @@ pub use incident::{Incident, IncidentConfig, IncidentState};
 #[cfg(feature = "onnx")]
 pub use infer::{init_onnx_runtime, OnnxClassifier};
 pub use infer::{Classifier, ModelInfo};
-pub use pipeline::{Engine, EngineBuilder, EngineCounters, ModelSwapper, ParallelEngine, PolicySwapper, Stats};
+pub use pipeline::{
+    Engine, EngineBuilder, EngineCounters, ModelSwapper, ParallelEngine, PolicySwapper, StageCounts, Stats,
+};
 pub use policy::{Policy, Suppressed};
 pub use sink::{
     CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict, VerdictSink,

@@ -44,6 +44,17 @@
 #     source_repo; default: nDPI's 432 captures vs the other three sources' 266) gives the
 #     held-out-source false alarms.
 #   TTD=1 (default): time to detect per episode. TW=path/to/tidewatchd: use that binary.
+#   FEEDBACK=path/to/feedback.jsonl (default empty: none; `make model FEEDBACK=...`): the analysts'
+#     decisions written by `tidewatchd feedback --capture PCAP`. models/train/feedback.py exports
+#     each decision's capture once per K (cached in $FEAT/feedback) and keeps the rows the decision
+#     is about (a flow verdict: that flow; an incident: its actor's flows in its time window),
+#     labelled benign for a false positive and with the alert's label when confirmed; they join
+#     the main model's training data as captures of kind `feedback` (not the held-out, lab-only
+#     or public-fold models'), weighted FEEDBACK_WEIGHT (default 5: --capture-weight feedback=5,
+#     MLP only; "" = no weight) and never in the threshold validation (--no-validation-kind
+#     feedback). Decisions that give no row (no capture, capture gone, no record, actor "many",
+#     nothing matched, ...) are counted by reason; the card names the file and the counts, or
+#     says "no feedback file".
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -72,6 +83,12 @@ PUBLIC_BENIGN_TRAIN=${PUBLIC_BENIGN_TRAIN:-1}
 PUBLIC_FOLDS=${PUBLIC_FOLDS:-"ntop/nDPI;the-tcpdump-group/tcpdump,chrissanders/packets,esnet-security/curated-pcaps"}
 PUBLIC_MAX_ROWS=${PUBLIC_MAX_ROWS:-50}
 TTD=${TTD:-1}
+FEEDBACK=${FEEDBACK-}
+FEEDBACK_WEIGHT=${FEEDBACK_WEIGHT-5}
+if [ -n "$FEEDBACK" ] && [ ! -f "$FEEDBACK" ]; then
+    echo "build-lab: FEEDBACK=$FEEDBACK: no such file (paths are relative to $ROOT)" >&2
+    exit 2
+fi
 SHARED_PCAPS=${SHARED_PCAPS:-../shared/pcaps}
 VENV=${VENV:-.venv-train}
 OUTDIR=${OUTDIR:-models/$NAME}
@@ -224,6 +241,22 @@ pub_train=()
 if [ "$PUBLIC_BENIGN_TRAIN" = 1 ]; then
     if [ ${#pub_all[@]} -gt 0 ]; then pub_train=("${pub_all[@]}"); else loud "PUBLIC_BENIGN_TRAIN=1 but no public captures exported"; fi
 fi
+# The analysts' decisions (FEEDBACK): their rows in a training CSV of their own (captures feedbackN).
+fb_train=(); fb_card=()
+if [ -n "$FEEDBACK" ]; then
+    "$PY" models/train/feedback.py "$FEEDBACK" --ks "${ks[@]}" --tidewatchd "$TW" --work "$FEAT/feedback" \
+        --out "$FEAT/feedback.csv" --summary-out "$FEAT/feedback.summary.json"
+    fb_card=(--feedback-summary "$FEAT/feedback.summary.json")
+    if [ -f "$FEAT/feedback.csv" ]; then
+        fb_train=(--train "$FEAT/feedback.csv" --no-validation-kind feedback)
+        [ -z "$FEEDBACK_WEIGHT" ] || fb_train+=(--capture-weight "feedback=$FEEDBACK_WEIGHT")
+        stamp "feedback rows ready: $FEAT/feedback.csv"
+    else
+        loud "FEEDBACK=$FEEDBACK gave no training row (counts above): the model is trained without feedback"
+    fi
+else
+    stamp "no feedback file (FEEDBACK unset): the card says so"
+fi
 prep() { "$PY" models/train/lab.py prepare --feat-dir "$FEAT" --lab-dir "$LAB" --ks "${ks[@]}" \
     --max-benign-rows "$PUBLIC_MAX_ROWS" "$@"; }
 prep_train() { prep --benign-seeds "${ev_train[@]}" "$@"; }
@@ -233,7 +266,7 @@ prep --seeds "${test_seeds[@]}" --out "$FEAT/test.csv"
     --extra-benign "${pub_train[@]}" "${ho_args[@]}"
 trainpy() { "$PY" models/train/train.py --test "$FEAT/test.csv" "${train_args[@]}" "${thresh_args[@]}" \
     --version "$VERSION" "$@"; }
-trainpy --train "$FEAT/train.csv" --name "$NAME" --out "$OUTDIR/model.onnx" --metrics-out "$OUTDIR/metrics.json" \
+trainpy --train "$FEAT/train.csv" "${fb_train[@]}" --name "$NAME" --out "$OUTDIR/model.onnx" --metrics-out "$OUTDIR/metrics.json" \
     > "$FEAT/train.log"
 grep -A 12 '^thresholds' "$FEAT/train.log" | head -14 >&2 || true
 stamp "model trained: $OUTDIR/model.onnx (log $FEAT/train.log)"
@@ -291,10 +324,10 @@ fi
     --seeds "${test_seeds[@]}" --ks "${ks[@]}" --train-metrics "$OUTDIR/metrics.json" \
     "${holdout_eval[@]}" \
     ${SYNTH_TEST:+--synthetic-test "${synth_test[@]}"} --trained-with-synthetic "$([ -n "$SYNTH_TRAIN" ] && echo 1 || echo 0)" \
-    "${xgen_args[@]}" "${fold_args[@]}" "${eval_args[@]}" \
+    "${xgen_args[@]}" "${fold_args[@]}" "${eval_args[@]}" "${fb_card[@]}" \
     --tidewatchd "$TW" --work "$FEAT/replay" \
     --metrics-out "$OUTDIR/lab-metrics.json" --card "$OUTDIR/MODEL_CARD.md" \
-    --command "make model-lab   # = bash models/train/build-lab.sh (NAME=$NAME VERSION=$VERSION TRAIN_SEEDS=\"$TRAIN_SEEDS\" TEST_SEEDS=\"$TEST_SEEDS\" KS=\"$KS\" HOLDOUT=\"$HOLDOUT\" SYNTH_TRAIN=\"$SYNTH_TRAIN\" TRAIN_ARGS=\"$TRAIN_ARGS\" THRESH_ARGS=\"$THRESH_ARGS\" PUBLIC_BENIGN_TRAIN=$PUBLIC_BENIGN_TRAIN PUBLIC_MAX_ROWS=$PUBLIC_MAX_ROWS EVERYDAY_SEEDS=\"$EVERYDAY_SEEDS\" EVERYDAY_TRAIN_SEEDS=\"$EVERYDAY_TRAIN_SEEDS\" HELDOUT_SEEDS=\"$HELDOUT_SEEDS\")" \
+    --command "make model-lab   # = bash models/train/build-lab.sh (NAME=$NAME VERSION=$VERSION TRAIN_SEEDS=\"$TRAIN_SEEDS\" TEST_SEEDS=\"$TEST_SEEDS\" KS=\"$KS\" HOLDOUT=\"$HOLDOUT\" SYNTH_TRAIN=\"$SYNTH_TRAIN\" TRAIN_ARGS=\"$TRAIN_ARGS\" THRESH_ARGS=\"$THRESH_ARGS\" PUBLIC_BENIGN_TRAIN=$PUBLIC_BENIGN_TRAIN PUBLIC_MAX_ROWS=$PUBLIC_MAX_ROWS EVERYDAY_SEEDS=\"$EVERYDAY_SEEDS\" EVERYDAY_TRAIN_SEEDS=\"$EVERYDAY_TRAIN_SEEDS\" HELDOUT_SEEDS=\"$HELDOUT_SEEDS\" FEEDBACK=\"$FEEDBACK\" FEEDBACK_WEIGHT=\"$FEEDBACK_WEIGHT\")" \
     --data-text "Lab captures (pcaps/lab/make-lab.sh, 170 s of activity each): training seeds $TRAIN_SEEDS, test seeds $TEST_SEEDS. Each seed draws a new /24 in a private range, which namespace plays which role, service ports, timing and jitter, tool options (nmap -sS/-sT/-sU/-sV/slow with random port sets, timing templates and retries; hping3 SYN/UDP/ICMP floods with random counts, rates, sizes and windows; slowhttptest slowloris/slow body; ab GET floods; hydra ssh/http-get/ftp with per-seed word lists and task counts; DNS tunnelling with dig in base32/hex/base64 labels of random length and query type, and a real iodine tunnel (record type, encoding, interval, direct or through the resolver, which forwards the tunnel domain to the attacker's server — those forwarded queries are exfil too); curl beacons over HTTP/HTTPS with random interval, jitter and POSTed results, from a host that also browses), page sets and payloads; about half the servers drop (or reject) ports that are not their service, via nftables. Benign: 6 clients browsing nginx over HTTP and HTTPS (single requests and keep-alive sessions, wget mirrors), DNS lookups on dnsmasq, SSH commands, scp up/downloads, rate-limited bulk downloads, anonymous FTP, idle SSH/TLS keep-alive connections.$synth_note" \
     --blind-spots "$(cat models/train/lab-blind-spots.md)" --note "$NOTE"
 stamp "evaluated; card $OUTDIR/MODEL_CARD.md"

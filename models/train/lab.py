@@ -599,6 +599,8 @@ def evaluate_cmd(args):
     metrics["train"] = {"data": train_metrics.get("data"), "model": train_metrics.get("model")}
     metrics["card"] = {"note": args.note, "data_text": args.data_text, "command": args.command,
                        "blind_spots": args.blind_spots}
+    # The analysts' feedback trained on (models/train/feedback.py --summary-out), None without one.
+    metrics["feedback"] = json.load(open(args.feedback_summary)) if args.feedback_summary else None
     with open(args.metrics_out, "w") as f:
         json.dump(metrics, f, indent=2)
         f.write("\n")
@@ -809,6 +811,7 @@ def main():
     e.add_argument("--data-text", required=True)
     e.add_argument("--blind-spots", default="")
     e.add_argument("--note", default="")
+    e.add_argument("--feedback-summary", help="feedback.py --summary-out JSON of the analysts' feedback trained on")
     args = ap.parse_args()
     if args.cmd == "prepare":
         prepare(args)

@@ -431,6 +431,29 @@ def describe_caps(caps, show=6):
                      for k, v in sorted(kinds.items()))
 
 
+def feedback_text(fb: Optional[dict], capture_weight: Optional[dict] = None) -> str:
+    """The card's line on the analysts' feedback: models/train/feedback.py's summary (lab.py
+    evaluate --feedback-summary), None when the model was built without a feedback file."""
+    if not fb:
+        return "Analysts' feedback (`make model FEEDBACK=...`): no feedback file."
+    d = fb["used_decisions"]
+    bad = ", ".join(f"{r} {n}" for r, n in fb["unusable"].items() if n) or "none"
+    w = (capture_weight or {}).get("feedback")
+    if fb["rows"]:
+        rows = ", ".join(f"{c} {n:,}" for c, n in fb["rows_by_label"].items())
+        trained = (f"{fb['rows']:,} training rows ({rows}) from {len(fb['captures'])} capture(s), "
+                   + (f"weighted {w:g} x (`--capture-weight feedback={w:g}`)" if w else "not weighted")
+                   + ", never in the threshold validation")
+    else:
+        trained = "no row selected, so not trained on"
+    notes = "".join(f" Note: {t}." for t in fb.get("notes") or [])
+    return (f"Analysts' feedback (`make model FEEDBACK=...`, `models/train/feedback.py`): `{fb['feedback_file']}` "
+            f"(sha256 `{fb['sha256'][:12]}`), {fb['entries']} decisions: {fb['used']} used "
+            f"({d['false_positive']} false positive(s) relabelled benign, {d['confirmed']} confirmed), "
+            f"{fb['overridden']} overridden by a later decision, {fb['unusable_total']} unusable ({bad}); "
+            f"{trained}.{notes}")
+
+
 def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots=""):
     """models/<name>/MODEL_CARD.md of the lab model from lab.py's metrics (`m`) and train.py's (`tm`)."""
     m["card"] = {"note": note, "data_text": data_text, "command": command, "blind_spots": blind_spots}
@@ -589,6 +612,8 @@ def write_lab_card(path, m, tm, note="", data_text="", command="", blind_spots="
     a("## Data")
     a("")
     a(data_text)
+    a("")
+    a(feedback_text(m.get("feedback"), mod.get("capture_weight")))
     a("")
     tr = tm["data"]["train"]
     cnt = collections.Counter()

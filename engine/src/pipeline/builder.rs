@@ -295,7 +295,7 @@ impl EngineBuilder {
         merger.counters = Some(counters.clone());
         merger.model_swap = Some(model_swap.1.clone());
         let policy_swap = crossbeam_channel::bounded(4);
-        merger.policy_swap = Some(policy_swap.1.clone());
+        merger.decide.policy_swap = Some(policy_swap.1.clone());
         let mut inspect = self.inspect;
         // Whole-engine caps are shared out among the shards that will use them.
         let shards = self.workers.max(1);

@@ -35,7 +35,7 @@ use capture::CaptureState;
 pub use parallel::ParallelEngine;
 use stats::thread_cpu_seconds;
 pub use stats::{
-    AtomicHistogram, BucketCounts, EngineCounters, Percentiles, ReassemblyStats, Stats, LATENCY_BUCKETS_US,
+    AtomicHistogram, BucketCounts, EngineCounters, Percentiles, ReassemblyStats, StageCounts, Stats, LATENCY_BUCKETS_US,
 };
 
 /// The inspection engine. See the crate documentation for an example.
@@ -72,7 +72,7 @@ impl Engine {
 
     /// The loaded model's metadata, if the engine classifies.
     pub fn model_info(&self) -> Option<&ModelInfo> {
-        self.merger.classifier.as_ref().map(|c| c.info())
+        self.merger.batch.classifier.as_ref().map(|c| c.info())
     }
 
     /// Live counters, readable from other threads while [`Engine::run`] runs.
@@ -91,14 +91,7 @@ impl Engine {
     }
 
     fn publish_capture(&self) {
-        let (c, k) = (&self.capture, &self.counters);
-        k.packets.store(c.packets, Ordering::Relaxed);
-        k.bytes.store(c.bytes, Ordering::Relaxed);
-        k.decoded.store(c.decoded, Ordering::Relaxed);
-        k.dropped.store(c.drops.iter().sum(), Ordering::Relaxed);
-        for (a, v) in k.dropped_by_reason.iter().zip(c.drops.iter()) {
-            a.store(*v, Ordering::Relaxed);
-        }
+        publish_capture(&self.capture, &self.counters);
     }
 
     /// The next event, oldest first, of what earlier [`process`](Self::process),
@@ -108,7 +101,7 @@ impl Engine {
     /// with sinks hands them to the sinks and this returns `None`. Drain it
     /// after each call and the queue stays small (see [`crate::event`]).
     pub fn poll_event(&mut self) -> Option<crate::Event> {
-        self.merger.queue.as_mut()?.pop_front()
+        self.merger.deliver.queue.as_mut()?.pop_front()
     }
 
     /// Engine time (capture time) at which [`tick`](Self::tick) is next due
@@ -128,11 +121,11 @@ impl Engine {
 
     /// True once a sink asked to stop or an error occurred.
     pub fn stop_requested(&self) -> bool {
-        self.merger.stop
+        self.merger.stopped()
     }
 
     fn take_error(&mut self) -> Result<()> {
-        match self.merger.error.take() {
+        match self.merger.deliver.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -199,20 +192,7 @@ impl Engine {
                 self.shard_stats = vec![self.inline.stats.clone()];
             }
             self.merger.finish();
-            let mut first_err = self.merger.error.take();
-            for s in self.merger.sinks.iter_mut() {
-                if let Err(e) = s.finish() {
-                    first_err.get_or_insert(e.into());
-                }
-            }
-            for fs in self.merger.feature_sinks.iter_mut() {
-                if let Err(e) = fs.finish() {
-                    first_err.get_or_insert(e.into());
-                }
-            }
-            if let Some(e) = first_err {
-                return Err(e);
-            }
+            self.merger.deliver.finish()?;
         }
         Ok(self.stats())
     }
@@ -221,6 +201,8 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let c = &self.capture;
         let m = &self.merger;
+        let d = &m.decide;
+        let (feature_rows, host_rows) = m.feature_rows();
         let mut s = Stats {
             packets: c.packets,
             bytes: c.bytes,
@@ -228,19 +210,19 @@ impl Engine {
             drops: c.drops,
             fragments: c.fragments,
             defrag: c.defrag.stats(),
-            feature_rows: m.feature_rows,
-            verdicts_early: m.verdicts_early,
-            verdicts_end: m.verdicts_end,
-            verdicts_host: m.verdicts_host,
-            host_rows: m.host_rows,
-            verdicts_unchanged: m.verdicts_unchanged,
-            verdicts_by_label: m.verdicts_by_label.clone(),
-            incidents: m.incidents.stats(),
-            suppressed: m.suppressed,
-            explained: m.explained,
-            non_finite_scores: m.non_finite_scores,
-            batches: m.batches,
-            inference_micros: m.inference_micros,
+            feature_rows,
+            verdicts_early: d.verdicts_early,
+            verdicts_end: d.verdicts_end,
+            verdicts_host: d.verdicts_host,
+            host_rows,
+            verdicts_unchanged: d.verdicts_unchanged,
+            verdicts_by_label: d.verdicts_by_label.clone(),
+            incidents: d.incidents.stats(),
+            suppressed: d.suppressed,
+            explained: d.explained,
+            non_finite_scores: d.non_finite_scores,
+            batches: m.batch.batches,
+            inference_micros: m.batch.inference_micros,
             host_context_untracked: m.hosts.untracked,
             first_ts: c.first_ts,
             last_ts: c.last_ts,
@@ -251,6 +233,16 @@ impl Engine {
             latency_us: Percentiles::of(&m.timings.packet_to_verdict),
             inference_batch_us: Percentiles::of(&m.timings.batch_inference),
             cpu_seconds: self.cpu_seconds.clone(),
+            stages: {
+                let st = m.stages();
+                vec![
+                    ("order", st.order),
+                    ("host_context", st.host_context),
+                    ("batch", st.batch),
+                    ("decide", st.decide),
+                    ("deliver", st.deliver),
+                ]
+            },
             ..Stats::default()
         };
         let shards: &[ShardStats] =
@@ -281,7 +273,7 @@ impl Engine {
         if self.finished {
             return Err(Error::Finished);
         }
-        if self.merger.queue.is_some() && (self.merger.classifier.is_some() || self.merger.flow_records) {
+        if self.merger.deliver.queue.is_some() && (self.merger.batch.classifier.is_some() || self.merger.flow_records) {
             return Err(Error::Config(
                 "run() hands verdicts and flow records to sinks, and this engine has none: add one with \
                  EngineBuilder::sink, or drive the engine with process/tick/finish and poll_event"
@@ -290,11 +282,11 @@ impl Engine {
         }
         // A driver on real threads: the wall clock measures latency and
         // bounds how long a batch waits.
-        self.merger.wall_clock = true;
+        self.merger.batch.wall_clock = true;
         self.inline.stamp_rows = true;
         let cpu_at_start = thread_cpu_seconds();
         if self.workers == 0 || self.capture.packets > 0 {
-            while !self.merger.stop {
+            while !self.merger.stopped() {
                 if let Some(pkt) = source.next_packet()? {
                     self.process(&pkt)?;
                     continue;
@@ -317,5 +309,16 @@ impl Engine {
             self.cpu_seconds.insert(stage.into(), b - a);
         }
         outcome.map(|_| self.stats())
+    }
+}
+
+/// Publishes the capture stage's counters for readers on other threads.
+fn publish_capture(c: &CaptureState, k: &EngineCounters) {
+    k.packets.store(c.packets, Ordering::Relaxed);
+    k.bytes.store(c.bytes, Ordering::Relaxed);
+    k.decoded.store(c.decoded, Ordering::Relaxed);
+    k.dropped.store(c.drops.iter().sum(), Ordering::Relaxed);
+    for (a, v) in k.dropped_by_reason.iter().zip(c.drops.iter()) {
+        a.store(*v, Ordering::Relaxed);
     }
 }

@@ -87,6 +87,36 @@ pub struct Stats {
     pub inference_batch_us: Percentiles,
     /// CPU seconds (user + system) per stage, where the OS reports them.
     pub cpu_seconds: BTreeMap<String, f64>,
+    /// What each part of the merge stage did, in pipeline order: `order`
+    /// (events), `host_context` (events in, rows out), `batch` (rows),
+    /// `decide` (scored rows in, verdicts out) and `deliver` (records).
+    pub stages: Vec<(&'static str, StageCounts)>,
+}
+
+/// What one stage did with what it was given, as Vector's component
+/// specification asks: each item it `received` is counted once more, when
+/// it is `sent` on, `discarded` on purpose (by design, not by fault), or
+/// `failed`. Once the engine has finished, `received = sent + discarded +
+/// failed` for every stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct StageCounts {
+    /// Items handed to the stage.
+    pub received: u64,
+    /// Items it handed on.
+    pub sent: u64,
+    /// Items it dropped by design (a cold host's first-packet row, an end
+    /// verdict that repeats its early label).
+    pub discarded: u64,
+    /// Items lost to an error (a failed classifier call, a sink error).
+    pub failed: u64,
+}
+
+impl StageCounts {
+    /// Items received and not yet sent, discarded or failed (in flight).
+    pub fn held(&self) -> u64 {
+        self.received.saturating_sub(self.sent + self.discarded + self.failed)
+    }
 }
 
 /// What TCP reassembly skipped or gave up, over all workers.
@@ -205,6 +235,7 @@ impl Stats {
             "latency_us": self.latency_us,
             "inference_batch_us": self.inference_batch_us,
             "cpu_seconds": self.cpu_seconds,
+            "stages": self.stages.iter().map(|(k, v)| (*k, *v)).collect::<BTreeMap<_, _>>(),
         })
     }
 }

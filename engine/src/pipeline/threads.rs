@@ -8,10 +8,9 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rustc_hash::FxHasher;
 
-use super::merge::Merger;
 use super::shard::{Event, Shard, ShardStats};
 use super::stats::{thread_cpu_seconds, EngineCounters};
-use super::Engine;
+use super::{publish_capture, Engine};
 use crate::decode::{PacketInfo, PayloadBuffer, PayloadBuffers, PROTO_TCP, PROTO_UDP};
 use crate::error::{Error, Result};
 use crate::flow::{EndReason, FlowKey};
@@ -79,7 +78,14 @@ impl Engine {
         let (free_tx, free_rx) = bounded::<Chunk>(n * (QUEUE_CHUNKS + 2));
         let (spare_events_tx, spare_events_rx) = bounded::<Vec<Event>>(n * QUEUE_CHUNKS);
         let stop = AtomicBool::new(false);
-        let mut merger = std::mem::replace(&mut self.merger, Merger::placeholder());
+        // The merge thread borrows the merger for the scope: nothing else
+        // touches it until every thread has joined.
+        let (flow_cfg, early_packets, inspect_cfg) = (self.flow_cfg, self.early_packets, self.inspect_cfg);
+        let (lossless, live) = (self.lossless, self.live);
+        // The merge thread borrows the merger for the scope, the capture
+        // loop the capture state: nothing else touches either until every
+        // thread has joined.
+        let Engine { merger, capture, counters, queue_full, queue_dropped, shard_stats, cpu_seconds, .. } = self;
         merger.set_streams(n);
         let mut outcome: Result<()> = Ok(());
         std::thread::scope(|scope| {
@@ -89,8 +95,8 @@ impl Engine {
                 let (tx, rx) = bounded::<Chunk>(QUEUE_CHUNKS);
                 txs.push(tx);
                 let (event_tx, free_tx, spare_events_rx) = (event_tx.clone(), free_tx.clone(), spare_events_rx.clone());
-                let (cfg, early, counters) = (self.flow_cfg, self.early_packets, self.counters.clone());
-                let inspect = self.inspect_cfg;
+                let (cfg, early, counters) = (flow_cfg, early_packets, counters.clone());
+                let inspect = inspect_cfg;
                 workers.push(scope.spawn(move || {
                     worker(w, Shard::new(cfg, early, inspect), rx, event_tx, free_tx, spare_events_rx, &counters)
                 }));
@@ -102,20 +108,19 @@ impl Engine {
                 while let Ok(mut b) = event_rx.recv() {
                     merger.push(b.worker, &mut b.events, b.watermark);
                     let _ = spare_events_tx.try_send(b.events);
-                    if merger.stop {
+                    if merger.stopped() {
                         stop_ref.store(true, Ordering::Relaxed);
                     }
                 }
-                let cpu = thread_cpu_seconds().zip(cpu_at_start).map(|(b, a)| b - a);
-                (merger, cpu)
+                thread_cpu_seconds().zip(cpu_at_start).map(|(b, a)| b - a)
             });
             let mut pending: Vec<Chunk> = (0..n).map(|_| Chunk::new()).collect();
-            let inspect = self.inspect_cfg.enabled;
+            let inspect = inspect_cfg.enabled;
             let mut since_broadcast = 0u64;
             let mut dispatch = Dispatch {
                 txs,
                 free_rx: &free_rx,
-                drop_when_full: !self.lossless && (self.live || source.is_live()),
+                drop_when_full: !lossless && (live || source.is_live()),
                 dropped: 0,
             };
             let result = (|| -> Result<()> {
@@ -127,27 +132,27 @@ impl Engine {
                         // Idle live capture: time still passes; flows time
                         // out and every worker's watermark moves on.
                         let Some(now) = source.now() else { continue };
-                        self.publish_capture();
-                        self.counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
-                        let sweep = self.capture.advance(now);
-                        let clock = self.capture.clock;
+                        publish_capture(capture, counters);
+                        counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
+                        let sweep = capture.advance(now);
+                        let clock = capture.clock;
                         for (w, c) in pending.iter_mut().enumerate() {
                             if let Some(t) = sweep {
                                 c.items.push(Item::Sweep(t));
                             }
                             c.clock = clock;
-                            dispatch.send(w, c, &mut self.queue_full);
+                            dispatch.send(w, c, queue_full);
                         }
                         since_broadcast = 0;
                         continue;
                     };
-                    let step = self.capture.step(&pkt);
-                    let clock = self.capture.clock;
+                    let step = capture.step(&pkt);
+                    let clock = capture.clock;
                     if let Some(t) = step.sweep {
                         for (w, c) in pending.iter_mut().enumerate() {
                             c.items.push(Item::Sweep(t));
                             c.clock = t;
-                            dispatch.send(w, c, &mut self.queue_full);
+                            dispatch.send(w, c, queue_full);
                         }
                         since_broadcast = 0;
                     }
@@ -158,7 +163,7 @@ impl Engine {
                             c.arrival = Some(Instant::now());
                         }
                         if inspect && matches!(info.proto, PROTO_TCP | PROTO_UDP) && info.payload_cap > 0 {
-                            let payload = info.payload(self.capture.buffers(pkt.data));
+                            let payload = info.payload(capture.buffers(pkt.data));
                             info.payload_off = c.payload.len() as u32;
                             info.payload_cap = payload.len() as u32;
                             info.payload_in = PayloadBuffer::Chunk;
@@ -169,7 +174,7 @@ impl Engine {
                         c.items.push(Item::Packet(info, clock));
                         c.clock = clock;
                         if c.items.len() >= CHUNK {
-                            dispatch.send(w, c, &mut self.queue_full);
+                            dispatch.send(w, c, queue_full);
                         }
                     }
                     since_broadcast += 1;
@@ -177,10 +182,10 @@ impl Engine {
                         since_broadcast = 0;
                         for (w, c) in pending.iter_mut().enumerate() {
                             c.clock = clock;
-                            dispatch.send(w, c, &mut self.queue_full);
+                            dispatch.send(w, c, queue_full);
                         }
-                        self.publish_capture();
-                        self.counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
+                        publish_capture(capture, counters);
+                        counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
                     }
                 }
                 Ok(())
@@ -188,28 +193,27 @@ impl Engine {
             // End of input (or a stop): every worker drains its flows.
             for (w, c) in pending.iter_mut().enumerate() {
                 c.eof = true;
-                c.clock = self.capture.clock;
-                dispatch.send(w, c, &mut self.queue_full);
+                c.clock = capture.clock;
+                dispatch.send(w, c, queue_full);
             }
             dispatch.txs.clear(); // closing the queues lets the workers finish
-            self.queue_dropped += dispatch.dropped;
-            self.shard_stats = Vec::with_capacity(n);
+            *queue_dropped += dispatch.dropped;
+            *shard_stats = Vec::with_capacity(n);
             for (w, h) in workers.into_iter().enumerate() {
                 match h.join() {
                     Ok((stats, cpu)) => {
-                        self.shard_stats.push(stats);
+                        shard_stats.push(stats);
                         if let Some(c) = cpu {
-                            self.cpu_seconds.insert(format!("worker{w}"), c);
+                            cpu_seconds.insert(format!("worker{w}"), c);
                         }
                     }
                     Err(_) => outcome = Err(Error::Internal(format!("worker {w} stopped unexpectedly"))),
                 }
             }
             match merge_thread.join() {
-                Ok((m, cpu)) => {
-                    self.merger = m;
+                Ok(cpu) => {
                     if let Some(c) = cpu {
-                        self.cpu_seconds.insert("merge".into(), c);
+                        cpu_seconds.insert("merge".into(), c);
                     }
                 }
                 Err(_) => outcome = Err(Error::Internal("the merge stage stopped unexpectedly".into())),

@@ -1,0 +1,339 @@
+//! The merge stage, in pipeline order: the workers' events are put in one
+//! global order ([`order`]), host context is updated and added to each row
+//! (here), rows wait for the classifier ([`batch`]), scored rows become
+//! verdicts and incidents ([`decide`]), and everything is handed to the
+//! sinks ([`deliver`]). Each part counts what it received, sent, discarded
+//! and failed ([`StageCounts`]).
+
+mod batch;
+mod decide;
+mod deliver;
+mod order;
+
+use hdrhistogram::Histogram;
+
+use super::shard::{Event, EventBody, RowEvent};
+use super::stats::StageCounts;
+use crate::features::HostContext;
+use crate::incident::{Incident, IncidentConfig};
+use crate::infer::Classifier;
+use crate::policy::Policy;
+use crate::sink::{FeatureSink, Trigger, VerdictSink};
+use crate::source::Micros;
+use batch::Batcher;
+use decide::Decider;
+use deliver::Delivery;
+use order::EventOrder;
+
+/// Latency and inference-time histograms, in microseconds (1 µs to 1 h,
+/// 3 significant digits: fixed memory, never resized), and the same values
+/// in the fixed buckets of [`super::LATENCY_BUCKETS_US`] for metrics.
+pub(crate) struct Timings {
+    pub packet_to_verdict: Option<Histogram<u64>>,
+    pub batch_inference: Option<Histogram<u64>>,
+    pub packet_to_verdict_buckets: super::BucketCounts,
+    pub batch_inference_buckets: super::BucketCounts,
+}
+
+impl Timings {
+    fn new() -> Self {
+        let h = || Histogram::new_with_bounds(1, 3_600_000_000, 3).ok();
+        Self {
+            packet_to_verdict: h(),
+            batch_inference: h(),
+            packet_to_verdict_buckets: Default::default(),
+            batch_inference_buckets: Default::default(),
+        }
+    }
+
+    pub(crate) fn record_inference(&mut self, micros: u64) {
+        record_micros(&mut self.batch_inference, &mut self.batch_inference_buckets, micros);
+    }
+
+    fn record_latency(&mut self, micros: u64) {
+        record_micros(&mut self.packet_to_verdict, &mut self.packet_to_verdict_buckets, micros);
+    }
+}
+
+/// Hands pending incident records to the sinks (a function of the two
+/// fields, so it can run while a scored batch is lent out).
+fn deliver_incidents(out: &mut Vec<Incident>, deliver: &mut Delivery) {
+    for inc in out.drain(..) {
+        deliver.incident(inc);
+    }
+}
+
+fn record_micros(h: &mut Option<Histogram<u64>>, buckets: &mut super::BucketCounts, micros: u64) {
+    buckets.record(micros);
+    if let Some(h) = h {
+        // Values above the top bound are clamped rather than lost.
+        let _ = h.record(micros.clamp(1, 3_600_000_000));
+    }
+}
+
+/// The host-context stage's share of the merge stage: events received,
+/// rows sent on, and flow starts discarded (their host was not hot).
+#[derive(Default)]
+struct HostStage {
+    counts: StageCounts,
+    /// Feature rows made (early, end and host rows).
+    feature_rows: u64,
+    /// First-packet rows made because a host was hot.
+    host_rows: u64,
+}
+
+pub(crate) struct Merger {
+    order: EventOrder,
+    pub hosts: HostContext,
+    host_stage: HostStage,
+    pub batch: Batcher,
+    pub decide: Decider,
+    pub deliver: Delivery,
+    /// Ended flows' records go to the verdict sinks too.
+    pub flow_records: bool,
+    pub timings: Timings,
+    /// Incident records waiting to be delivered (reused).
+    incident_out: Vec<Incident>,
+    /// Time of the latest event applied (engine clock).
+    clock: Micros,
+    /// Where live counters are published, if anyone reads them.
+    pub counters: Option<std::sync::Arc<super::EngineCounters>>,
+    /// Replacement classifiers (a model reload), taken between batches.
+    pub model_swap: Option<crossbeam_channel::Receiver<Box<dyn Classifier>>>,
+}
+
+pub(crate) struct MergerConfig {
+    /// Hand every ended flow's record to the verdict sinks ([`VerdictSink::flow`]).
+    pub flow_records: bool,
+    pub hosts: HostContext,
+    pub classifier: Option<Box<dyn Classifier>>,
+    pub sinks: Vec<Box<dyn VerdictSink>>,
+    /// Keep events for `poll_event` instead of handing them to sinks.
+    pub queue: bool,
+    pub feature_sinks: Vec<Box<dyn FeatureSink>>,
+    pub batch_size: usize,
+    pub batch_deadline: Micros,
+    pub batch_wall_deadline: std::time::Duration,
+    pub final_only_if_changed: bool,
+    pub incidents: IncidentConfig,
+    pub policy: Policy,
+}
+
+/// What each part of the merge stage did, in pipeline order.
+pub(crate) struct MergeStages {
+    pub order: StageCounts,
+    pub host_context: StageCounts,
+    pub batch: StageCounts,
+    pub decide: StageCounts,
+    pub deliver: StageCounts,
+}
+
+impl Merger {
+    pub fn new(cfg: MergerConfig) -> Self {
+        let info = cfg.classifier.as_ref().map(|c| c.info().clone());
+        Self {
+            order: EventOrder::default(),
+            hosts: cfg.hosts,
+            host_stage: HostStage::default(),
+            decide: Decider::new(info.as_ref(), cfg.final_only_if_changed, cfg.incidents, cfg.policy),
+            batch: Batcher::new(cfg.classifier, cfg.batch_size, cfg.batch_deadline, cfg.batch_wall_deadline),
+            deliver: Delivery::new(cfg.sinks, cfg.feature_sinks, cfg.queue),
+            flow_records: cfg.flow_records,
+            timings: Timings::new(),
+            incident_out: Vec::new(),
+            clock: 0,
+            counters: None,
+            model_swap: None,
+        }
+    }
+
+    /// Prepares for `n` input streams (one per worker).
+    pub fn set_streams(&mut self, n: usize) {
+        self.order.set_streams(n);
+    }
+
+    /// A sink asked to stop, or something failed.
+    pub fn stopped(&self) -> bool {
+        self.deliver.stop
+    }
+
+    /// Takes a batch of events from stream `s`, which promises that every
+    /// later event of its has a time of at least `watermark`, and applies
+    /// what it made ready.
+    pub fn push(&mut self, s: usize, events: &mut Vec<Event>, watermark: Micros) {
+        self.order.push(s, events, watermark);
+        self.apply_ready();
+    }
+
+    /// Applies, in global order, every event that no stream can precede.
+    fn apply_ready(&mut self) {
+        let limit = self.order.limit();
+        while let Some(e) = self.order.pop_ready(limit) {
+            self.apply(e);
+        }
+        if self.batch.due(limit) {
+            self.flush();
+        }
+        // Updates and closings fall due with time, not only with verdicts.
+        // Only with no verdict pending: then every verdict before `limit`
+        // has been observed, and a record due by `limit` holds exactly what
+        // it would hold had the next verdict triggered it (deterministic).
+        if self.batch.is_empty() && limit != Micros::MAX && !self.deliver.stop {
+            self.decide.incidents.poll(limit, &mut self.incident_out);
+            self.deliver_incidents();
+        }
+    }
+
+    /// Hands the pending incident records to the sinks.
+    fn deliver_incidents(&mut self) {
+        deliver_incidents(&mut self.incident_out, &mut self.deliver);
+    }
+
+    /// The host-context stage: updates the tables, and passes on rows
+    /// (with a hot host's first-packet row).
+    fn apply(&mut self, e: Event) {
+        self.clock = self.clock.max(e.time);
+        self.host_stage.counts.received += 1;
+        match e.body {
+            EventBody::Start { initiator, responder, responder_port, first } => {
+                self.hosts.on_flow_start(e.time, &initiator, &responder, responder_port);
+                if self.hosts.hot(e.time, &initiator, &responder) {
+                    self.host_stage.host_rows += 1;
+                    self.host_stage.counts.sent += 1;
+                    self.row(e.time, first);
+                } else {
+                    self.host_stage.counts.discarded += 1;
+                }
+            }
+            EventBody::Row(row) => {
+                if row.record.trigger == Trigger::End {
+                    self.hosts.on_flow_end(e.time, &row.initiator, &row.responder, row.record.bytes, row.failed);
+                }
+                self.host_stage.counts.sent += 1;
+                self.row(e.time, row);
+            }
+        }
+    }
+
+    fn row(&mut self, time: Micros, mut ev: Box<RowEvent>) {
+        // Host context as of the row's last packet, not of the moment the
+        // flow was found idle: a lone SYN of a scan that times out a minute
+        // later must still be seen beside the rest of its burst.
+        let host = self.hosts.features(time.min(ev.record.ts), &ev.initiator, &ev.responder);
+        crate::features::write_host(&host, &mut ev.row);
+        self.host_stage.feature_rows += 1;
+        if self.flow_records && ev.record.trigger == Trigger::End {
+            self.deliver.flow(&ev.record);
+        }
+        if !self.deliver.feature_row(&ev.record, &ev.row) {
+            return;
+        }
+        if self.batch.classifier.is_some() {
+            let RowEvent { record, arrival, row, .. } = *ev;
+            if self.batch.add(&row, (record, arrival, time), time) {
+                self.flush();
+            }
+        }
+    }
+
+    /// Classifies the pending rows and delivers their verdicts.
+    pub fn flush(&mut self) {
+        if let Some(new) = self.model_swap.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            self.decide.set_model(new.info());
+            self.batch.classifier = Some(new);
+        }
+        self.decide.take_policy_swap();
+        let n_labels = self.decide.n_labels();
+        let (mut records, mut scored) = match self.batch.score(n_labels, &mut self.timings) {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return,
+            Err(e) => return self.deliver.fail(e),
+        };
+        for (i, pending) in records.drain(..).enumerate() {
+            let arrival = pending.1;
+            let verdict = match self.decide.decide(pending, &mut scored, i, &mut self.incident_out) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.deliver.fail(e);
+                    break;
+                }
+            };
+            deliver_incidents(&mut self.incident_out, &mut self.deliver);
+            let Some(verdict) = verdict else { continue };
+            self.deliver.verdict(verdict);
+            if let Some(a) = arrival {
+                self.timings.record_latency(a.elapsed().as_micros() as u64);
+            }
+        }
+        self.batch.done(records);
+        self.publish_counters();
+    }
+
+    /// What each part did, in pipeline order.
+    pub fn stages(&self) -> MergeStages {
+        MergeStages {
+            order: self.order.counts,
+            host_context: self.host_stage.counts,
+            batch: self.batch.counts,
+            decide: self.decide.counts,
+            deliver: self.deliver.counts,
+        }
+    }
+
+    /// Feature rows made, and of them first-packet rows of hot hosts.
+    pub fn feature_rows(&self) -> (u64, u64) {
+        (self.host_stage.feature_rows, self.host_stage.host_rows)
+    }
+
+    /// Publishes the live counters, for readers on other threads.
+    fn publish_counters(&self) {
+        if let Some(c) = &self.counters {
+            use std::sync::atomic::Ordering::Relaxed;
+            let d = &self.decide;
+            c.verdicts.store(d.verdicts_early + d.verdicts_end + d.verdicts_host, Relaxed);
+            c.verdicts_early.store(d.verdicts_early, Relaxed);
+            c.verdicts_end.store(d.verdicts_end, Relaxed);
+            c.incident_records.store(self.deliver.incident_records, Relaxed);
+            c.suppressed_min_score.store(d.suppressed.min_score, Relaxed);
+            c.suppressed_rule.store(d.suppressed.rule, Relaxed);
+            c.suppressed_rate_limit.store(d.suppressed.rate_limit, Relaxed);
+            c.packet_to_verdict.publish(&self.timings.packet_to_verdict_buckets);
+            c.batch_inference.publish(&self.timings.batch_inference_buckets);
+            if let Ok(mut by_label) = c.verdicts_by_label.lock() {
+                if by_label.len() != d.verdicts_by_label.len() {
+                    *by_label = d.verdicts_by_label.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                } else {
+                    for ((_, n), (_, v)) in by_label.iter_mut().zip(d.verdicts_by_label.iter()) {
+                        *n = *v;
+                    }
+                }
+            }
+            if let Ok(mut by_label) = c.incidents_by_label.lock() {
+                d.incidents.opened_by_label(&mut by_label);
+            }
+            if let Some(h) = &self.timings.packet_to_verdict {
+                c.latency_p50_us.store(h.value_at_quantile(0.5), Relaxed);
+                c.latency_p99_us.store(h.value_at_quantile(0.99), Relaxed);
+            }
+        }
+    }
+
+    /// Engine time by which something waits to be done without a packet:
+    /// events held back at the current time, or a batch whose deadline
+    /// falls due. `None` when nothing waits.
+    pub fn next_due(&self) -> Option<Micros> {
+        self.order.next_due().into_iter().chain(self.batch.next_due()).min()
+    }
+
+    /// Applies everything left (all streams finished) and flushes.
+    pub fn finish(&mut self) {
+        self.order.end_all();
+        self.apply_ready();
+        self.flush();
+        if self.batch.classifier.is_some() {
+            self.decide.incidents.close_all(self.clock, &mut self.incident_out);
+            self.deliver_incidents();
+        }
+        self.publish_counters();
+    }
+}
