@@ -72,7 +72,7 @@ pcaps:
 # Regenerates the bundled default model, models/lab (as root: lab captures,
 # training, evaluation, card; about 45 min from scratch, 8 min with captures).
 # `make model FEEDBACK=path/to/feedback.jsonl` also trains on the analysts'
-# decisions of `tidewatchd feedback --capture PCAP` (FEEDBACK_WEIGHT, default 5;
+# decisions of `tidewatchd feedback --capture PCAP` (FEEDBACK_WEIGHT, default 20;
 # models/train/feedback.py; see models/train/build-lab.sh).
 model: model-lab
 

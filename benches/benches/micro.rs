@@ -13,6 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tidewatch::decode::{decode, PacketInfo};
 use tidewatch::features::{FlowStats, NUM_FEATURES};
 use tidewatch::flow::{FlowConfig, FlowTable};
+use tidewatch::flow_state::FlowState;
 use tidewatch::{Classifier, LinkType, OnnxClassifier, RawPacket};
 
 /// An Ethernet + IPv4 + TCP frame with `payload` bytes of data.
@@ -54,7 +55,7 @@ fn bench_flow(c: &mut Criterion) {
     let mut g = c.benchmark_group("flow_table");
     g.throughput(Throughput::Elements(1));
     // Lookup of an existing flow among 100k.
-    let mut table = FlowTable::new(FlowConfig::default());
+    let mut table = FlowTable::<FlowState>::new(FlowConfig::default());
     let infos: Vec<PacketInfo> =
         (0..100_000u32).map(|i| packet_info(1024 + (i % 60000) as u16, u64::from(i))).collect();
     let mut infos = infos;
@@ -71,14 +72,14 @@ fn bench_flow(c: &mut Criterion) {
         })
     });
     // Insert of new flows (table cleared every 100k inserts).
-    let mut fresh = FlowTable::new(FlowConfig::default());
+    let mut fresh = FlowTable::<FlowState>::new(FlowConfig::default());
     let mut n = 0u32;
     let mut info = packet_info(1, 1);
     g.bench_function("insert_new", |b| {
         b.iter(|| {
             n = n.wrapping_add(1);
             if n % 100_000 == 0 {
-                fresh = FlowTable::new(FlowConfig::default());
+                fresh = FlowTable::<FlowState>::new(FlowConfig::default());
             }
             info.src[12..16].copy_from_slice(&n.to_be_bytes());
             let u = fresh.update(&info, &mut |_, _| {});

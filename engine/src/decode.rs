@@ -270,6 +270,18 @@ pub struct PayloadBuffers<'a> {
 }
 
 impl PacketInfo {
+    /// Is this TCP flag set in the packet?
+    #[inline]
+    pub fn has_tcp_flag(&self, flag: u8) -> bool {
+        self.tcp.is_some_and(|t| t.flags & flag != 0)
+    }
+
+    /// True for a SYN without ACK: the opening of a connection.
+    #[inline]
+    pub fn is_syn(&self) -> bool {
+        self.has_tcp_flag(tcp_flags::SYN) && !self.has_tcp_flag(tcp_flags::ACK)
+    }
+
     /// The captured transport payload, from the buffer `payload_in` names.
     pub fn payload<'a>(&self, bufs: PayloadBuffers<'a>) -> &'a [u8] {
         let buf = match self.payload_in {

@@ -13,8 +13,6 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use crate::decode::{tcp_flags, PacketInfo, Tunnels, PROTO_ICMP, PROTO_ICMPV6, PROTO_PIM, PROTO_TCP, PROTO_UDP};
-use crate::features::{has_flag, is_syn, AppFeatures, FlowFacts, FlowStats};
-use crate::inspect::Inspection;
 use crate::source::Micros;
 
 /// Direction-independent flow key: the two endpoints in canonical order.
@@ -300,9 +298,59 @@ mod state {
     pub const RST_BWD: u8 = 64;
 }
 
-/// One tracked flow.
+/// What a [`FlowTable`] keeps for its user beside its own bookkeeping (key,
+/// TCP handshake and teardown, wire bytes, timers), in the manner of
+/// Retina's `Trackable`: the table makes it from a flow's first packet,
+/// hands it every packet, and runs the flow's timeouts on the times it
+/// reports. The engine's is [`crate::flow_state::FlowState`] (statistics
+/// for the feature row, and payload inspection); [`FlowClock`] is the
+/// least there is.
+pub trait Trackable {
+    /// The state of a new flow, from its first packet.
+    fn new(first: &PacketInfo) -> Self;
+    /// Adds a packet; `forward` is true when the initiator sent it.
+    fn update(&mut self, p: &PacketInfo, forward: bool);
+    /// Capture time of the flow's first packet.
+    fn first_ts(&self) -> Micros;
+    /// Capture time of its latest packet (never goes backwards).
+    fn last_ts(&self) -> Micros;
+    /// Packets seen, both directions.
+    fn packets(&self) -> u64;
+}
+
+/// Times and a packet count: per-flow state for a table that needs no more.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowClock {
+    /// Capture time of the first packet.
+    pub first_ts: Micros,
+    /// Capture time of the latest packet (never goes backwards).
+    pub last_ts: Micros,
+    /// Packets seen.
+    pub packets: u64,
+}
+
+impl Trackable for FlowClock {
+    fn new(first: &PacketInfo) -> Self {
+        FlowClock { first_ts: first.ts, last_ts: first.ts, packets: 0 }
+    }
+    fn update(&mut self, p: &PacketInfo, _forward: bool) {
+        self.last_ts = self.last_ts.max(p.ts);
+        self.packets += 1;
+    }
+    fn first_ts(&self) -> Micros {
+        self.first_ts
+    }
+    fn last_ts(&self) -> Micros {
+        self.last_ts
+    }
+    fn packets(&self) -> u64 {
+        self.packets
+    }
+}
+
+/// One tracked flow, with its user's state `T`.
 #[derive(Debug)]
-pub struct Flow {
+pub struct Flow<T> {
     /// Flow id: stable hash of the key, salted with the first packet's time.
     pub id: u64,
     /// The flow's direction-independent key.
@@ -323,18 +371,16 @@ pub struct Flow {
     /// (valid when `tcp_state` says they were seen), so reassembly that
     /// starts at the first payload still knows where each stream began.
     pub syn_seq: [u32; 2],
-    /// Per-direction packet, size and timing statistics that feed the feature row.
-    pub stats: FlowStats,
     /// The tunnel layers of the flow's first packet (boxed: most flows have none).
     pub tunnels: Option<Box<Tunnels>>,
-    /// Payload state: reassembly and application parsing, from the first payload byte.
-    pub inspect: Option<Box<Inspection>>,
+    /// The user's per-flow state.
+    pub state: T,
 }
 
-impl Flow {
-    fn new(key: FlowKey, p: &PacketInfo, src_is_lo: bool) -> Flow {
+impl<T: Trackable> Flow<T> {
+    fn new(key: FlowKey, p: &PacketInfo, src_is_lo: bool) -> Self {
         // A SYN-ACK first means the SYN was missed: its receiver initiated.
-        let synack_first = has_flag(p, tcp_flags::SYN) && has_flag(p, tcp_flags::ACK);
+        let synack_first = p.has_tcp_flag(tcp_flags::SYN) && p.has_tcp_flag(tcp_flags::ACK);
         let initiator_is_lo = src_is_lo != synack_first;
         let icmp_type_code =
             matches!(p.proto, PROTO_ICMP | PROTO_ICMPV6).then_some((p.src_port as u8, p.dst_port as u8));
@@ -348,9 +394,8 @@ impl Flow {
             wire_bytes: 0,
             wire_bytes_dir: [0; 2],
             syn_seq: [0; 2],
-            stats: FlowStats::new(p.ts),
             tunnels: (p.tunnels.depth > 0).then(|| Box::new(p.tunnels)),
-            inspect: None,
+            state: T::new(p),
         }
     }
 
@@ -378,7 +423,7 @@ impl Flow {
 
     /// Packets seen in both directions.
     pub fn packets(&self) -> u64 {
-        self.stats.packets()
+        self.state.packets()
     }
 
     fn update(&mut self, p: &PacketInfo, src_is_lo: bool) {
@@ -416,7 +461,7 @@ impl Flow {
                 }
             }
         }
-        self.stats.update(p, forward);
+        self.state.update(p, forward);
     }
 
     /// FIN in both directions, or RST in either.
@@ -456,6 +501,16 @@ impl Flow {
         self.tcp_state & (state::SYN | state::SYN_ACK) == (state::SYN | state::SYN_ACK)
     }
 
+    /// The initiator acknowledged the responder's SYN-ACK.
+    pub fn handshake_complete(&self) -> bool {
+        self.tcp_state & state::ESTABLISHED != 0
+    }
+
+    /// The responder sent a reset.
+    pub fn responder_reset(&self) -> bool {
+        self.tcp_state & state::RST_BWD != 0
+    }
+
     /// A connection attempt that never completed: the responder never
     /// answered the SYN, or reset it.
     pub fn failed_handshake(&self) -> bool {
@@ -463,19 +518,6 @@ impl Flow {
             && self.tcp_state & state::SYN != 0
             && (self.tcp_state & state::SYN_ACK == 0
                 || self.tcp_state & state::RST_BWD != 0 && self.tcp_state & state::ESTABLISHED == 0)
-    }
-
-    /// What the feature row needs besides `stats`: protocol, responder port,
-    /// handshake outcome and application features.
-    pub fn facts(&self) -> FlowFacts {
-        let ((_, _), (_, responder_port)) = self.endpoints();
-        FlowFacts {
-            proto: self.key.proto,
-            responder_port,
-            handshake_complete: self.tcp_state & state::ESTABLISHED != 0,
-            responder_reset: self.tcp_state & state::RST_BWD != 0,
-            app: self.inspect.as_deref().map(|i| AppFeatures::of(i.meta())).unwrap_or_default(),
-        }
     }
 
     fn idle_timeout(&self, cfg: &FlowConfig) -> Micros {
@@ -495,15 +537,15 @@ impl Flow {
 
     /// The earliest time at which this flow may expire.
     pub fn deadline(&self, cfg: &FlowConfig) -> Micros {
-        let idle_at = self.stats.last_ts.saturating_add(self.idle_timeout(cfg));
-        idle_at.min(self.stats.first_ts.saturating_add(cfg.active_timeout))
+        let idle_at = self.state.last_ts().saturating_add(self.idle_timeout(cfg));
+        idle_at.min(self.state.first_ts().saturating_add(cfg.active_timeout))
     }
 
     /// Why this flow should end at time `now`, if it should.
     pub fn expiry(&self, now: Micros, cfg: &FlowConfig) -> Option<EndReason> {
         // Whichever of the idle and active deadlines came first decides.
-        let idle_at = self.stats.last_ts.saturating_add(self.idle_timeout(cfg));
-        let active_at = self.stats.first_ts.saturating_add(cfg.active_timeout);
+        let idle_at = self.state.last_ts().saturating_add(self.idle_timeout(cfg));
+        let active_at = self.state.first_ts().saturating_add(cfg.active_timeout);
         if now < idle_at.min(active_at) {
             None
         } else if idle_at <= active_at {
@@ -515,9 +557,9 @@ impl Flow {
 }
 
 /// What happened to the table on a packet.
-pub struct Update<'a> {
+pub struct Update<'a, T> {
     /// The flow the packet was added to.
-    pub flow: &'a mut Flow,
+    pub flow: &'a mut Flow<T>,
     /// True when the packet started a new flow.
     pub created: bool,
     /// The packet came from the flow's initiator.
@@ -530,10 +572,10 @@ pub struct Update<'a> {
 /// a hash table of slot numbers finds them by key: the key is stored once,
 /// and the per-flow overhead of the index is a few bytes, which keeps a
 /// million flows within a few hundred bytes each.
-pub struct FlowTable {
+pub struct FlowTable<T> {
     cfg: FlowConfig,
     index: HashTable<u32>,
-    slots: Vec<Option<Flow>>,
+    slots: Vec<Option<Flow<T>>>,
     free: Vec<u32>,
     len: usize,
     hasher: FxBuildHasher,
@@ -546,7 +588,7 @@ pub struct FlowTable {
     scratch: Vec<(Micros, u64, u32)>,
 }
 
-impl FlowTable {
+impl<T: Trackable> FlowTable<T> {
     /// An empty table with the given timeouts and capacity.
     pub fn new(cfg: FlowConfig) -> Self {
         let initial = cfg.max_flows.min(1 << 16);
@@ -584,11 +626,11 @@ impl FlowTable {
             .copied()
     }
 
-    fn flow(&self, slot: u32) -> Option<&Flow> {
+    fn flow(&self, slot: u32) -> Option<&Flow<T>> {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
-    fn insert(&mut self, flow: Flow, hash: u64) -> u32 {
+    fn insert(&mut self, flow: Flow<T>, hash: u64) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -607,7 +649,7 @@ impl FlowTable {
         slot
     }
 
-    fn remove(&mut self, slot: u32) -> Option<Flow> {
+    fn remove(&mut self, slot: u32) -> Option<Flow<T>> {
         let flow = self.slots.get_mut(slot as usize)?.take()?;
         if let Ok(entry) = self.index.find_entry(self.hasher.hash_one(flow.key), |&i| i == slot) {
             entry.remove();
@@ -619,13 +661,13 @@ impl FlowTable {
 
     /// Adds a packet to its flow. Flows that must end first (port reuse,
     /// active timeout, eviction to make room) are handed to `ended`.
-    pub fn update(&mut self, p: &PacketInfo, ended: &mut impl FnMut(Flow, EndReason)) -> Update<'_> {
+    pub fn update(&mut self, p: &PacketInfo, ended: &mut impl FnMut(Flow<T>, EndReason)) -> Update<'_, T> {
         let (key, src_is_lo) = FlowKey::of(p);
         let hash = self.hasher.hash_one(key);
         let mut slot = self.find(&key, hash);
         if let Some(s) = slot {
             let end_existing = self.flow(s).and_then(|f| {
-                if f.key.proto == PROTO_TCP && is_syn(p) && f.is_closing() && !f.repeats_initial_syn(p, src_is_lo) {
+                if f.key.proto == PROTO_TCP && p.is_syn() && f.is_closing() && !f.repeats_initial_syn(p, src_is_lo) {
                     Some(EndReason::PortReuse)
                 } else {
                     // Expired since the last sweep: end it before it takes this packet.
@@ -665,10 +707,10 @@ impl FlowTable {
     }
 
     /// Ends the least recently seen 1/64 of the flows (at least one).
-    fn evict_oldest(&mut self, ended: &mut impl FnMut(Flow, EndReason)) {
+    fn evict_oldest(&mut self, ended: &mut impl FnMut(Flow<T>, EndReason)) {
         self.scratch.clear();
         self.scratch.extend(
-            self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|f| (f.stats.last_ts, f.id, i as u32))),
+            self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|f| (f.state.last_ts(), f.id, i as u32))),
         );
         let n = (self.scratch.len() / 64).max(1).min(self.scratch.len());
         if n == 0 {
@@ -688,7 +730,7 @@ impl FlowTable {
     }
 
     /// Ends every flow whose timeout has passed at `now`, earliest deadline first.
-    pub fn expire(&mut self, now: Micros, ended: &mut impl FnMut(Flow, EndReason)) {
+    pub fn expire(&mut self, now: Micros, ended: &mut impl FnMut(Flow<T>, EndReason)) {
         let cfg = self.cfg;
         while let Some(Reverse((deadline, id, slot))) = self.timers.peek().copied() {
             if deadline > now {
@@ -718,14 +760,14 @@ impl FlowTable {
     }
 
     /// Ends every flow (end of input), oldest first.
-    pub fn drain(&mut self, ended: &mut impl FnMut(Flow, EndReason)) {
-        let mut all: Vec<Flow> = self.slots.iter_mut().filter_map(Option::take).collect();
+    pub fn drain(&mut self, ended: &mut impl FnMut(Flow<T>, EndReason)) {
+        let mut all: Vec<Flow<T>> = self.slots.iter_mut().filter_map(Option::take).collect();
         self.index.clear();
         self.free.clear();
         self.slots.clear();
         self.timers.clear();
         self.len = 0;
-        all.sort_unstable_by_key(|f| (f.stats.first_ts, f.id));
+        all.sort_unstable_by_key(|f| (f.state.first_ts(), f.id));
         for f in all {
             ended(f, EndReason::EndOfInput);
         }
@@ -794,7 +836,7 @@ mod tests {
         }
     }
 
-    fn run(table: &mut FlowTable, pkts: &[PacketInfo]) -> Vec<(Flow, EndReason)> {
+    fn run(table: &mut FlowTable<FlowClock>, pkts: &[PacketInfo]) -> Vec<(Flow<FlowClock>, EndReason)> {
         let mut ended = Vec::new();
         for p in pkts {
             table.update(p, &mut |fl, r| ended.push((fl, r)));
@@ -804,7 +846,7 @@ mod tests {
 
     #[test]
     fn port_reuse_after_close_starts_a_new_flow() {
-        let mut t = FlowTable::new(FlowConfig::default());
+        let mut t = FlowTable::<FlowClock>::new(FlowConfig::default());
         let conn = |t0: Micros| {
             vec![
                 tcp(t0, true, f::SYN),
@@ -824,7 +866,7 @@ mod tests {
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].1, EndReason::PortReuse);
         assert_eq!(ended[0].0.packets(), 6);
-        assert!(ended[0].0.facts().handshake_complete);
+        assert!(ended[0].0.handshake_complete());
         assert_eq!(t.len(), 1);
         // A closed flow ends after the short closed timeout, as `closed`.
         let mut rest = Vec::new();
@@ -842,7 +884,7 @@ mod tests {
         };
         let reset = |ts: Micros| tcp(ts, false, f::RST | f::ACK);
         // Reset, retried with the same ISN twice: one connection attempt.
-        let mut t = FlowTable::new(FlowConfig::default());
+        let mut t = FlowTable::<FlowClock>::new(FlowConfig::default());
         let ended = run(&mut t, &[syn(10, 77), reset(11), syn(500_000, 77), reset(500_001), syn(900_000, 77)]);
         assert!(ended.is_empty(), "{:?}", ended.iter().map(|e| e.1).collect::<Vec<_>>());
         assert_eq!(t.len(), 1);
@@ -850,13 +892,13 @@ mod tests {
         t.drain(&mut |fl, r| all.push((fl, r)));
         assert_eq!(all[0].0.packets(), 5);
         // Reset, then a SYN with a new ISN: a new connection.
-        let mut t = FlowTable::new(FlowConfig::default());
+        let mut t = FlowTable::<FlowClock>::new(FlowConfig::default());
         let ended = run(&mut t, &[syn(10, 77), reset(11), syn(500_000, 78)]);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].1, EndReason::PortReuse);
         assert_eq!(ended[0].0.packets(), 2);
         // A SYN from the responder's side with the initiator's ISN is no retransmission.
-        let mut t = FlowTable::new(FlowConfig::default());
+        let mut t = FlowTable::<FlowClock>::new(FlowConfig::default());
         let mut back = tcp(500_000, false, f::SYN);
         back.tcp.iter_mut().for_each(|t| t.seq = 77);
         let ended = run(&mut t, &[syn(10, 77), reset(11), back]);
@@ -865,7 +907,7 @@ mod tests {
 
     #[test]
     fn syn_ack_first_makes_its_receiver_the_initiator() {
-        let mut t = FlowTable::new(FlowConfig::default());
+        let mut t = FlowTable::<FlowClock>::new(FlowConfig::default());
         let up = t.update(&tcp(10, false, f::SYN | f::ACK), &mut |_, _| {});
         let ((init, port), _) = up.flow.endpoints();
         assert_eq!((init, port), (addr(1), 40000));
@@ -873,19 +915,19 @@ mod tests {
 
     #[test]
     fn scan_probe_answered_by_reset_is_a_failed_handshake() {
-        let mut t = FlowTable::new(FlowConfig::default());
+        let mut t = FlowTable::<FlowClock>::new(FlowConfig::default());
         run(&mut t, &[tcp(10, true, f::SYN), tcp(11, false, f::RST | f::ACK)]);
         let mut ended = Vec::new();
         t.drain(&mut |fl, r| ended.push((fl, r)));
         assert!(ended[0].0.failed_handshake());
-        assert!(ended[0].0.facts().responder_reset);
+        assert!(ended[0].0.responder_reset());
         assert_eq!(ended[0].1, EndReason::EndOfInput);
     }
 
     #[test]
     fn full_table_evicts_the_least_recently_seen() {
         let cfg = FlowConfig { max_flows: 4, ..FlowConfig::default() };
-        let mut t = FlowTable::new(cfg);
+        let mut t = FlowTable::<FlowClock>::new(cfg);
         let mut ended = Vec::new();
         for i in 0..6u16 {
             let mut p = tcp(u64::from(i) * 10, true, f::SYN);
@@ -902,7 +944,7 @@ mod tests {
     #[test]
     fn idle_and_active_timeouts() {
         let cfg = FlowConfig { tcp_idle_timeout: 100, active_timeout: 1000, ..FlowConfig::default() };
-        let mut t = FlowTable::new(cfg);
+        let mut t = FlowTable::<FlowClock>::new(cfg);
         // Packets 50 µs apart never go idle, but the flow is cut at the active timeout.
         let pkts: Vec<_> = (0..30).map(|i| tcp(i * 50, i % 2 == 0, f::ACK)).collect();
         let ended = run(&mut t, &pkts);

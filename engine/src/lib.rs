@@ -106,6 +106,7 @@ pub mod event;
 pub mod explain;
 pub mod features;
 pub mod flow;
+pub mod flow_state;
 pub mod incident;
 pub mod infer;
 pub mod inspect;

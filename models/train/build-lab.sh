@@ -50,7 +50,7 @@
 #     is about (a flow verdict: that flow; an incident: its actor's flows in its time window),
 #     labelled benign for a false positive and with the alert's label when confirmed; they join
 #     the main model's training data as captures of kind `feedback` (not the held-out, lab-only
-#     or public-fold models'), weighted FEEDBACK_WEIGHT (default 5: --capture-weight feedback=5,
+#     or public-fold models'), weighted FEEDBACK_WEIGHT (default 20: --capture-weight feedback=20; at 5 a handful of decisions moved the model within seed-to-seed noise,
 #     MLP only; "" = no weight) and never in the threshold validation (--no-validation-kind
 #     feedback). Decisions that give no row (no capture, capture gone, no record, actor "many",
 #     nothing matched, ...) are counted by reason; the card names the file and the counts, or
@@ -84,7 +84,7 @@ PUBLIC_FOLDS=${PUBLIC_FOLDS:-"ntop/nDPI;the-tcpdump-group/tcpdump,chrissanders/p
 PUBLIC_MAX_ROWS=${PUBLIC_MAX_ROWS:-50}
 TTD=${TTD:-1}
 FEEDBACK=${FEEDBACK-}
-FEEDBACK_WEIGHT=${FEEDBACK_WEIGHT-5}
+FEEDBACK_WEIGHT=${FEEDBACK_WEIGHT-20}
 if [ -n "$FEEDBACK" ] && [ ! -f "$FEEDBACK" ]; then
     echo "build-lab: FEEDBACK=$FEEDBACK: no such file (paths are relative to $ROOT)" >&2
     exit 2

@@ -65,6 +65,9 @@ fn main() -> Result<(), String> {
         "memory per tracked flow (flow table + timers + host context, no reassembly): {:.0} bytes",
         (peak.saturating_sub(before) * 1024) as f64 / f64::from(flows)
     );
-    println!("size_of::<tidewatch::flow::Flow>() = {} bytes", std::mem::size_of::<tidewatch::flow::Flow>());
+    println!(
+        "size_of::<tidewatch::flow_state::EngineFlow>() = {} bytes",
+        std::mem::size_of::<tidewatch::flow_state::EngineFlow>()
+    );
     Ok(())
 }

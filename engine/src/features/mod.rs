@@ -9,7 +9,7 @@
 pub mod host;
 
 use crate::app::{AppMeta, AppProto, DetectMethod};
-use crate::decode::{tcp_flags, PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::decode::{PacketInfo, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::source::Micros;
 pub use host::{HostContext, HostContextConfig, HostFeatures};
 
@@ -445,16 +445,4 @@ pub fn write_host(host: &HostFeatures, row: &mut [f32; NUM_FEATURES]) {
             *o = value(host);
         }
     }
-}
-
-/// Is this TCP flag set in the packet?
-#[inline]
-pub fn has_flag(p: &PacketInfo, flag: u8) -> bool {
-    p.tcp.is_some_and(|t| t.flags & flag != 0)
-}
-
-/// True for a SYN without ACK: the opening of a connection.
-#[inline]
-pub fn is_syn(p: &PacketInfo) -> bool {
-    has_flag(p, tcp_flags::SYN) && !has_flag(p, tcp_flags::ACK)
 }

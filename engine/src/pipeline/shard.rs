@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use crate::decode::{to_ip, PacketInfo, PROTO_TCP, PROTO_UDP};
 use crate::features::{self, HostFeatures, NUM_FEATURES};
-use crate::flow::{EndReason, Flow, FlowConfig, FlowTable, IpProto};
+use crate::flow::{EndReason, FlowConfig, FlowTable, IpProto};
+use crate::flow_state::{facts, EngineFlow, FlowState};
 use crate::inspect::{InspectConfig, Inspection};
 use crate::reassembly::Budget;
 use crate::sink::{FlowDetail, FlowRecord, Trigger};
@@ -94,7 +95,7 @@ pub(crate) struct Payloads {
 pub(crate) struct Shard {
     /// Shared by first-packet rows of flows without payload (no allocation).
     empty_detail: Arc<FlowDetail>,
-    flows: FlowTable,
+    flows: FlowTable<FlowState>,
     early_packets: usize,
     payloads: Payloads,
     pub events: Vec<Event>,
@@ -105,15 +106,15 @@ pub(crate) struct Shard {
     pub stamp_rows: bool,
 }
 
-fn detail(flow: &Flow, with_streams: bool) -> FlowDetail {
-    let (f, b) = (&flow.stats.fwd, &flow.stats.bwd);
+fn detail(flow: &EngineFlow, with_streams: bool) -> FlowDetail {
+    let (f, b) = (&flow.state.stats.fwd, &flow.state.stats.bwd);
     let mut d = FlowDetail {
         packets: [u64::from(f.packets), u64::from(b.packets)],
         bytes: flow.wire_bytes_dir,
         tunnels: flow.tunnels.as_deref().copied(),
         ..FlowDetail::default()
     };
-    if let Some(i) = flow.inspect.as_deref() {
+    if let Some(i) = flow.state.inspect.as_deref() {
         d.payload = i.summary(flow.key.proto, flow.handshake_seen());
         d.app = Some(i.meta().clone());
         if with_streams {
@@ -125,13 +126,13 @@ fn detail(flow: &Flow, with_streams: bool) -> FlowDetail {
     d
 }
 
-fn record(flow: &Flow, trigger: Trigger, end_reason: Option<EndReason>, detail: Arc<FlowDetail>) -> FlowRecord {
+fn record(flow: &EngineFlow, trigger: Trigger, end_reason: Option<EndReason>, detail: Arc<FlowDetail>) -> FlowRecord {
     let ((init, _), (resp, _)) = flow.endpoints();
     let (src_port, dst_port) = flow.reported_ports();
     FlowRecord {
-        ts: flow.stats.last_ts,
+        ts: flow.state.stats.last_ts,
         flow_id: flow.id,
-        flow_start: flow.stats.first_ts,
+        flow_start: flow.state.stats.first_ts,
         proto: IpProto::from_number(flow.key.proto),
         src_ip: to_ip(&init, flow.key.is_ipv6),
         src_port,
@@ -150,7 +151,7 @@ fn record(flow: &Flow, trigger: Trigger, end_reason: Option<EndReason>, detail: 
 /// (single-threaded use) `stamp` takes the time now, when the row is made,
 /// except for end-of-input rows, which no packet triggered.
 fn row_event(
-    flow: &Flow,
+    flow: &EngineFlow,
     trigger: Trigger,
     reason: Option<EndReason>,
     arrival: Option<Instant>,
@@ -158,7 +159,7 @@ fn row_event(
 ) -> Box<RowEvent> {
     let ((initiator, _), (responder, _)) = flow.endpoints();
     let mut row = [0f32; NUM_FEATURES];
-    features::write_row(&flow.stats, &flow.facts(), &HostFeatures::default(), &mut row);
+    features::write_row(&flow.state.stats, &facts(flow), &HostFeatures::default(), &mut row);
     let detail = Arc::new(detail(flow, trigger == Trigger::End));
     Box::new(RowEvent {
         record: record(flow, trigger, reason, detail),
@@ -189,14 +190,14 @@ impl Shard {
         events: &mut Vec<Event>,
         stats: &mut ShardStats,
         payloads: &mut Payloads,
-        mut flow: Flow,
+        mut flow: EngineFlow,
         reason: EndReason,
         time: Micros,
         arrival: Option<Instant>,
         stamp_rows: bool,
     ) {
         let handshake_seen = flow.handshake_seen();
-        if let Some(i) = flow.inspect.as_deref_mut() {
+        if let Some(i) = flow.state.inspect.as_deref_mut() {
             i.finish(&mut payloads.budget, payloads.cfg.keep_stream_bytes);
             let s = i.summary(flow.key.proto, handshake_seen);
             stats.reassembly_gaps += u64::from(s.gaps[0] + s.gaps[1]);
@@ -225,16 +226,16 @@ impl Shard {
             self.flows.update(info, &mut |f, r| Self::ended(events, stats, payloads, f, r, clock, arrival, stamp));
         let flow = update.flow;
         if payloads.cfg.enabled && matches!(info.proto, PROTO_TCP | PROTO_UDP) {
-            if flow.inspect.is_none() && !payload.is_empty() {
+            if flow.state.inspect.is_none() && !payload.is_empty() {
                 let ((_, iport), (_, rport)) = flow.endpoints();
                 let mut i = Inspection::new(info.proto, iport, rport, payloads.cfg.keep_stream_bytes);
                 if info.proto == PROTO_TCP {
                     let (syn, syn_ack) = flow.handshake_seqs();
                     i.seed_handshake(syn, syn_ack);
                 }
-                flow.inspect = Some(Box::new(i));
+                flow.state.inspect = Some(Box::new(i));
             }
-            if let Some(i) = flow.inspect.as_deref_mut() {
+            if let Some(i) = flow.state.inspect.as_deref_mut() {
                 let keep = payloads.cfg.keep_stream_bytes;
                 if i.packet(update.forward, info, payload, &mut payloads.budget, keep) {
                     stats.reassembly_abandoned += 1;
@@ -246,8 +247,9 @@ impl Shard {
             stats.flows_created += 1;
             let ((initiator, _), (responder, responder_port)) = flow.endpoints();
             let mut row = [0f32; NUM_FEATURES];
-            features::write_row(&flow.stats, &flow.facts(), &HostFeatures::default(), &mut row);
-            let detail = if flow.inspect.is_some() { Arc::new(detail(flow, false)) } else { self.empty_detail.clone() };
+            features::write_row(&flow.state.stats, &facts(flow), &HostFeatures::default(), &mut row);
+            let detail =
+                if flow.state.inspect.is_some() { Arc::new(detail(flow, false)) } else { self.empty_detail.clone() };
             let first = Box::new(RowEvent {
                 record: record(flow, Trigger::Host, None, detail),
                 row,
