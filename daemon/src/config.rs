@@ -65,23 +65,22 @@ impl PolicyConfig {
                 })
                 .transpose();
             let rule = (|| {
-                Ok::<_, String>(SuppressRule {
-                    label: r.label.clone(),
-                    src: cidr(&r.src)?,
-                    dst: cidr(&r.dst)?,
-                    port: r.port,
-                    expires: expires?,
-                    note: r.note.clone(),
-                })
+                let mut rule = SuppressRule::default();
+                rule.label = r.label.clone();
+                rule.src = cidr(&r.src)?;
+                rule.dst = cidr(&r.dst)?;
+                rule.port = r.port;
+                rule.expires = expires?;
+                rule.note = r.note.clone();
+                Ok::<_, String>(rule)
             })()
             .map_err(|e| format!("policy.suppress rule {i}: {e}"))?;
             suppress.push(rule);
         }
-        let p = tidewatch::Policy {
-            min_score: self.min_score.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            suppress,
-            max_alerts_per_incident_per_minute: self.max_alerts_per_incident_per_minute,
-        };
+        let mut p = tidewatch::Policy::default();
+        p.min_score = self.min_score.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        p.suppress = suppress;
+        p.max_alerts_per_incident_per_minute = self.max_alerts_per_incident_per_minute;
         p.validate()?;
         Ok(p)
     }
@@ -387,15 +386,15 @@ impl Config {
 
     pub fn flow_config(&self) -> tidewatch::flow::FlowConfig {
         let us = |s: f64| (s * 1e6) as u64;
-        tidewatch::flow::FlowConfig {
-            tcp_idle_timeout: us(self.flows.tcp_idle_timeout),
-            udp_idle_timeout: us(self.flows.udp_idle_timeout),
-            icmp_idle_timeout: us(self.flows.other_idle_timeout),
-            other_idle_timeout: us(self.flows.other_idle_timeout),
-            tcp_closed_timeout: us(self.flows.tcp_closed_timeout),
-            active_timeout: us(self.flows.active_timeout),
-            max_flows: self.flows.max_flows,
-        }
+        let mut c = tidewatch::flow::FlowConfig::default();
+        c.tcp_idle_timeout = us(self.flows.tcp_idle_timeout);
+        c.udp_idle_timeout = us(self.flows.udp_idle_timeout);
+        c.icmp_idle_timeout = us(self.flows.other_idle_timeout);
+        c.other_idle_timeout = us(self.flows.other_idle_timeout);
+        c.tcp_closed_timeout = us(self.flows.tcp_closed_timeout);
+        c.active_timeout = us(self.flows.active_timeout);
+        c.max_flows = self.flows.max_flows;
+        c
     }
 
     /// The caps of the payload stage and of defragmentation.
@@ -410,16 +409,16 @@ impl Config {
 
     pub fn live_config(&self) -> tidewatch::source::live::LiveConfig {
         let c = &self.capture;
-        tidewatch::source::live::LiveConfig {
-            interfaces: c.interfaces.clone(),
-            promiscuous: c.promiscuous,
-            snaplen: c.snaplen,
-            bpf_filter: c.bpf_filter.clone(),
-            buffer_size: c.buffer_size_mib.saturating_mul(1 << 20),
-            immediate: c.immediate,
-            read_timeout_ms: c.read_timeout_ms,
-            queue_packets: c.queue_packets,
-        }
+        let mut l = tidewatch::source::live::LiveConfig::default();
+        l.interfaces = c.interfaces.clone();
+        l.promiscuous = c.promiscuous;
+        l.snaplen = c.snaplen;
+        l.bpf_filter = c.bpf_filter.clone();
+        l.buffer_size = c.buffer_size_mib.saturating_mul(1 << 20);
+        l.immediate = c.immediate;
+        l.read_timeout_ms = c.read_timeout_ms;
+        l.queue_packets = c.queue_packets;
+        l
     }
 
     pub fn output_options(&self) -> Result<crate::output::OutputOptions, String> {

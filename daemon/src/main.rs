@@ -169,14 +169,13 @@ pub fn payload_caps(
     reassembly: [usize; 2],
     fragments: [usize; 2],
 ) -> (tidewatch::inspect::InspectConfig, tidewatch::defrag::DefragConfig) {
-    let mut inspect = tidewatch::inspect::InspectConfig { enabled: inspection, ..Default::default() };
+    let mut inspect = tidewatch::inspect::InspectConfig::default();
+    inspect.enabled = inspection;
     inspect.reassembly.max_buffered_total = reassembly[0];
     inspect.reassembly.max_buffered_per_flow = reassembly[1];
-    let defrag = tidewatch::defrag::DefragConfig {
-        max_bytes: fragments[0],
-        max_datagrams: fragments[1].max(1),
-        ..Default::default()
-    };
+    let mut defrag = tidewatch::defrag::DefragConfig::default();
+    defrag.max_bytes = fragments[0];
+    defrag.max_datagrams = fragments[1].max(1);
     (inspect, defrag)
 }
 
@@ -199,15 +198,15 @@ impl FlowArgs {
             }
         };
         let other = us("other-idle-timeout", self.other_idle_timeout)?;
-        Ok(tidewatch::flow::FlowConfig {
-            tcp_idle_timeout: us("tcp-idle-timeout", self.tcp_idle_timeout)?,
-            udp_idle_timeout: us("udp-idle-timeout", self.udp_idle_timeout)?,
-            tcp_closed_timeout: us("tcp-closed-timeout", self.tcp_closed_timeout)?,
-            icmp_idle_timeout: other,
-            other_idle_timeout: other,
-            active_timeout: us("active-timeout", self.active_timeout)?,
-            max_flows: self.max_flows,
-        })
+        let mut c = tidewatch::flow::FlowConfig::default();
+        c.tcp_idle_timeout = us("tcp-idle-timeout", self.tcp_idle_timeout)?;
+        c.udp_idle_timeout = us("udp-idle-timeout", self.udp_idle_timeout)?;
+        c.tcp_closed_timeout = us("tcp-closed-timeout", self.tcp_closed_timeout)?;
+        c.icmp_idle_timeout = other;
+        c.other_idle_timeout = other;
+        c.active_timeout = us("active-timeout", self.active_timeout)?;
+        c.max_flows = self.max_flows;
+        Ok(c)
     }
 }
 

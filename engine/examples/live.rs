@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let interface = args.next().ok_or("usage: live <INTERFACE> [SECONDS]")?;
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(10);
-    let source = LiveSource::open(&LiveConfig { interfaces: vec![interface], ..LiveConfig::default() })?;
+    let source = LiveSource::open(&LiveConfig::on([interface]))?;
     let mut source = For { inner: source, until: Instant::now() + Duration::from_secs(seconds), done: Arc::default() };
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/lab/model.onnx");
     let mut engine = Engine::builder().model(model).live(true).sink(JsonLinesSink::new(std::io::stdout())).build()?;

@@ -30,6 +30,7 @@ const MAX_FRAGMENTS_PER_DATAGRAM: usize = 128;
 
 /// Limits of the defragmenter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DefragConfig {
     /// Datagrams held at once.
     pub max_datagrams: usize,

@@ -253,6 +253,7 @@ impl serde::Serialize for EndReason {
 
 /// Timeouts (in microseconds of capture time) and capacity of the table.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct FlowConfig {
     /// Idle time after which an open TCP flow ends (default 300 s).
     pub tcp_idle_timeout: Micros,

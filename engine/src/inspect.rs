@@ -10,6 +10,7 @@ use crate::reassembly::{Budget, HalfStream, ReassemblyConfig, StreamEvent};
 
 /// Settings of the payload stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InspectConfig {
     /// Reassemble and parse payloads at all (off: flow statistics only).
     pub enabled: bool,

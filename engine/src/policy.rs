@@ -98,6 +98,7 @@ impl std::fmt::Display for Cidr {
 /// One suppress rule: every field given must match (an empty rule matches
 /// every alert, so it is refused by [`Policy::validate`]).
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SuppressRule {
     /// The verdict's label (e.g. `scan`).
     pub label: Option<String>,
@@ -126,6 +127,7 @@ impl SuppressRule {
 
 /// The operator's policy. The default suppresses nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Policy {
     /// Per-label minimum score of an alert.
     pub min_score: Vec<(String, f32)>,

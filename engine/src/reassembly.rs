@@ -27,6 +27,7 @@ use crate::decode::tcp_flags;
 
 /// Limits of the reassembler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReassemblyConfig {
     /// Out-of-order bytes one connection may hold (both directions).
     pub max_buffered_per_flow: usize,

@@ -25,12 +25,13 @@ fn run(policy: Policy) -> (Vec<Verdict>, Vec<tidewatch::Incident>, tidewatch::St
 fn suppressed_alerts_are_marked_counted_and_make_no_incident() {
     let (plain, plain_incidents, _) = run(Policy::default());
     let scanner = plain.iter().find(|v| &*v.label == "scan").map(|v| v.flow.src_ip).unwrap();
-    let rule = SuppressRule {
-        src: Some(Cidr::parse(&scanner.to_string()).unwrap()),
-        label: Some("scan".into()),
-        ..Default::default()
-    };
-    let policy = Policy { suppress: vec![rule], min_score: vec![("c2".into(), 0.9999)], ..Default::default() };
+    // Config structs are #[non_exhaustive]: start from the default, set fields.
+    let mut rule = SuppressRule::default();
+    rule.src = Some(Cidr::parse(&scanner.to_string()).unwrap());
+    rule.label = Some("scan".into());
+    let mut policy = Policy::default();
+    policy.suppress = vec![rule];
+    policy.min_score = vec![("c2".into(), 0.9999)];
     let (verdicts, incidents, stats) = run(policy);
     // The same verdicts, in the same number: nothing is dropped.
     assert_eq!(verdicts.len(), plain.len());
@@ -51,7 +52,9 @@ fn suppressed_alerts_are_marked_counted_and_make_no_incident() {
 
 #[test]
 fn the_rate_limit_marks_alerts_beyond_it_and_keeps_them_in_their_incident() {
-    let (verdicts, incidents, stats) = run(Policy { max_alerts_per_incident_per_minute: 3, ..Default::default() });
+    let mut policy = Policy::default();
+    policy.max_alerts_per_incident_per_minute = 3;
+    let (verdicts, incidents, stats) = run(policy);
     let limited: Vec<_> = verdicts.iter().filter(|v| v.suppressed == Some(Suppressed::RateLimit)).collect();
     assert!(!limited.is_empty());
     assert_eq!(stats.suppressed.rate_limit, limited.len() as u64);

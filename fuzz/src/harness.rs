@@ -94,15 +94,19 @@ pub const MAX_FLOWS: usize = 8;
 
 /// An engine on the calling thread with tiny tables and timeouts.
 pub fn small_engine() -> Engine {
-    let flows = FlowConfig {
-        tcp_idle_timeout: 2_000_000,
-        tcp_closed_timeout: 500_000,
-        udp_idle_timeout: 1_000_000,
-        icmp_idle_timeout: 1_000_000,
-        other_idle_timeout: 1_000_000,
-        active_timeout: 5_000_000,
-        max_flows: MAX_FLOWS,
-    };
+    let mut flows = FlowConfig::default();
+    flows.tcp_idle_timeout = 2_000_000;
+    flows.tcp_closed_timeout = 500_000;
+    flows.udp_idle_timeout = 1_000_000;
+    flows.icmp_idle_timeout = 1_000_000;
+    flows.other_idle_timeout = 1_000_000;
+    flows.active_timeout = 5_000_000;
+    flows.max_flows = MAX_FLOWS;
+    let mut hosts = HostContextConfig::default();
+    hosts.max_sources = 4;
+    hosts.max_destinations = 4;
+    hosts.max_pairs = 8;
+    hosts.max_rhythms = 8;
     let result = Engine::builder()
         .classifier(Box::new(CheckingClassifier::new()))
         .sink(FnSink(|_| {}))
@@ -110,7 +114,7 @@ pub fn small_engine() -> Engine {
         .early_packets(2)
         .batch_size(4)
         .flow_config(flows)
-        .host_context(HostContextConfig { max_sources: 4, max_destinations: 4, max_pairs: 8, max_rhythms: 8 })
+        .host_context(hosts)
         .build();
     match result {
         Ok(e) => e,
@@ -323,7 +327,10 @@ fn pattern(dir: usize, seq: u32) -> u8 {
 pub fn reassembly(data: &[u8]) {
     use tidewatch::reassembly::{Budget, HalfStream, ReassemblyConfig, StreamEvent};
     const ISN: [u32; 2] = [0xfff0_0000, 0x0000_1000];
-    let cfg = ReassemblyConfig { max_buffered_per_flow: 4096, max_buffered_total: 6144, max_segments_waiting: 8 };
+    let mut cfg = ReassemblyConfig::default();
+    cfg.max_buffered_per_flow = 4096;
+    cfg.max_buffered_total = 6144;
+    cfg.max_segments_waiting = 8;
     let mut budget = Budget::new(cfg);
     let mut halves = [HalfStream::default(), HalfStream::default()];
     // Where each direction's stream starts (sequence number of offset 0) and how far it got.
@@ -413,7 +420,10 @@ pub fn reassembly(data: &[u8]) {
 pub fn defrag(data: &[u8]) {
     use tidewatch::decode::{decode_ip, Decoded, Fragment, Tunnels};
     use tidewatch::defrag::{DefragConfig, DefragOutcome, Defragmenter};
-    let cfg = DefragConfig { max_datagrams: 4, max_bytes: 4096, timeout: 1_000_000 };
+    let mut cfg = DefragConfig::default();
+    cfg.max_datagrams = 4;
+    cfg.max_bytes = 4096;
+    cfg.timeout = 1_000_000;
     let mut d = Defragmenter::new(cfg);
     let mut out = Vec::new();
     let mut ts: u64 = 1_700_000_000_000_000;

@@ -40,7 +40,8 @@ fn syn(buf: &mut [u8; 40], i: u32) {
 
 fn main() -> Result<(), String> {
     let flows: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
-    let cfg = FlowConfig { max_flows: flows as usize + 1, ..FlowConfig::default() };
+    let mut cfg = FlowConfig::default();
+    cfg.max_flows = flows as usize + 1;
     let mut engine = Engine::builder()
         .workers(0)
         .early_packets(0)

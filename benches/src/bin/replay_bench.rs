@@ -67,7 +67,11 @@ fn pipeline(
     let mut engine = Engine::builder()
         .model(model)
         .workers(workers)
-        .inspect(InspectConfig { enabled: inspect, ..InspectConfig::default() })
+        .inspect({
+            let mut c = InspectConfig::default();
+            c.enabled = inspect;
+            c
+        })
         .sink(JsonLinesSink::new(std::fs::File::create("/dev/null").map_err(|e| e.to_string())?))
         .build()
         .map_err(|e| e.to_string())?;

@@ -222,6 +222,7 @@ struct PairStats {
 
 /// Sizes of the host-context tables.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct HostContextConfig {
     /// Initiator addresses tracked at once.
     pub max_sources: usize,

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 
 /// How to open each interface.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct LiveConfig {
     /// Names of the interfaces to capture on, e.g. `eth0`; one reader thread each.
     pub interfaces: Vec<String>,
@@ -34,6 +35,14 @@ pub struct LiveConfig {
     pub read_timeout_ms: i32,
     /// Packets that may wait between the readers and the engine.
     pub queue_packets: usize,
+}
+
+impl LiveConfig {
+    /// Capture on these interfaces, with every other setting at its default
+    /// (change a field after: the struct is `#[non_exhaustive]`).
+    pub fn on(interfaces: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        LiveConfig { interfaces: interfaces.into_iter().map(Into::into).collect(), ..LiveConfig::default() }
+    }
 }
 
 impl Default for LiveConfig {
