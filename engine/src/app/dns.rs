@@ -425,6 +425,21 @@ pub(crate) fn on_tcp_stream(meta: &mut AppMeta, buf: &mut Vec<u8>) -> bool {
     finished
 }
 
+/// DNS keeps no state of its own between messages: each one is parsed
+/// into the flow's [`DnsMeta`].
+#[derive(Debug)]
+pub(crate) struct DnsParser;
+
+impl super::registry::AppParsable for DnsParser {
+    fn on_stream(&mut self, meta: &mut AppMeta, _from_initiator: bool, buf: &mut Vec<u8>) -> super::registry::Step {
+        super::registry::Step::finished_if(on_tcp_stream(meta, buf))
+    }
+    fn on_datagram(&mut self, meta: &mut AppMeta, _from_initiator: bool, data: &[u8]) -> bool {
+        on_message(meta, data);
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

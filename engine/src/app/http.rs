@@ -263,17 +263,7 @@ enum Framing {
     AwaitTunnel,
 }
 
-/// What parsing one direction's bytes came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Waiting for more bytes.
-    More,
-    /// Nothing more to parse in this direction (not HTTP any more, or a bound).
-    Finished,
-    /// The connection became a tunnel: the rest of `buf`, and everything
-    /// after it in both directions, is not HTTP.
-    Upgraded,
-}
+pub(crate) use super::registry::Step;
 
 /// Parsing state of one HTTP connection.
 #[derive(Debug, Default)]
@@ -515,6 +505,19 @@ impl HttpState {
             let len = if request { &mut t.request_body_len } else { &mut t.response_body_len };
             len.get_or_insert(0);
         }
+    }
+}
+
+impl super::registry::AppParsable for HttpState {
+    fn on_stream(&mut self, meta: &mut AppMeta, from_initiator: bool, buf: &mut Vec<u8>) -> Step {
+        HttpState::on_stream(self, meta, from_initiator, buf)
+    }
+    fn skip(&mut self, meta: &mut AppMeta, from_initiator: bool, len: usize) -> usize {
+        self.skip_body(meta, from_initiator, len)
+    }
+    fn on_datagram(&mut self, meta: &mut AppMeta, from_initiator: bool, data: &[u8]) -> bool {
+        HttpState::on_datagram(self, meta, from_initiator, data);
+        false
     }
 }
 

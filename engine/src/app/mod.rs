@@ -24,6 +24,7 @@
 pub mod dns;
 pub mod http;
 pub mod quic;
+mod registry;
 pub mod retained;
 pub mod ssh;
 pub mod tls;
@@ -31,6 +32,8 @@ pub mod tls;
 pub use dns::DnsMeta;
 pub use http::HttpMeta;
 pub use quic::QuicMeta;
+pub use registry::port_guess;
+use registry::{AppParsable, FlowPorts, Step};
 pub use ssh::SshMeta;
 pub use tls::TlsMeta;
 
@@ -130,25 +133,6 @@ pub(crate) enum Probe {
     NeedMore,
 }
 
-/// A content probe over the first bytes of a TCP direction.
-type StreamProbe = fn(&[u8], bool) -> Probe;
-
-/// The well-known-port guess for a flow.
-pub fn port_guess(transport: u8, initiator_port: u16, responder_port: u16) -> AppProto {
-    let by_port = |p: u16| match (transport, p) {
-        (6, 80 | 8080 | 8000) => AppProto::Http,
-        (6, 443 | 853 | 8443 | 993 | 995 | 465) => AppProto::Tls,
-        (6, 22) => AppProto::Ssh,
-        (6 | 17, 53) => AppProto::Dns,
-        (17, 443) => AppProto::Quic,
-        _ => AppProto::Unknown,
-    };
-    match by_port(responder_port) {
-        AppProto::Unknown => by_port(initiator_port),
-        p => p,
-    }
-}
-
 #[derive(Debug, Default)]
 struct Dir {
     buf: Vec<u8>,
@@ -164,26 +148,16 @@ struct Dir {
     prelude_scanned: usize,
 }
 
-/// Per-protocol parsing state once the protocol is known.
-#[derive(Debug)]
-enum State {
-    None,
-    Http(http::HttpState),
-    Tls(tls::TlsState),
-    Dns,
-    Ssh(ssh::SshState),
-    Quic(Box<quic::QuicState>),
-}
-
 /// Application parser of one flow. See the module documentation.
 #[derive(Debug)]
 pub struct AppParser {
-    transport: u8,
-    /// NetBIOS name service (UDP 137) borrows the DNS message format: not DNS.
-    netbios_ns: bool,
+    ports: FlowPorts,
     meta: AppMeta,
     dirs: [Dir; 2],
-    state: State,
+    /// The identified protocol's parser (see [`registry`]); `None` until a probe matched.
+    parser: Option<Box<dyn AppParsable>>,
+    /// Over UDP, only the initiator's datagrams are parsed.
+    initiator_datagrams_only: bool,
 }
 
 fn di(from_initiator: bool) -> usize {
@@ -203,8 +177,8 @@ impl AppParser {
             meta.proto = guess;
             meta.method = Some(DetectMethod::Port);
         }
-        let netbios_ns = transport == 17 && (initiator_port == 137 || responder_port == 137);
-        let mut p = AppParser { transport, netbios_ns, meta, dirs: Default::default(), state: State::None };
+        let ports = FlowPorts { transport, initiator: initiator_port, responder: responder_port };
+        let mut p = AppParser { ports, meta, dirs: Default::default(), parser: None, initiator_datagrams_only: false };
         if transport != 6 && transport != 17 {
             p.dirs[0].finished = true;
             p.dirs[1].finished = true;
@@ -214,12 +188,12 @@ impl AppParser {
 
     /// Whether a parser recognised the flow's protocol by content.
     pub fn identified(&self) -> bool {
-        !matches!(self.state, State::None)
+        self.parser.is_some()
     }
 
     /// TCP: the next in-order bytes of one direction's reassembled stream.
     pub fn on_stream(&mut self, from_initiator: bool, data: &[u8]) {
-        if self.transport != 6 {
+        if self.ports.transport != 6 {
             return;
         }
         let d = di(from_initiator);
@@ -229,9 +203,9 @@ impl AppParser {
                 Some(dir) if !dir.finished => dir,
                 _ => return,
             };
-            // HTTP body bytes are counted and passed over, never copied.
-            if let (State::Http(h), true) = (&mut self.state, dir.buf.is_empty() && !dir.prelude) {
-                let skip = h.skip_body(&mut self.meta, from_initiator, rest.len());
+            // Bytes a parser passes over (HTTP bodies) are counted, never copied.
+            if let (Some(parser), true) = (self.parser.as_mut(), dir.buf.is_empty() && !dir.prelude) {
+                let skip = parser.skip(&mut self.meta, from_initiator, rest.len());
                 rest = rest.get(skip..).unwrap_or(&[]);
                 if rest.is_empty() {
                     return;
@@ -268,26 +242,17 @@ impl AppParser {
 
     /// UDP: one datagram's payload.
     pub fn on_datagram(&mut self, from_initiator: bool, data: &[u8]) {
-        if self.transport != 17 {
+        if self.ports.transport != 17 {
             return;
         }
         let d = di(from_initiator);
         if self.dirs.get(d).is_none_or(|dir| dir.finished) {
             return;
         }
-        if matches!(self.state, State::None) {
-            if !self.netbios_ns && dns::probe_message(data) == Probe::Yes {
-                self.identify(AppProto::Dns, State::Dns);
-            } else if let Some(q) = quic::QuicState::probe(data) {
-                self.identify(AppProto::Quic, State::Quic(Box::new(q)));
-                // Only the client's Initial packets are decrypted.
-                if let Some(dir) = self.dirs.get_mut(1) {
-                    dir.finished = true;
-                }
-            } else if http::probe(data, d == 0) == Probe::Yes {
-                // HTTP in datagrams: SSDP, UPnP.
-                self.identify(AppProto::Http, State::Http(http::HttpState::default()));
-            } else {
+        if self.parser.is_none() {
+            let found =
+                registry::DATAGRAM.iter().find_map(|e| Some((e, (e.datagram?)(data, from_initiator, self.ports)?)));
+            let Some((entry, parser)) = found else {
                 if let Some(dir) = self.dirs.get_mut(d) {
                     dir.unknown_datagrams += 1;
                     if dir.unknown_datagrams >= MAX_UNKNOWN_DATAGRAMS {
@@ -295,19 +260,17 @@ impl AppParser {
                     }
                 }
                 return;
+            };
+            self.identify(entry.proto, parser);
+            if entry.initiator_datagrams_only {
+                self.initiator_datagrams_only = true;
+                if let Some(dir) = self.dirs.get_mut(1) {
+                    dir.finished = true;
+                }
             }
         }
-        let fin = match &mut self.state {
-            State::Dns => {
-                dns::on_message(&mut self.meta, data);
-                false
-            }
-            State::Quic(q) if d == 0 => q.on_datagram(&mut self.meta, data),
-            State::Http(h) => {
-                h.on_datagram(&mut self.meta, d == 0, data);
-                false
-            }
-            // The server side of QUIC, or a TCP protocol in a datagram: nothing to parse.
+        let fin = match self.parser.as_mut() {
+            Some(p) if !(self.initiator_datagrams_only && d == 1) => p.on_datagram(&mut self.meta, d == 0, data),
             _ => true,
         };
         if fin {
@@ -332,28 +295,24 @@ impl AppParser {
         self.meta
     }
 
-    fn identify(&mut self, proto: AppProto, state: State) {
+    fn identify(&mut self, proto: AppProto, parser: Box<dyn AppParsable>) {
         self.meta.proto = proto;
         self.meta.method = Some(DetectMethod::Content);
-        self.state = state;
+        self.parser = Some(parser);
     }
 
-    fn probe_stream(buf: &[u8], from_initiator: bool) -> (Probe, AppProto) {
-        let probes: [(StreamProbe, AppProto); 4] = [
-            (tls::probe, AppProto::Tls),
-            (http::probe, AppProto::Http),
-            (ssh::probe, AppProto::Ssh),
-            (dns::probe_tcp, AppProto::Dns),
-        ];
+    /// The stream probes of the registry, in order: the first that says yes.
+    fn probe_stream(buf: &[u8], from_initiator: bool) -> Result<&'static registry::ParserEntry, Probe> {
         let mut need_more = false;
-        for (f, proto) in probes {
-            match f(buf, from_initiator) {
-                Probe::Yes => return (Probe::Yes, proto),
+        for entry in registry::STREAM {
+            let Some((probe, _)) = entry.stream else { continue };
+            match probe(buf, from_initiator) {
+                Probe::Yes => return Ok(entry),
                 Probe::NeedMore => need_more = true,
                 Probe::No => {}
             }
         }
-        (if need_more { Probe::NeedMore } else { Probe::No }, AppProto::Unknown)
+        Err(if need_more { Probe::NeedMore } else { Probe::No })
     }
 
     fn process_stream(&mut self, d: usize) {
@@ -361,7 +320,7 @@ impl AppParser {
             self.scan_prelude(d);
             return;
         }
-        if matches!(self.state, State::None) {
+        if self.parser.is_none() {
             let Some(dir) = self.dirs.get_mut(d) else { return };
             if dir.probe_failed {
                 // Waits for the other direction; TLS may start after a prelude meanwhile.
@@ -371,19 +330,15 @@ impl AppParser {
                 return;
             }
             match Self::probe_stream(&dir.buf, d == 0) {
-                (Probe::Yes, proto) => {
-                    let state = match proto {
-                        AppProto::Http => State::Http(http::HttpState::default()),
-                        AppProto::Tls => State::Tls(tls::TlsState::default()),
-                        AppProto::Ssh => State::Ssh(ssh::SshState::default()),
-                        _ => State::Dns,
-                    };
-                    self.identify(proto, state);
+                Ok(entry) => {
+                    if let Some((_, new)) = entry.stream {
+                        self.identify(entry.proto, new());
+                    }
                     // The other direction may have waited for this.
                     self.run_parser(1 - d);
                 }
-                (Probe::NeedMore, _) => return,
-                (Probe::No, _) => {
+                Err(Probe::NeedMore) => return,
+                Err(_) => {
                     dir.probe_failed = true;
                     // A hello may already be in these bytes, after a prefix
                     // (a PROXY protocol line) in a flow where nothing more comes.
@@ -402,7 +357,7 @@ impl AppParser {
     /// Both directions failed (or ended) without identifying anything: look
     /// for TLS after a prelude, then give up.
     fn check_probe_dead_end(&mut self) {
-        if matches!(self.state, State::None) && self.dirs.iter().all(|d| d.finished || d.probe_failed) {
+        if self.parser.is_none() && self.dirs.iter().all(|d| d.finished || d.probe_failed) {
             self.start_prelude();
         }
     }
@@ -430,8 +385,9 @@ impl AppParser {
             dir.prelude = false;
             dir.probe_failed = false;
         }
-        if !matches!(self.state, State::Tls(_)) {
-            self.identify(AppProto::Tls, State::Tls(tls::TlsState::default()));
+        // STARTTLS and tunnels: TLS follows a prelude, whatever came before.
+        if !(self.parser.is_some() && self.meta.proto == AppProto::Tls) {
+            self.identify(AppProto::Tls, (registry::new_tls)());
             if let Some(other) = self.dirs.get_mut(1 - d) {
                 if !other.finished {
                     other.prelude = true;
@@ -468,26 +424,20 @@ impl AppParser {
             return;
         }
         let from_initiator = d == 0;
-        let fin = match &mut self.state {
-            State::None => return,
-            State::Http(h) => match h.on_stream(&mut self.meta, from_initiator, &mut dir.buf) {
-                http::Step::More => false,
-                http::Step::Finished => true,
-                http::Step::Upgraded => {
-                    // A tunnel (CONNECT, 101): TLS may follow in both directions.
-                    for dir in &mut self.dirs {
-                        dir.probe_failed = false;
-                        dir.finished = false;
-                        dir.prelude = false;
-                    }
-                    self.start_prelude();
-                    return;
+        let Some(parser) = self.parser.as_mut() else { return };
+        let fin = match parser.on_stream(&mut self.meta, from_initiator, &mut dir.buf) {
+            Step::More => false,
+            Step::Finished => true,
+            Step::Upgraded => {
+                // A tunnel (CONNECT, 101): TLS may follow in both directions.
+                for dir in &mut self.dirs {
+                    dir.probe_failed = false;
+                    dir.finished = false;
+                    dir.prelude = false;
                 }
-            },
-            State::Tls(t) => t.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
-            State::Dns => dns::on_tcp_stream(&mut self.meta, &mut dir.buf),
-            State::Ssh(s) => s.on_stream(&mut self.meta, from_initiator, &mut dir.buf),
-            State::Quic(_) => true,
+                self.start_prelude();
+                return;
+            }
         };
         if fin {
             dir.finished = true;

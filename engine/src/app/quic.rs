@@ -366,6 +366,13 @@ impl QuicState {
     }
 }
 
+impl super::registry::AppParsable for QuicState {
+    /// Only the client's Initial packets are decrypted: the server's side has nothing for us.
+    fn on_datagram(&mut self, meta: &mut AppMeta, from_initiator: bool, data: &[u8]) -> bool {
+        !from_initiator || QuicState::on_datagram(self, meta, data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,6 +119,12 @@ impl SshState {
     }
 }
 
+impl super::registry::AppParsable for SshState {
+    fn on_stream(&mut self, meta: &mut AppMeta, from_initiator: bool, buf: &mut Vec<u8>) -> super::registry::Step {
+        super::registry::Step::finished_if(SshState::on_stream(self, meta, from_initiator, buf))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

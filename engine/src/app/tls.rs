@@ -423,6 +423,12 @@ fn handshake(meta: &mut AppMeta, hs: &mut Vec<u8>) -> Hs {
     }
 }
 
+impl super::registry::AppParsable for TlsState {
+    fn on_stream(&mut self, meta: &mut AppMeta, from_initiator: bool, buf: &mut Vec<u8>) -> super::registry::Step {
+        super::registry::Step::finished_if(TlsState::on_stream(self, meta, from_initiator, buf))
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
