@@ -85,8 +85,12 @@ bench: setup
 	$(CARGO) build --release -p tidewatchd -p tidewatch-benches
 	test -f build/bench/bench.pcap || bash pcaps/bench/make-bench-capture.sh
 	./target/release/replay_bench build/bench/bench.pcap --runs 5 --json build/replay-bench.json
+	# The flood-heavy capture (issue 13): SYN and UDP floods and a scan between benign sessions.
+	test -f build/bench/flood.pcap || ./target/release/flood_gen mixed build/bench/flood.pcap
+	./target/release/replay_bench build/bench/flood.pcap --runs 3 --json build/replay-bench-flood.json
 	./target/release/flow_memory 1000000
 	bash benches/peers/compare.sh build/bench/bench.pcap --runs 3
+	bash benches/peers/compare.sh build/bench/flood.pcap --runs 3
 
 bench-micro: setup
 	$(CARGO) bench -p tidewatch-benches --bench micro

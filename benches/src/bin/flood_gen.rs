@@ -8,6 +8,12 @@
 //!                                         never filled, overlaps of different bytes (default 2 M)
 //! flood_gen bulk    OUT.pcap [GIGABYTES]  one connection sending this many GB in 64 000-byte segments,
 //!                                         ACKed by the receiver (default 3)
+//! flood_gen mixed   OUT.pcap [PACKETS]    the flood-heavy benchmark (`make bench`): a spoofed SYN flood
+//!                                         (8 % of packets), a spoofed UDP flood (4 %), a SYN scan
+//!                                         answered by resets (12 %) and benign keep-alive HTTP sessions of
+//!                                         20 packets between them (76 %); of its ~250 k flows, ~80 %
+//!                                         have 1 or 2 packets (default 1.13 M, like the capture of
+//!                                         issue 13: 187 k flows, mostly of 1 to 4 packets)
 //! ```
 //!
 //! Deterministic (a fixed xorshift seed), written with `std::io` only, at
@@ -116,6 +122,116 @@ fn syn_flood<W: Write>(p: &mut Pcap<W>, n: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+fn udp(f: &mut Vec<u8>, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) {
+    ipv4(f, src, dst, 17, 0, 0x4000, 8 + payload.len());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+}
+
+/// One benign session's next packet: a handshake, seven HTTP requests and
+/// answers on port 80, and a FIN exchange (20 packets).
+struct Session {
+    client: [u8; 4],
+    port: u16,
+    step: u8,
+}
+
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const SERVER: [u8; 4] = [192, 0, 2, 20];
+
+impl Session {
+    const EXCHANGES: u32 = 7;
+    const STEPS: u8 = 3 + 2 * Self::EXCHANGES as u8 + 3;
+
+    fn packet(&self, f: &mut Vec<u8>, request: &[u8], answer: &[u8]) {
+        let (c, s, cp) = (self.client, SERVER, self.port);
+        let (r, a) = (request.len() as u32, answer.len() as u32);
+        // Sequence numbers after `k` complete exchanges.
+        let cs = |k: u32| 1001 + k * r;
+        let ss = |k: u32| 5001 + k * a;
+        let n = Self::EXCHANGES;
+        match u32::from(self.step) {
+            0 => tcp(f, c, s, cp, 80, 1000, 0, SYN, &[]),
+            1 => tcp(f, s, c, 80, cp, 5000, 1001, SYN | ACK, &[]),
+            2 => tcp(f, c, s, cp, 80, cs(0), ss(0), ACK, &[]),
+            k if k < 3 + 2 * n => {
+                let e = (k - 3) / 2;
+                if (k - 3) % 2 == 0 {
+                    tcp(f, c, s, cp, 80, cs(e), ss(e), PSH | ACK, request)
+                } else {
+                    tcp(f, s, c, 80, cp, ss(e), cs(e + 1), PSH | ACK, answer)
+                }
+            }
+            k if k == 3 + 2 * n => tcp(f, c, s, cp, 80, cs(n), ss(n), FIN | ACK, &[]),
+            k if k == 4 + 2 * n => tcp(f, s, c, 80, cp, ss(n), cs(n) + 1, FIN | ACK, &[]),
+            _ => tcp(f, c, s, cp, 80, cs(n) + 1, ss(n) + 1, ACK, &[]),
+        }
+    }
+}
+
+fn mixed<W: Write>(p: &mut Pcap<W>, n: u64) -> std::io::Result<()> {
+    let mut f = Vec::with_capacity(1600);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    // Keep-alive HTTP between the floods: what the parsers see every day.
+    let request = b"GET /index.html HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: flood_gen\r\n\r\n".to_vec();
+    let mut answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1100\r\n\r\n".to_vec();
+    answer.resize(answer.len() + 1100, b'x');
+    let scanner = [203, 0, 113, 5];
+    let scanned = [192, 0, 2, 12];
+    let (mut syn_i, mut udp_i, mut scan_port, mut scan_reply) = (0u32, 0u32, 1u16, false);
+    let mut next_client = 0u32;
+    let mut sessions: Vec<Session> = Vec::with_capacity(64);
+    for i in 0..n {
+        let kind = rng.next() % 100;
+        let r = rng.next();
+        if kind < 8 {
+            // SYN flood on a web server, from spoofed sources.
+            syn_i = syn_i.wrapping_add(1);
+            let s = syn_i & 0x003f_ffff;
+            let src = [100, 64 | (s >> 16) as u8, (s >> 8) as u8, s as u8];
+            tcp(&mut f, src, [192, 0, 2, 10], 1024 + (r as u16 % 60000), 80, (r >> 32) as u32, 0, SYN, &[]);
+        } else if kind < 12 {
+            // UDP flood on a resolver, from spoofed sources.
+            udp_i = udp_i.wrapping_add(1);
+            let s = udp_i & 0x003f_ffff;
+            let src = [198, 18 | ((s >> 16) & 1) as u8, (s >> 8) as u8, s as u8];
+            udp(&mut f, src, [192, 0, 2, 11], 1024 + (r as u16 % 60000), 53, &[0x5a; 64]);
+        } else if kind < 24 {
+            // A SYN scan of every port, each probe answered by a reset.
+            if scan_reply {
+                tcp(&mut f, scanned, scanner, scan_port, 40000, 0, 7, RST | ACK, &[]);
+                scan_port = if scan_port == u16::MAX { 1 } else { scan_port + 1 };
+            } else {
+                tcp(&mut f, scanner, scanned, 40000, scan_port, 6, 0, SYN, &[]);
+            }
+            scan_reply = !scan_reply;
+        } else {
+            // Benign sessions between the floods, 64 open at a time.
+            if sessions.len() < 64 {
+                next_client = next_client.wrapping_add(1);
+                let c = next_client;
+                sessions.push(Session {
+                    client: [10, 1, (c >> 8) as u8, c as u8],
+                    port: 1024 + (c % 60000) as u16,
+                    step: 0,
+                });
+            }
+            let k = (r % sessions.len() as u64) as usize;
+            sessions[k].packet(&mut f, &request, &answer);
+            sessions[k].step += 1;
+            if sessions[k].step >= Session::STEPS {
+                sessions.swap_remove(k);
+            }
+        }
+        p.packet(TS0 + i, &f)?;
+    }
+    Ok(())
+}
+
 fn frag_flood<W: Write>(p: &mut Pcap<W>, n: u64) -> std::io::Result<()> {
     // Batches of 16 384 datagrams (the defragmenter's default datagram cap):
     // first fragments (MF, offset 0) of the whole batch, then for each one a
@@ -217,7 +333,7 @@ fn bulk<W: Write>(p: &mut Pcap<W>, gigabytes: f64) -> std::io::Result<()> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: flood_gen syn|frag|storm|bulk OUT.pcap [COUNT (packets; for bulk: gigabytes)]";
+    let usage = "usage: flood_gen syn|frag|storm|bulk|mixed OUT.pcap [COUNT (packets; for bulk: gigabytes)]";
     if args.len() < 3 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -235,6 +351,7 @@ fn main() {
         "frag" => frag_flood(&mut p, n(1e6)),
         "storm" => tcp_storm(&mut p, n(2e6)),
         "bulk" => bulk(&mut p, count.unwrap_or(3.0)),
+        "mixed" => mixed(&mut p, n(1.13e6)),
         _ => panic_usage(usage),
     };
     if let Err(e) = result.and_then(|()| p.out.flush()) {

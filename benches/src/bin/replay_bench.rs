@@ -139,6 +139,7 @@ fn main() -> Result<(), String> {
             j["inference_us"] = s["inference_us"].clone();
             j["cpu_seconds"] = s["cpu_seconds"].clone();
             j["flows"] = s["flows"].clone();
+            j["stages"] = s["stages"].clone();
             j["verdicts"] = s["verdicts"].clone();
             j["reassembly"] = s["reassembly"].clone();
             j["app_flows"] = s["app_flows"].clone();
@@ -148,6 +149,13 @@ fn main() -> Result<(), String> {
     for (name, _, secs, stats) in &rows {
         if let Some(s) = stats {
             let inf = s["inference_us"].as_f64().unwrap_or(0.0) / 1e6;
+            // Flows created per second per core: over the CPU every thread
+            // of the run used (the flood-heavy benchmark's figure of merit).
+            let cpu: f64 = s["cpu_seconds"].as_object().map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum());
+            let flows = s["flows"].as_f64().unwrap_or(0.0);
+            if cpu > 0.0 {
+                println!("{name}: {flows:.0} flows, {:.0} flows created per second per core", flows / cpu);
+            }
             let reassembled = s["reassembly"]["bytes"].as_f64().unwrap_or(0.0);
             println!(
                 "{name}: reassembled {:.2} Gbit/s of TCP payload, inference {:.1}% of wall time, latency p50/p99/p99.9 = {}/{}/{} µs, CPU {}",
