@@ -12,10 +12,12 @@ demo: setup
 	./target/release/tidewatchd replay pcaps/demo.pcap --output json:build/demo-verdicts.jsonl
 
 test: setup-test
-	$(MAKE) test-python
+	python3 -m ruff check .
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	TIDEWATCH_SHARED_PCAPS=$(SHARED_PCAPS) $(CARGO) test --workspace --release
+	# After the cargo build: the end-to-end tests use target/release/tidewatchd.
+	python3 -m pytest -q python/tests
 	$(MAKE) test-bare-core
 	$(MAKE) fuzz-smoke
 
