@@ -281,7 +281,12 @@ pub struct PrivilegesConfig {
 }
 
 /// Settings SIGHUP applies to a running daemon; every other change needs a restart.
-pub const LIVE_SETTINGS: [&str; 3] = ["engine.model", "policy", "stats.interval"];
+pub const LIVE_SETTINGS: [&str; 5] = ["engine.model", "engine.final_verdicts", "incidents", "policy", "stats.interval"];
+
+/// Of the changed settings (`section.key`), those SIGHUP cannot apply.
+pub fn needing_restart(changed: &[String]) -> Vec<&String> {
+    changed.iter().filter(|k| !LIVE_SETTINGS.iter().any(|l| *k == l || k.starts_with(&format!("{l}.")))).collect()
+}
 
 impl Config {
     /// The settings (`section.key`) whose values differ between two configs.
@@ -462,6 +467,20 @@ mod tests {
             ["capture.snaplen", "policy.max_alerts_per_incident_per_minute", "stats.interval"]
         );
         assert!(a.changed_settings(&a).is_empty());
+    }
+
+    #[test]
+    fn sighup_applies_incidents_and_final_verdicts_but_not_capture_or_outputs() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.incidents.quiet = 5.0;
+        b.engine.final_verdicts = "changed".into();
+        b.policy.max_alerts_per_incident_per_minute = 5;
+        b.capture.snaplen = 128;
+        b.outputs.outputs = vec!["json:-".into()];
+        let changed = a.changed_settings(&b);
+        assert_eq!(changed.len(), 5, "{changed:?}");
+        assert_eq!(needing_restart(&changed), ["capture.snaplen", "outputs.outputs"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tidewatch::source::live::{InterfaceCounters, LiveSource};
 use tidewatch::{Classifier, EngineCounters, ModelSwapper, OnnxClassifier};
 
-use crate::config::{Config, LIVE_SETTINGS};
+use crate::config::{needing_restart, Config};
 use crate::output::queue::OutputHandle;
 use crate::{default_model, summary, Failure};
 
@@ -286,13 +286,19 @@ fn stats_json(
 }
 
 /// Reloads config and model after SIGHUP; on any error keeps what runs.
+/// The handles that change a running engine.
+struct Swappers {
+    model: ModelSwapper,
+    policy: tidewatch::PolicySwapper,
+    settings: tidewatch::SettingsSwapper,
+}
+
 fn reload(
     args: &RunArgs,
     running: &mut Config,
     running_model: &mut PathBuf,
     model_id: &Mutex<String>,
-    swapper: &ModelSwapper,
-    policy: &tidewatch::PolicySwapper,
+    swap: &Swappers,
     outputs: &[OutputHandle],
 ) {
     let cfg = match effective_config(args) {
@@ -305,13 +311,30 @@ fn reload(
     let changed = running.changed_settings(&cfg);
     match cfg.policy.policy().and_then(|p| {
         let rules = p.suppress.len();
-        policy.swap(p).map(|()| rules).map_err(|e| e.to_string())
+        swap.policy.swap(p).map(|()| rules).map_err(|e| e.to_string())
     }) {
         Ok(rules) => {
             eprintln!("tidewatchd: policy applied ({rules} suppress rules)");
             running.policy = cfg.policy.clone();
         }
         Err(e) => eprintln!("tidewatchd: reload failed, keeping the running policy: {e}"),
+    }
+    if running.engine.final_verdicts != cfg.engine.final_verdicts || running.incidents != cfg.incidents {
+        let applied = cfg.engine.final_verdicts().map_err(|e| e.message).and_then(|fv| {
+            let live = tidewatch::LiveSettings::new(
+                fv == crate::wiring::FinalVerdicts::Changed,
+                cfg.incidents.engine_config(),
+            );
+            swap.settings.swap(live).map_err(|e| e.to_string())
+        });
+        match applied {
+            Ok(()) => {
+                eprintln!("tidewatchd: engine.final_verdicts = {} and [incidents] applied", cfg.engine.final_verdicts);
+                running.engine.final_verdicts = cfg.engine.final_verdicts.clone();
+                running.incidents = cfg.incidents.clone();
+            }
+            Err(e) => eprintln!("tidewatchd: reload failed, keeping final_verdicts and [incidents]: {e}"),
+        }
     }
     if running.stats.interval != cfg.stats.interval {
         eprintln!("tidewatchd: stats.interval is now {} s", cfg.stats.interval);
@@ -321,7 +344,7 @@ fn reload(
     match OnnxClassifier::load(&path, None) {
         Ok(c) => {
             let id = c.info().id();
-            match swapper.swap(Box::new(c)) {
+            match swap.model.swap(Box::new(c)) {
                 Ok(()) => {
                     eprintln!("tidewatchd: reloaded model {id} from {}", path.display());
                     *running_model = path;
@@ -338,14 +361,13 @@ fn reload(
     for h in outputs {
         h.reopen();
     }
-    let pending: Vec<&String> =
-        changed.iter().filter(|k| !LIVE_SETTINGS.iter().any(|l| *k == l || k.starts_with(&format!("{l}.")))).collect();
+    let pending = needing_restart(&changed);
     for k in &pending {
         eprintln!("tidewatchd: setting {k} changed; it applies after a restart");
     }
     eprintln!(
-        "tidewatchd: outputs reopened; applied live: engine.model, [policy], stats.interval; {} changed setting(s) \
-         wait for a restart",
+        "tidewatchd: outputs reopened; applied live: engine.model, engine.final_verdicts, [incidents], [policy], \
+         stats.interval; {} changed setting(s) wait for a restart",
         pending.len()
     );
 }
@@ -396,8 +418,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         cfg.outputs.outputs.join(", ")
     );
     let counters = engine.counters();
-    let swapper = engine.model_swapper();
-    let policy_swapper = engine.policy_swapper();
+    let swappers = Swappers {
+        model: engine.model_swapper(),
+        policy: engine.policy_swapper(),
+        settings: engine.settings_swapper(),
+    };
     let interfaces = live.counters();
     let stop_capture = live.stop_flag();
     let handles: Vec<OutputHandle> = outputs.descriptions.handles().to_vec();
@@ -428,15 +453,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                     stop_capture.store(true, Ordering::Relaxed);
                 }
                 if hup.swap(false, Ordering::Relaxed) {
-                    reload(
-                        &args,
-                        &mut running_cfg,
-                        &mut running_model,
-                        &shared_model,
-                        &swapper,
-                        &policy_swapper,
-                        &handles,
-                    );
+                    reload(&args, &mut running_cfg, &mut running_model, &shared_model, &swappers, &handles);
                 }
                 let interval = Duration::from_secs_f64(running_cfg.stats.interval);
                 if !interval.is_zero() && last_stats.elapsed() >= interval {

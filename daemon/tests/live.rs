@@ -973,6 +973,21 @@ fn sighup_reload_good_then_corrupt_model_while_traffic_flows() {
     assert!(d.alive(), "{}", d.stderr());
     assert_eq!(d.stderr().matches("reloaded model").count(), 1, "{}", d.stderr());
 
+    // Incidents and final verdicts are applied live; a capture setting is named as needing a restart.
+    write_config(&config, &ns.host_if, "", &json);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("workers = 1\n", "workers = 1\nfinal_verdicts = \"changed\"\n")
+        + "\n[incidents]\nquiet = 5.0\n";
+    std::fs::write(&config, text.replace("[capture]\n", "[capture]\nsnaplen = 9000\n")).unwrap();
+    d.signal("HUP");
+    let summary = "1 changed setting(s) wait for a restart";
+    assert!(d.wait_for(|l| l.contains(summary), Duration::from_secs(15)), "{}", d.stderr());
+    let log = d.stderr();
+    assert!(log.contains("engine.final_verdicts = changed and [incidents] applied"), "{log}");
+    assert!(log.contains("setting capture.snaplen changed; it applies after a restart"), "{log}");
+    assert!(!log.contains("setting incidents.quiet changed"), "{log}");
+    assert_eq!(log.matches("reloaded model").count(), 2, "the bundled model again: {log}");
+
     let sent = traffic.finish();
     let all_in = d.wait_engine_packets(sent, Duration::from_secs(10));
     d.terminate_ok(Duration::from_secs(20));

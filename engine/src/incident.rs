@@ -571,6 +571,15 @@ impl IncidentTracker {
         }
     }
 
+    /// Groups from now on as `cfg` says (a live reload): open incidents
+    /// keep their ids, and their next update and closing follow the new
+    /// cadence from the next poll on.
+    pub fn set_config(&mut self, cfg: IncidentConfig) {
+        self.cfg = cfg;
+        // The next poll recomputes every open incident's due time.
+        self.next_due = 0;
+    }
+
     /// Incidents opened so far per label, written into `out` (label order;
     /// allocates only when a label is new).
     pub fn opened_by_label(&self, out: &mut Vec<(String, u64)>) {

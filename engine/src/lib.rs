@@ -123,7 +123,8 @@ pub use incident::{Incident, IncidentConfig, IncidentState};
 pub use infer::{init_onnx_runtime, OnnxClassifier};
 pub use infer::{Classifier, ModelInfo};
 pub use pipeline::{
-    Engine, EngineBuilder, EngineCounters, ModelSwapper, ParallelEngine, PolicySwapper, StageCounts, Stats,
+    Engine, EngineBuilder, EngineCounters, LiveSettings, ModelSwapper, ParallelEngine, PolicySwapper, SettingsSwapper,
+    StageCounts, Stats,
 };
 pub use policy::{Policy, Suppressed};
 pub use sink::{

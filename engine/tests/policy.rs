@@ -6,7 +6,7 @@
 mod common;
 
 use tidewatch::policy::{Cidr, SuppressRule};
-use tidewatch::{CollectSink, Engine, PcapFileSource, Policy, Suppressed, Verdict};
+use tidewatch::{CollectSink, Engine, PacketSource, PcapFileSource, Policy, Suppressed, Verdict};
 
 fn run(policy: Policy) -> (Vec<Verdict>, Vec<tidewatch::Incident>, tidewatch::Stats) {
     let sink = CollectSink::new();
@@ -69,4 +69,52 @@ fn the_rate_limit_marks_alerts_beyond_it_and_keeps_them_in_their_incident() {
         let counted = closed.map_or(0, |c| c.verdicts);
         assert!(counted > 3 && counted <= members, "incident {id}: {counted} counted, {members} alerts");
     }
+}
+
+/// Verdicts and incident records of the demo capture, as comparable lines.
+fn lines(engine: &mut Engine) -> Vec<String> {
+    let mut source = PcapFileSource::open(&[common::pcap("demo.pcap")]).unwrap();
+    let mut out = Vec::new();
+    let drain = |engine: &mut Engine, out: &mut Vec<String>| {
+        while let Some(e) = engine.poll_event() {
+            out.push(match e {
+                tidewatch::Event::Verdict(v) => format!("v {} {} {:?}", v.flow.flow_id, v.label, v.flow.trigger),
+                tidewatch::Event::Incident(i) => format!("i {} {:?} {} {}", i.incident_id, i.state, i.label, i.flows),
+                other => format!("{other:?}"),
+            });
+        }
+    };
+    while let Some(pkt) = source.next_packet().unwrap() {
+        engine.process(&pkt).unwrap();
+        drain(engine, &mut out);
+    }
+    engine.finish().unwrap();
+    drain(engine, &mut out);
+    out
+}
+
+/// Live settings swapped in (a SIGHUP) act as if the engine had been built
+/// with them: final verdicts only when changed, and a new incident cadence.
+#[test]
+fn swapped_live_settings_act_as_built_ones() {
+    use tidewatch::{IncidentConfig, LiveSettings};
+    let model = common::repo().join("models/lab/model.onnx");
+    let mut incidents = IncidentConfig::default();
+    incidents.update_interval = 5_000_000;
+    incidents.quiet = 10_000_000;
+    let mut built = Engine::builder()
+        .model(&model)
+        .final_verdicts_only_if_changed(true)
+        .incidents(incidents.clone())
+        .build()
+        .unwrap();
+    let want = lines(&mut built);
+    let mut swapped = Engine::builder().model(&model).build().unwrap();
+    swapped.settings_swapper().swap(LiveSettings::new(true, incidents)).unwrap();
+    let got = lines(&mut swapped);
+    let mut plain = Engine::builder().model(&model).build().unwrap();
+    let default = lines(&mut plain);
+    assert!(want.iter().filter(|l| l.starts_with("i ")).count() > 10);
+    assert_ne!(want, default, "the settings must change something for this test to mean anything");
+    assert_eq!(got, want);
 }

@@ -53,6 +53,37 @@ impl PolicySwapper {
     }
 }
 
+/// Settings that can change while the engine runs (a daemon's SIGHUP),
+/// besides the model and the policy. Start from [`LiveSettings::new`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct LiveSettings {
+    /// Deliver an end verdict only when it differs from the flow's early one
+    /// (as `EngineBuilder::final_verdicts_only_if_changed`).
+    pub final_verdicts_only_if_changed: bool,
+    /// How verdicts group into incidents (as `EngineBuilder::incidents`).
+    pub incidents: IncidentConfig,
+}
+
+impl LiveSettings {
+    /// These settings.
+    pub fn new(final_verdicts_only_if_changed: bool, incidents: IncidentConfig) -> Self {
+        Self { final_verdicts_only_if_changed, incidents }
+    }
+}
+
+/// Replaces the engine's [`LiveSettings`] while it runs, between two
+/// batches: verdicts classified after the swap follow them.
+#[derive(Clone)]
+pub struct SettingsSwapper(pub(super) Sender<LiveSettings>);
+
+impl SettingsSwapper {
+    /// Queues `s` to replace the current settings.
+    pub fn swap(&self, s: LiveSettings) -> Result<()> {
+        self.0.try_send(s).map_err(|_| Error::Config("settings swaps are pending; try again".into()))
+    }
+}
+
 #[cfg(feature = "onnx")]
 fn load_onnx(model: &std::path::Path, runtime: Option<&std::path::Path>) -> Result<Box<dyn Classifier>> {
     Ok(Box::new(crate::infer::OnnxClassifier::load(model, runtime)?))
@@ -296,6 +327,8 @@ impl EngineBuilder {
         merger.model_swap = Some(model_swap.1.clone());
         let policy_swap = crossbeam_channel::bounded(4);
         merger.decide.policy_swap = Some(policy_swap.1.clone());
+        let settings_swap = crossbeam_channel::bounded(4);
+        merger.decide.settings_swap = Some(settings_swap.1.clone());
         let mut inspect = self.inspect;
         // Whole-engine caps are shared out among the shards that will use them.
         let shards = self.workers.max(1);
@@ -317,6 +350,7 @@ impl EngineBuilder {
             counters,
             model_swap,
             policy_swap: policy_swap.0,
+            settings_swap: settings_swap.0,
             partial_reads: Vec::new(),
             cpu_seconds: BTreeMap::new(),
             used_workers: 0,

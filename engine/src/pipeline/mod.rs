@@ -30,7 +30,7 @@ use merge::Merger;
 use shard::{Shard, ShardStats};
 
 use builder::BoxedClassifier;
-pub use builder::{EngineBuilder, ModelSwapper, PolicySwapper};
+pub use builder::{EngineBuilder, LiveSettings, ModelSwapper, PolicySwapper, SettingsSwapper};
 use capture::CaptureState;
 pub use parallel::ParallelEngine;
 use stats::thread_cpu_seconds;
@@ -55,6 +55,7 @@ pub struct Engine {
     counters: Arc<EngineCounters>,
     model_swap: (Sender<BoxedClassifier>, Receiver<BoxedClassifier>),
     policy_swap: Sender<Policy>,
+    settings_swap: Sender<LiveSettings>,
     partial_reads: Vec<PartialRead>,
     cpu_seconds: BTreeMap<String, f64>,
     used_workers: usize,
@@ -88,6 +89,12 @@ impl Engine {
     /// A handle to replace the policy while the engine runs.
     pub fn policy_swapper(&self) -> PolicySwapper {
         PolicySwapper(self.policy_swap.clone())
+    }
+
+    /// A handle to replace the [`LiveSettings`](crate::LiveSettings) (final
+    /// verdicts, incidents) while the engine runs.
+    pub fn settings_swapper(&self) -> SettingsSwapper {
+        SettingsSwapper(self.settings_swap.clone())
     }
 
     fn publish_capture(&self) {

@@ -30,6 +30,8 @@ pub(crate) struct Decider {
     early_labels: rustc_hash::FxHashMap<u64, Arc<str>>,
     pub policy: Policy,
     pub policy_swap: Option<crossbeam_channel::Receiver<Policy>>,
+    /// Replacement live settings (final verdicts, incidents), taken between batches.
+    pub settings_swap: Option<crossbeam_channel::Receiver<super::super::builder::LiveSettings>>,
     explainer: crate::explain::Explainer,
     /// Alert verdicts grouped into incidents, fed in verdict order.
     pub incidents: IncidentTracker,
@@ -65,6 +67,7 @@ impl Decider {
             early_labels: Default::default(),
             policy,
             policy_swap: None,
+            settings_swap: None,
             explainer: Default::default(),
             incidents: IncidentTracker::new(incidents),
             verdicts_by_label: Default::default(),
@@ -91,10 +94,18 @@ impl Decider {
         self.model_info = Some(info.clone());
     }
 
-    /// Applies the latest replacement policy, if one came (between batches).
-    pub fn take_policy_swap(&mut self) {
+    /// Applies the latest replacement policy and live settings, if any
+    /// came (between batches).
+    pub fn take_swaps(&mut self) {
         if let Some(p) = self.policy_swap.as_ref().and_then(|rx| rx.try_iter().last()) {
             self.policy = p;
+        }
+        if let Some(s) = self.settings_swap.as_ref().and_then(|rx| rx.try_iter().last()) {
+            if !s.final_verdicts_only_if_changed {
+                self.early_labels = Default::default();
+            }
+            self.final_only_if_changed = s.final_verdicts_only_if_changed;
+            self.incidents.set_config(s.incidents);
         }
     }
 

@@ -242,7 +242,7 @@ impl Merger {
             self.decide.set_model(new.info());
             self.batch.classifier = Some(new);
         }
-        self.decide.take_policy_swap();
+        self.decide.take_swaps();
         let n_labels = self.decide.n_labels();
         let (mut records, mut scored) = match self.batch.score(n_labels, &mut self.timings) {
             Ok(Some(batch)) => batch,
