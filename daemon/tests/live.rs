@@ -976,8 +976,8 @@ fn sighup_reload_good_then_corrupt_model_while_traffic_flows() {
     // Incidents and final verdicts are applied live; a capture setting is named as needing a restart.
     write_config(&config, &ns.host_if, "", &json);
     let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replace("workers = 1\n", "workers = 1\nfinal_verdicts = \"changed\"\n")
-        + "\n[incidents]\nquiet = 5.0\n";
+    let text =
+        text.replace("workers = 1\n", "workers = 1\nfinal_verdicts = \"changed\"\n") + "\n[incidents]\nquiet = 5.0\n";
     std::fs::write(&config, text.replace("[capture]\n", "[capture]\nsnaplen = 9000\n")).unwrap();
     d.signal("HUP");
     let summary = "1 changed setting(s) wait for a restart";
