@@ -91,7 +91,7 @@ impl Engine {
         PolicySwapper(self.policy_swap.clone())
     }
 
-    /// A handle to replace the [`LiveSettings`](crate::LiveSettings) (final
+    /// A handle to replace the [`LiveSettings`] (final
     /// verdicts, incidents) while the engine runs.
     pub fn settings_swapper(&self) -> SettingsSwapper {
         SettingsSwapper(self.settings_swap.clone())
