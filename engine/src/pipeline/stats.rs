@@ -112,13 +112,6 @@ pub struct StageCounts {
     pub failed: u64,
 }
 
-impl StageCounts {
-    /// Items received and not yet sent, discarded or failed (in flight).
-    pub fn held(&self) -> u64 {
-        self.received.saturating_sub(self.sent + self.discarded + self.failed)
-    }
-}
-
 /// What TCP reassembly skipped or gave up, over all workers.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 #[non_exhaustive]

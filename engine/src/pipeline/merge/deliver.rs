@@ -73,40 +73,39 @@ impl Delivery {
         }
     }
 
-    pub fn verdict(&mut self, v: Verdict) {
+    /// Hands one record to every verdict sink; false when one failed.
+    fn each_sink(&mut self, mut call: impl FnMut(&mut dyn VerdictSink) -> Result<SinkControl, SinkError>) -> bool {
         let mut ok = true;
         for i in 0..self.sinks.len() {
-            let answer = self.sinks[i].verdict(&v);
+            let answer = call(self.sinks[i].as_mut());
             ok &= self.obey(answer);
         }
+        ok
+    }
+
+    /// Queues an event for `poll_event`, when the engine has no sinks.
+    fn enqueue(&mut self, event: impl FnOnce() -> crate::Event) {
         if let Some(q) = self.queue.as_mut() {
-            q.push_back(crate::Event::Verdict(v));
+            q.push_back(event());
         }
+    }
+
+    pub fn verdict(&mut self, v: Verdict) {
+        let ok = self.each_sink(|s| s.verdict(&v));
+        self.enqueue(|| crate::Event::Verdict(v));
         self.count(ok);
     }
 
     pub fn incident(&mut self, inc: Incident) {
         self.incident_records += 1;
-        let mut ok = true;
-        for i in 0..self.sinks.len() {
-            let answer = self.sinks[i].incident(&inc);
-            ok &= self.obey(answer);
-        }
-        if let Some(q) = self.queue.as_mut() {
-            q.push_back(crate::Event::Incident(inc));
-        }
+        let ok = self.each_sink(|s| s.incident(&inc));
+        self.enqueue(|| crate::Event::Incident(inc));
         self.count(ok);
     }
 
     pub fn flow(&mut self, record: &FlowRecord) {
-        let mut ok = true;
-        for i in 0..self.sinks.len() {
-            let answer = self.sinks[i].flow(record);
-            ok &= self.obey(answer);
-        }
-        if let Some(q) = self.queue.as_mut() {
-            q.push_back(crate::Event::Flow(record.clone()));
-        }
+        let ok = self.each_sink(|s| s.flow(record));
+        self.enqueue(|| crate::Event::Flow(record.clone()));
         self.count(ok);
     }
 
