@@ -281,7 +281,21 @@ pub struct PrivilegesConfig {
 }
 
 /// Settings SIGHUP applies to a running daemon; every other change needs a restart.
-pub const LIVE_SETTINGS: [&str; 5] = ["engine.model", "engine.final_verdicts", "incidents", "policy", "stats.interval"];
+pub const LIVE_SETTINGS: [&str; 13] = [
+    "engine.model",
+    "engine.final_verdicts",
+    "incidents",
+    "policy",
+    "stats.interval",
+    "outputs.outputs",
+    "outputs.syslog_benign",
+    "outputs.syslog_format",
+    "outputs.syslog_facility",
+    "outputs.syslog_severities",
+    "outputs.syslog_app_name",
+    "outputs.syslog_hostname",
+    "outputs.syslog_events",
+];
 
 /// Of the changed settings (`section.key`), those SIGHUP cannot apply.
 pub fn needing_restart(changed: &[String]) -> Vec<&String> {
@@ -470,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn sighup_applies_incidents_and_final_verdicts_but_not_capture_or_outputs() {
+    fn sighup_applies_incidents_final_verdicts_and_outputs_but_not_capture_or_flow_records() {
         let a = Config::default();
         let mut b = a.clone();
         b.incidents.quiet = 5.0;
@@ -478,9 +492,11 @@ mod tests {
         b.policy.max_alerts_per_incident_per_minute = 5;
         b.capture.snaplen = 128;
         b.outputs.outputs = vec!["json:-".into()];
+        b.outputs.syslog_severities = "dos=alert".into();
+        b.outputs.flow_records = true;
         let changed = a.changed_settings(&b);
-        assert_eq!(changed.len(), 5, "{changed:?}");
-        assert_eq!(needing_restart(&changed), ["capture.snaplen", "outputs.outputs"]);
+        assert_eq!(changed.len(), 7, "{changed:?}");
+        assert_eq!(needing_restart(&changed), ["capture.snaplen", "outputs.flow_records"]);
     }
 
     #[test]

@@ -300,7 +300,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         final_verdicts: args.final_verdicts,
         batch_size: args.batch_size,
         incidents: incidents.engine_config(),
-        sinks: outputs.sinks,
+        sinks: outputs.sinks.into_iter().map(|s| Box::new(s) as Box<dyn tidewatch::VerdictSink>).collect(),
     });
     let mut engine = builder.build()?;
     let model_id = engine.model_info().map(|m| m.id()).unwrap_or_default();

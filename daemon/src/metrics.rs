@@ -20,14 +20,16 @@ use tidewatch::pipeline::{BucketCounts, LATENCY_BUCKETS_US};
 use tidewatch::source::live::InterfaceCounters;
 use tidewatch::EngineCounters;
 
-use crate::output::queue::OutputHandle;
+use crate::output::live::OutputSwitch;
+use crate::output::queue::CounterSnapshot;
 
 /// What a scrape reads.
 #[derive(Clone)]
 pub struct Sources {
     pub engine: Arc<EngineCounters>,
     pub interfaces: Vec<Arc<InterfaceCounters>>,
-    pub outputs: Vec<OutputHandle>,
+    /// Every output, current or taken out by a reload (its final counts).
+    pub outputs: OutputSwitch,
     /// `name@version` of the running model (changes on reload).
     pub model: Arc<Mutex<String>>,
 }
@@ -221,7 +223,15 @@ pub fn render(s: &Sources) -> String {
     }
     Family::new(o, "tidewatch_incident_records_total", "counter", "Incident records (open, update, closed) emitted.")
         .sample("tidewatch_incident_records_total", &[], get(&e.incident_records));
-    let outputs: Vec<_> = s.outputs.iter().map(|h| (h.spec.as_str(), h.counters())).collect();
+    // One series per address: an output reopened by a reload (new syslog
+    // settings) continues its address's counts, so counters never go back.
+    let mut outputs: Vec<(String, CounterSnapshot)> = Vec::new();
+    for h in s.outputs.handles() {
+        match outputs.iter_mut().find(|(spec, _)| *spec == h.spec) {
+            Some((_, c)) => *c += h.counters(),
+            None => outputs.push((h.spec.clone(), h.counters())),
+        }
+    }
     let name = "tidewatch_output_records_total";
     let mut f = Family::new(o, name, "counter", "Records per output, by fate (sent, dropped, failed, filtered).");
     for (spec, c) in &outputs {
@@ -269,7 +279,12 @@ mod tests {
         engine.packets.store(1234, Ordering::Relaxed);
         engine.flows_ended[0].store(7, Ordering::Relaxed);
         engine.verdicts_by_label.lock().unwrap().push(("scan".into(), 5));
-        Sources { engine, interfaces: Vec::new(), outputs: Vec::new(), model: Arc::new(Mutex::new("lab@2.1.0".into())) }
+        Sources {
+            engine,
+            interfaces: Vec::new(),
+            outputs: OutputSwitch::default(),
+            model: Arc::new(Mutex::new("lab@2.1.0".into())),
+        }
     }
 
     /// Every sample line is `name{labels} value` with a declared family.

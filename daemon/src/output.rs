@@ -12,6 +12,7 @@
 //!
 //! IPv6 hosts go in brackets: `syslog:udp://[::1]:514`.
 
+pub mod live;
 pub mod queue;
 pub mod syslog;
 pub mod transport;
@@ -131,6 +132,9 @@ pub struct OutputOptions {
     /// What syslog outputs carry (default: incidents only). JSON outputs
     /// carry both verdicts and incidents.
     pub syslog_events: Events,
+    /// JSON files are appended to (`run`: a restart or a reload never
+    /// wipes the verdicts of before), not truncated (`replay`: one file per run).
+    pub append_files: bool,
 }
 
 impl Default for OutputOptions {
@@ -142,6 +146,7 @@ impl Default for OutputOptions {
             flush_timeout: Duration::from_secs(5),
             json_overflow: Overflow::Block,
             syslog_events: Events { verdicts: false, incidents: true, flows: false },
+            append_files: false,
         }
     }
 }
@@ -150,7 +155,7 @@ impl OutputOptions {
     /// The settings of live capture: no output may ever make the engine wait.
     #[allow(dead_code)] // for `run`
     pub fn live() -> Self {
-        Self { json_overflow: Overflow::WaitThenDrop(queue::STALL_LIMIT), ..Self::default() }
+        Self { json_overflow: Overflow::WaitThenDrop(queue::STALL_LIMIT), append_files: true, ..Self::default() }
     }
 }
 
@@ -205,57 +210,77 @@ pub fn open_all_with(specs: &[String], opts: &OutputOptions) -> Result<Outputs, 
     let syslog_fmt =
         addrs.iter().any(|a| matches!(a, OutputAddr::Syslog(_))).then(|| SyslogFormatter::new(&opts.syslog));
     for (spec, addr) in specs.iter().zip(addrs) {
-        let json_queue = QueueConfig {
-            capacity: opts.queue_capacity,
-            overflow: opts.json_overflow,
-            flush_timeout: opts.flush_timeout,
-            skip_label: None,
-            events: Events::ALL,
-        };
-        let (target, kind, transport, format, queue): (String, String, Box<dyn Transport>, Box<dyn queue::Format>, _) =
-            match addr {
-                OutputAddr::JsonStdout => (
-                    "stdout".into(),
-                    "JSON lines".into(),
-                    Box::new(JsonLines::stdout()),
-                    Box::new(JsonFormat),
-                    json_queue,
-                ),
-                OutputAddr::JsonFile(path) => {
-                    let f = File::create(&path)
-                        .map_err(|e| Failure::usage(format!("cannot create output file {}: {e}", path.display())))?;
-                    let target = path.display().to_string();
-                    let mut t = JsonLines::file(path, f);
-                    if opts.json_overflow != Overflow::Block {
-                        t = t.retrying();
-                    }
-                    (target, "JSON lines".into(), Box::new(t), Box::new(JsonFormat), json_queue)
-                }
-                OutputAddr::Syslog(s) => {
-                    let transport: Box<dyn Transport> = match s {
-                        SyslogAddr::Udp { host, port } => Box::new(Udp::new(&host, port)),
-                        SyslogAddr::Tcp { host, port } => Box::new(Tcp::new(&host, port)),
-                        SyslogAddr::Unix(path) => Box::new(Unix::new(path)),
-                    };
-                    let queue = QueueConfig {
-                        capacity: opts.queue_capacity,
-                        overflow: Overflow::WaitThenDrop(queue::STALL_LIMIT),
-                        flush_timeout: opts.flush_timeout,
-                        skip_label: (!opts.syslog.send_benign).then(|| opts.syslog.benign_label.clone()),
-                        events: opts.syslog_events,
-                    };
-                    let fmt = syslog_fmt.clone().unwrap_or_else(|| SyslogFormatter::new(&opts.syslog));
-                    let kind = format!("syslog {}", fmt.format_kind().name());
-                    (spec.clone(), kind, transport, Box::new(fmt), queue)
-                }
-            };
-        let (sink, handle) = queue::spawn(spec, target, kind, format, transport, queue)
-            .map_err(|e| Failure::runtime(format!("cannot start output thread for {spec}: {e}")))?;
+        let (sink, handle) = open_one(spec, addr, opts, syslog_fmt.as_ref())?;
         sinks.push(sink);
         handles.push(handle);
     }
     let plain = handles.iter().map(OutputHandle::description).collect();
     Ok(Outputs { sinks, descriptions: OutputList { handles, plain, finished: OnceLock::new() } })
+}
+
+/// What decides whether a running output can stay as it is when the
+/// config changes: its address and, for syslog, every syslog setting.
+pub fn output_key(spec: &str, opts: &OutputOptions) -> String {
+    if spec.starts_with("syslog:") {
+        format!("{spec} {:?} {:?}", opts.syslog, opts.syslog_events)
+    } else {
+        spec.to_string()
+    }
+}
+
+/// Opens one output: its file (if any), its queue and its thread.
+pub fn open_one(
+    spec: &str,
+    addr: OutputAddr,
+    opts: &OutputOptions,
+    syslog_fmt: Option<&SyslogFormatter>,
+) -> Result<(QueuedSink, OutputHandle), Failure> {
+    let json_queue = QueueConfig {
+        capacity: opts.queue_capacity,
+        overflow: opts.json_overflow,
+        flush_timeout: opts.flush_timeout,
+        skip_label: None,
+        events: Events::ALL,
+    };
+    let (target, kind, transport, format, queue): (String, String, Box<dyn Transport>, Box<dyn queue::Format>, _) =
+        match addr {
+            OutputAddr::JsonStdout => {
+                ("stdout".into(), "JSON lines".into(), Box::new(JsonLines::stdout()), Box::new(JsonFormat), json_queue)
+            }
+            OutputAddr::JsonFile(path) => {
+                let f = if opts.append_files {
+                    std::fs::OpenOptions::new().create(true).append(true).open(&path)
+                } else {
+                    File::create(&path)
+                };
+                let f = f.map_err(|e| Failure::usage(format!("cannot create output file {}: {e}", path.display())))?;
+                let target = path.display().to_string();
+                let mut t = JsonLines::file(path, f);
+                if opts.json_overflow != Overflow::Block {
+                    t = t.retrying();
+                }
+                (target, "JSON lines".into(), Box::new(t), Box::new(JsonFormat), json_queue)
+            }
+            OutputAddr::Syslog(s) => {
+                let transport: Box<dyn Transport> = match s {
+                    SyslogAddr::Udp { host, port } => Box::new(Udp::new(&host, port)),
+                    SyslogAddr::Tcp { host, port } => Box::new(Tcp::new(&host, port)),
+                    SyslogAddr::Unix(path) => Box::new(Unix::new(path)),
+                };
+                let queue = QueueConfig {
+                    capacity: opts.queue_capacity,
+                    overflow: Overflow::WaitThenDrop(queue::STALL_LIMIT),
+                    flush_timeout: opts.flush_timeout,
+                    skip_label: (!opts.syslog.send_benign).then(|| opts.syslog.benign_label.clone()),
+                    events: opts.syslog_events,
+                };
+                let fmt = syslog_fmt.cloned().unwrap_or_else(|| SyslogFormatter::new(&opts.syslog));
+                let kind = format!("syslog {}", fmt.format_kind().name());
+                (spec.to_string(), kind, transport, Box::new(fmt), queue)
+            }
+        };
+    queue::spawn(spec, target, kind, format, transport, queue)
+        .map_err(|e| Failure::runtime(format!("cannot start output thread for {spec}: {e}")))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use tidewatch::source::live::{InterfaceCounters, LiveSource};
 use tidewatch::{Classifier, EngineCounters, ModelSwapper, OnnxClassifier};
 
 use crate::config::{needing_restart, Config};
+use crate::output::live::OutputSwitch;
 use crate::output::queue::OutputHandle;
 use crate::{default_model, summary, Failure};
 
@@ -299,7 +300,7 @@ fn reload(
     running_model: &mut PathBuf,
     model_id: &Mutex<String>,
     swap: &Swappers,
-    outputs: &[OutputHandle],
+    outputs: &OutputSwitch,
 ) {
     let cfg = match effective_config(args) {
         Ok(c) => c,
@@ -358,16 +359,33 @@ fn reload(
         }
         Err(e) => eprintln!("tidewatchd: reload failed, keeping the running model {}: {e}", running_model.display()),
     }
-    for h in outputs {
-        h.reopen();
+    let outputs_changed = changed.iter().any(|k| k.starts_with("outputs.") && k != "outputs.flow_records");
+    if outputs_changed {
+        match cfg.output_options().and_then(|opts| outputs.change(&cfg.outputs.outputs, &opts)) {
+            Ok(c) => {
+                eprintln!(
+                    "tidewatchd: outputs changed: {} kept, opened [{}], taken out [{}]",
+                    c.kept,
+                    c.opened.join(", "),
+                    c.removed.join(", ")
+                );
+                let flow_records = running.outputs.flow_records;
+                running.outputs = cfg.outputs.clone();
+                running.outputs.flow_records = flow_records;
+            }
+            Err(e) => eprintln!("tidewatchd: reload failed, keeping the running outputs: {e}"),
+        }
     }
-    let pending = needing_restart(&changed);
+    outputs.reopen();
+    // What still differs from the file after applying what could be.
+    let still_changed = running.changed_settings(&cfg);
+    let pending = needing_restart(&still_changed);
     for k in &pending {
         eprintln!("tidewatchd: setting {k} changed; it applies after a restart");
     }
     eprintln!(
         "tidewatchd: outputs reopened; applied live: engine.model, engine.final_verdicts, [incidents], [policy], \
-         stats.interval; {} changed setting(s) wait for a restart",
+         stats.interval, [outputs] but flow_records; {} changed setting(s) wait for a restart",
         pending.len()
     );
 }
@@ -384,7 +402,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     // Open everything that may need privileges first: capture and outputs.
     let mut live = LiveSource::open(&cfg.live_config())?;
     let opts = cfg.output_options().map_err(Failure::usage)?;
-    let outputs = crate::output::open_all_with(&cfg.outputs.outputs, &opts)?;
+    let (live_outputs, switch) = crate::output::live::open(&cfg.outputs.outputs, &opts)?;
     if !cfg.privileges.user.is_empty() {
         drop_privileges(&cfg.privileges.user, &cfg.privileges.group)?;
     }
@@ -406,7 +424,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             final_verdicts: cfg.engine.final_verdicts()?,
             batch_size: cfg.engine.batch_size,
             incidents: cfg.incidents.engine_config(),
-            sinks: outputs.sinks,
+            sinks: vec![Box::new(live_outputs)],
         })
         .policy(cfg.policy.policy().map_err(Failure::usage)?)
         .live(true);
@@ -425,7 +443,6 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let interfaces = live.counters();
     let stop_capture = live.stop_flag();
-    let handles: Vec<OutputHandle> = outputs.descriptions.handles().to_vec();
     let shared_model = Arc::new(Mutex::new(model_id.clone()));
     let _metrics = if cfg.metrics.listen.is_empty() {
         None
@@ -433,7 +450,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         let sources = crate::metrics::Sources {
             engine: counters.clone(),
             interfaces: interfaces.clone(),
-            outputs: handles.clone(),
+            outputs: switch.clone(),
             model: shared_model.clone(),
         };
         let m = crate::metrics::MetricsServer::start(&cfg.metrics.listen, sources).map_err(Failure::usage)?;
@@ -443,8 +460,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let finished = Arc::new(AtomicBool::new(false));
     let mut running_cfg = cfg.clone();
     let control = {
-        let (finished, counters, interfaces, handles) =
-            (finished.clone(), counters.clone(), interfaces.clone(), handles);
+        let (finished, counters, interfaces, switch) =
+            (finished.clone(), counters.clone(), interfaces.clone(), switch.clone());
         std::thread::spawn(move || {
             let mut last_stats = Instant::now();
             while !finished.load(Ordering::Relaxed) {
@@ -453,15 +470,15 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                     stop_capture.store(true, Ordering::Relaxed);
                 }
                 if hup.swap(false, Ordering::Relaxed) {
-                    reload(&args, &mut running_cfg, &mut running_model, &shared_model, &swappers, &handles);
+                    reload(&args, &mut running_cfg, &mut running_model, &shared_model, &swappers, &switch);
                 }
                 let interval = Duration::from_secs_f64(running_cfg.stats.interval);
                 if !interval.is_zero() && last_stats.elapsed() >= interval {
                     last_stats = Instant::now();
-                    let j = stats_json(&counters, &interfaces, &handles);
+                    let j = stats_json(&counters, &interfaces, &switch.handles());
                     eprintln!("{j}");
                     // JSON outputs get it too, between verdicts (as in Suricata's EVE).
-                    for h in &handles {
+                    for h in &switch.current() {
                         h.write_json_object(&j);
                     }
                 }
@@ -473,12 +490,12 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     finished.store(true, Ordering::Relaxed);
     let _ = control.join();
     let stats = outcome?;
-    eprint!("{}", summary::render(&stats, started.elapsed().as_secs_f64(), &model_id, &outputs.descriptions));
+    eprint!("{}", summary::render(&stats, started.elapsed().as_secs_f64(), &model_id, &switch.summary_lines()));
     // The readers have stopped (the source finished), so these are final.
     for c in &interfaces {
         eprintln!("  {}", c.to_json());
     }
-    let mut last = stats_json(&counters, &interfaces, outputs.descriptions.handles());
+    let mut last = stats_json(&counters, &interfaces, &switch.handles());
     last["final"] = true.into();
     eprintln!("{last}");
     if let Some(reason) = live.failures().first() {

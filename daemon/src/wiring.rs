@@ -9,8 +9,6 @@ use tidewatch::flow::FlowConfig;
 use tidewatch::inspect::InspectConfig;
 use tidewatch::{Engine, EngineBuilder, IncidentConfig};
 
-use crate::output::QueuedSink;
-
 /// Which end verdicts are delivered (`--final-verdicts`, `engine.final_verdicts`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum FinalVerdicts {
@@ -68,7 +66,7 @@ pub struct Classify<'a> {
     /// Incident timing.
     pub incidents: IncidentConfig,
     /// The outputs, each behind its own queue.
-    pub sinks: Vec<QueuedSink>,
+    pub sinks: Vec<Box<dyn tidewatch::VerdictSink>>,
 }
 
 impl Wiring {

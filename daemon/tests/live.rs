@@ -644,6 +644,8 @@ impl LiveRun {
 /// Starts `run` with `args`, sends the demo `loops` times at `rate`, waits
 /// for the engine to take it in, stops with SIGTERM (exit 0) and reads the counters.
 fn live_pass(tools: &Tools, ns: &Netns, args: &[&str], json: &Path, rate: &[&str], loops: u32) -> LiveRun {
+    // `run` appends to its JSON files: each pass starts from an empty one.
+    let _ = std::fs::remove_file(json);
     let mut d = Daemon::capturing(args);
     let sent = tcpreplay(tools, &ns.send_end(), rate, loops, Duration::from_secs(120));
     d.wait_engine_packets(sent, Duration::from_secs(3));
@@ -988,6 +990,29 @@ fn sighup_reload_good_then_corrupt_model_while_traffic_flows() {
     assert!(!log.contains("setting incidents.quiet changed"), "{log}");
     assert_eq!(log.matches("reloaded model").count(), 2, "the bundled model again: {log}");
 
+    // Outputs are applied live: one added (the running one keeps its file
+    // and counts), then the first taken out (drained, its counts kept).
+    let json2 = dir.join("v2.jsonl");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let one = format!("outputs = [\"json:{}\"]", json.display());
+    let two = format!("outputs = [\"json:{}\", \"json:{}\"]", json.display(), json2.display());
+    std::fs::write(&config, text.replace(&one, &two)).unwrap();
+    let before = verdicts_so_far(&json);
+    d.signal("HUP");
+    let opened = format!("outputs changed: 1 kept, opened [json:{}], taken out []", json2.display());
+    assert!(d.wait_for(|l| l.contains(&opened), Duration::from_secs(15)), "{}", d.stderr());
+    assert!(wait_until("verdicts in the added output", Duration::from_secs(15), || verdicts_so_far(&json2) > 0));
+    assert!(verdicts_so_far(&json) >= before, "the kept output was not truncated");
+    let only_two = format!("outputs = [\"json:{}\"]", json2.display());
+    std::fs::write(&config, text.replace(&one, &only_two)).unwrap();
+    d.signal("HUP");
+    let removed = format!("outputs changed: 1 kept, opened [], taken out [json:{}]", json.display());
+    assert!(d.wait_for(|l| l.contains(&removed), Duration::from_secs(15)), "{}", d.stderr());
+    // The added output is now the only one, and still receives.
+    let n2 = verdicts_so_far(&json2);
+    assert!(wait_until("verdicts after the removal", Duration::from_secs(15), || verdicts_so_far(&json2) > n2));
+    assert!(!d.stderr().contains("reload failed, keeping the running outputs"), "{}", d.stderr());
+
     let sent = traffic.finish();
     let all_in = d.wait_engine_packets(sent, Duration::from_secs(10));
     d.terminate_ok(Duration::from_secs(20));
@@ -1000,6 +1025,22 @@ fn sighup_reload_good_then_corrupt_model_while_traffic_flows() {
     assert_eq!(iface["received"], sent, "{iface}");
     assert_eq!((iface["kernel_dropped"].as_u64(), iface["queue_dropped"].as_u64()), (Some(0), Some(0)), "{iface}");
     assert_eq!(engine["queue_dropped"], 0, "{engine}");
+    // Both outputs are in the summary, with every record accounted for.
+    let log = d.stderr();
+    let summary_of = |path: &Path| {
+        let target = format!("{} (JSON lines: sent ", path.display());
+        let at = log.find(&target).unwrap_or_else(|| panic!("no summary of {target}: {log}"));
+        let rest = &log[at..];
+        let end = rest.find(')').unwrap() + 1;
+        (rest[..end].to_string(), rest[end..].starts_with(" [taken out by a reload]"))
+    };
+    let (first, retired) = summary_of(&json);
+    assert!(first.contains("dropped 0") && retired, "{first}");
+    let (second, retired) = summary_of(&json2);
+    assert!(second.contains("dropped 0") && !retired, "{second}");
+    let records =
+        std::fs::read_to_string(&json2).unwrap().lines().filter(|l| !l.contains("\"event_type\":\"stats\"")).count();
+    assert_eq!(number_after(&second, "sent "), records as u64, "{second}");
 }
 
 /// SIGTERM while tcpreplay is sending: exit 0 soon; every flow with an

@@ -250,6 +250,22 @@ pub trait VerdictSink: Send {
     }
 }
 
+/// A boxed sink is a sink: builders and wrappers can hold any of them.
+impl<S: VerdictSink + ?Sized> VerdictSink for Box<S> {
+    fn verdict(&mut self, verdict: &Verdict) -> Result<SinkControl, SinkError> {
+        (**self).verdict(verdict)
+    }
+    fn incident(&mut self, incident: &Incident) -> Result<SinkControl, SinkError> {
+        (**self).incident(incident)
+    }
+    fn flow(&mut self, record: &FlowRecord) -> Result<SinkControl, SinkError> {
+        (**self).flow(record)
+    }
+    fn finish(&mut self) -> Result<(), SinkError> {
+        (**self).finish()
+    }
+}
+
 /// A flow record serializes as [`flow_json`] writes it: the one definition
 /// of the `flow` event that `tidewatchd flows` and live flow records use.
 impl serde::Serialize for FlowRecord {

@@ -181,6 +181,25 @@ impl CounterSnapshot {
     }
 }
 
+impl std::ops::AddAssign for CounterSnapshot {
+    fn add_assign(&mut self, o: Self) {
+        self.queued += o.queued;
+        self.sent += o.sent;
+        self.failed += o.failed;
+        self.dropped_queue_full += o.dropped_queue_full;
+        self.dropped_disconnected += o.dropped_disconnected;
+        self.dropped_unflushed += o.dropped_unflushed;
+        self.filtered += o.filtered;
+        self.waited += o.waited;
+        self.stalls += o.stalls;
+        self.reopen_failures += o.reopen_failures;
+        self.truncated += o.truncated;
+        self.reconnects += o.reconnects;
+        self.connect_failures += o.connect_failures;
+        self.pending += o.pending;
+    }
+}
+
 impl OutputCounters {
     pub fn snapshot(&self) -> CounterSnapshot {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
