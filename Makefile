@@ -91,6 +91,7 @@ bench: setup
 	test -f build/bench/flood.pcap || ./target/release/flood_gen mixed build/bench/flood.pcap
 	./target/release/replay_bench build/bench/flood.pcap --runs 3 --json build/replay-bench-flood.json
 	./target/release/flow_memory 1000000
+	./target/release/verdict_json pcaps/demo.pcap --seconds 3
 	bash benches/peers/compare.sh build/bench/bench.pcap --runs 3
 	bash benches/peers/compare.sh build/bench/flood.pcap --runs 3
 

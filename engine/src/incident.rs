@@ -38,7 +38,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::app::AppProto;
 use crate::explain::{Reason, EXPLAINED_PER_MINUTE};
-use crate::sink::{rfc3339_micros, Verdict};
+use crate::sink::{Rfc3339Micros, Verdict};
 use crate::source::Micros;
 
 /// How many targets, ports and sources an incident lists by value.
@@ -205,7 +205,7 @@ impl serde::Serialize for Incident {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("event_type", "incident")?;
-        m.serialize_entry("ts", &rfc3339_micros(self.ts))?;
+        m.serialize_entry("ts", &Rfc3339Micros(self.ts))?;
         m.serialize_entry("incident_id", &self.incident_id)?;
         m.serialize_entry("state", self.state.name())?;
         m.serialize_entry("label", &*self.label)?;
@@ -221,8 +221,8 @@ impl serde::Serialize for Incident {
         if let Some(d) = &self.domain {
             m.serialize_entry("domain", &**d)?;
         }
-        m.serialize_entry("first_seen", &rfc3339_micros(self.first_seen))?;
-        m.serialize_entry("last_seen", &rfc3339_micros(self.last_seen))?;
+        m.serialize_entry("first_seen", &Rfc3339Micros(self.first_seen))?;
+        m.serialize_entry("last_seen", &Rfc3339Micros(self.last_seen))?;
         m.serialize_entry("flows", &self.flows)?;
         m.serialize_entry("verdicts", &self.verdicts)?;
         m.serialize_entry("packets", &self.packets)?;

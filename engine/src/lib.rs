@@ -128,7 +128,8 @@ pub use pipeline::{
 };
 pub use policy::{Policy, Suppressed};
 pub use sink::{
-    CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, SinkControl, Trigger, Verdict, VerdictSink,
+    CollectSink, FeatureSink, FlowRecord, FnSink, JsonLinesSink, Rfc3339Micros, Scores, SinkControl, Trigger, Verdict,
+    VerdictSink,
 };
 #[cfg(feature = "pcap")]
 pub use source::PcapFileSource;

@@ -136,7 +136,7 @@ pub struct Verdict {
     /// Probability of that label, 0 to 1.
     pub score: f32,
     /// Probability of each label, in the model's label order.
-    pub scores: Vec<(Arc<str>, f32)>,
+    pub scores: Scores,
     /// `name@version` of the model.
     pub model: Arc<str>,
     /// Engine clock (capture time) when the verdict was produced: for an
@@ -158,21 +158,117 @@ pub struct Verdict {
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-01-01T00:00:00.000000Z`.
 pub fn rfc3339_micros(ts: Micros) -> String {
-    let secs = i64::try_from(ts / 1_000_000).unwrap_or(i64::MAX);
-    let nanos = ((ts % 1_000_000) * 1000) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
-        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        None => "9999-12-31T23:59:59.999999Z".to_string(),
+    Rfc3339Micros(ts).to_string()
+}
+
+/// A time written as RFC 3339 UTC with microseconds
+/// (`2026-01-01T00:00:00.000000Z`) without allocating: verdicts carry three
+/// of them, and formatting must not cost an allocation each. Times past
+/// the end of year 9999 (which no capture gives) are written as its last
+/// microsecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339Micros(pub Micros);
+
+impl Rfc3339Micros {
+    /// The last microsecond of year 9999.
+    const MAX: Micros = 253_402_300_799_999_999;
+
+    /// Writes the 27 bytes into `buf` and returns them as text.
+    pub fn write(self, buf: &mut [u8; 27]) -> &str {
+        let ts = self.0.min(Self::MAX);
+        let (secs, micros) = (ts / 1_000_000, ts % 1_000_000);
+        let (days, sod) = (secs / 86_400, secs % 86_400);
+        let (y, m, d) = civil_from_days(days);
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, sod / 3600);
+        put(14, 2, sod / 60 % 60);
+        put(17, 2, sod % 60);
+        put(20, 6, micros);
+        for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')] {
+            buf[at] = c;
+        }
+        // Only ASCII digits and separators were written.
+        std::str::from_utf8(buf).unwrap_or("9999-12-31T23:59:59.999999Z")
     }
 }
 
-struct Scores<'a>(&'a [(Arc<str>, f32)]);
+/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days ≥ 0).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
 
-impl serde::Serialize for Scores<'_> {
+impl std::fmt::Display for Rfc3339Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.write(&mut [0; 27]))
+    }
+}
+
+impl serde::Serialize for Rfc3339Micros {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            m.serialize_entry(&**k, v)?;
+        s.serialize_str(self.write(&mut [0; 27]))
+    }
+}
+
+/// A model's probability for each label, in its label order. The labels
+/// are shared with the model (one reference count per verdict) and up to 8
+/// probabilities are held inline, so a verdict's scores cost no allocation.
+#[derive(Clone, Debug, Default)]
+pub struct Scores {
+    labels: Arc<[Arc<str>]>,
+    values: smallvec::SmallVec<[f32; 8]>,
+}
+
+impl Scores {
+    /// `values[i]` is the probability of `labels[i]`; extra values (or labels) are ignored.
+    pub fn new(labels: Arc<[Arc<str>]>, values: &[f32]) -> Self {
+        let n = labels.len().min(values.len());
+        Self { labels, values: smallvec::SmallVec::from_slice(&values[..n]) }
+    }
+
+    /// Each label with its probability, in the model's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f32)> + '_ {
+        self.labels.iter().map(|l| &**l).zip(self.values.iter().copied())
+    }
+
+    /// The probability of `label`, if the model has it.
+    pub fn get(&self, label: &str) -> Option<f32> {
+        self.iter().find(|(l, _)| *l == label).map(|(_, p)| p)
+    }
+
+    /// Labels scored.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// No label scored.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl serde::Serialize for Scores {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, &v)?;
         }
         m.end()
     }
@@ -184,10 +280,10 @@ impl serde::Serialize for Verdict {
         let f = &self.flow;
         let mut st = s.serialize_struct("Verdict", 26)?;
         st.serialize_field("event_type", "verdict")?;
-        st.serialize_field("ts", &rfc3339_micros(f.ts))?;
-        st.serialize_field("detected_at", &rfc3339_micros(self.detected_at))?;
+        st.serialize_field("ts", &Rfc3339Micros(f.ts))?;
+        st.serialize_field("detected_at", &Rfc3339Micros(self.detected_at))?;
         st.serialize_field("flow_id", &f.flow_id)?;
-        st.serialize_field("flow_start", &rfc3339_micros(f.flow_start))?;
+        st.serialize_field("flow_start", &Rfc3339Micros(f.flow_start))?;
         st.serialize_field("proto", &f.proto)?;
         st.serialize_field("src_ip", &f.src_ip)?;
         st.serialize_field("src_port", &f.src_port)?;
@@ -195,7 +291,7 @@ impl serde::Serialize for Verdict {
         st.serialize_field("dst_port", &f.dst_port)?;
         st.serialize_field("label", &*self.label)?;
         st.serialize_field("score", &self.score)?;
-        st.serialize_field("scores", &Scores(&self.scores))?;
+        st.serialize_field("scores", &self.scores)?;
         st.serialize_field("packets", &f.packets)?;
         st.serialize_field("bytes", &f.bytes)?;
         st.serialize_field("model", &*self.model)?;
@@ -477,12 +573,55 @@ pub(crate) fn test_verdict(
         },
         label: Arc::from(label),
         score,
-        scores: Vec::new(),
+        scores: Scores::default(),
         model: Arc::from("m@1"),
         detected_at: ts,
         incident_id: None,
         suppressed: None,
         reasons: None,
         reasons_inherited: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// chrono's RFC 3339 text, the reference the allocation-free writer must match.
+    fn chrono_text(ts: Micros) -> String {
+        let dt = chrono::DateTime::from_timestamp((ts / 1_000_000) as i64, ((ts % 1_000_000) * 1000) as u32).unwrap();
+        dt.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
+    #[test]
+    fn rfc3339_without_allocation_matches_chrono() {
+        let mut ts: Micros = 0;
+        let mut checked = 0;
+        // Every day boundary of leap and century years, and odd microseconds in between.
+        for fixed in [0, 951_782_400_000_000, 951_868_799_999_999, 4_107_542_399_999_999, 1_767_225_600_123_456] {
+            assert_eq!(Rfc3339Micros(fixed).to_string(), chrono_text(fixed));
+        }
+        while ts < Rfc3339Micros::MAX {
+            assert_eq!(Rfc3339Micros(ts).to_string(), chrono_text(ts), "{ts}");
+            ts = ts.saturating_mul(3).saturating_add(86_399_999_997) % (Rfc3339Micros::MAX + 7) + checked;
+            checked += 1;
+            if checked > 20_000 {
+                break;
+            }
+        }
+        assert_eq!(Rfc3339Micros(Rfc3339Micros::MAX).to_string(), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(Rfc3339Micros(u64::MAX).to_string(), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(serde_json::to_string(&Rfc3339Micros(0)).unwrap(), "\"1970-01-01T00:00:00.000000Z\"");
+    }
+
+    #[test]
+    fn scores_pair_labels_with_values_in_order() {
+        let labels: Arc<[Arc<str>]> = Arc::from([Arc::from("benign"), Arc::from("scan")]);
+        let s = Scores::new(labels, &[0.25, 0.75, 9.0]);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [("benign", 0.25), ("scan", 0.75)]);
+        assert_eq!((s.get("scan"), s.get("dos"), s.len()), (Some(0.75), None, 2));
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"benign":0.25,"scan":0.75}"#);
     }
 }

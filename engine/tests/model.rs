@@ -23,7 +23,7 @@ fn bundled_model_classifies_the_demo_capture() {
     for v in &verdicts {
         let sum: f32 = v.scores.iter().map(|(_, p)| p).sum();
         assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
-        assert_eq!(v.scores.iter().find(|(l, _)| **l == *v.label).unwrap().1, v.score);
+        assert_eq!(v.scores.get(&v.label).unwrap(), v.score);
     }
     // The demo has attacks in it: a model that calls everything benign fails.
     assert!(stats.verdicts_by_label.keys().any(|l| l != "benign"), "{:?}", stats.verdicts_by_label);

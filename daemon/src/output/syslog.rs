@@ -695,7 +695,7 @@ pub(crate) mod tests {
             },
             label: label.into(),
             score: 0.97,
-            scores: vec![(Arc::from("benign"), 0.03), (Arc::from(label), 0.97)],
+            scores: tidewatch::Scores::new(Arc::from([Arc::from("benign"), Arc::from(label)]), &[0.03, 0.97]),
             model: "baseline@1.0.0".into(),
             detected_at: 1_772_618_401_234_600,
             incident_id: None,

@@ -13,10 +13,10 @@ use crate::features::NUM_FEATURES;
 use crate::incident::{Incident, IncidentConfig, IncidentTracker};
 use crate::infer::ModelInfo;
 use crate::policy::{Policy, Suppressed, SuppressedStats};
-use crate::sink::{Trigger, Verdict};
+use crate::sink::{Scores, Trigger, Verdict};
 
 pub(crate) struct Decider {
-    labels: Vec<Arc<str>>,
+    labels: Arc<[Arc<str>]>,
     model_id: Arc<str>,
     /// Labels, thresholds and their rule of the current model.
     model_info: Option<ModelInfo>,
@@ -59,7 +59,7 @@ impl Decider {
         policy: Policy,
     ) -> Self {
         let mut d = Self {
-            labels: Vec::new(),
+            labels: Arc::new([]),
             model_id: Arc::from(""),
             model_info: None,
             benign: None,
@@ -151,7 +151,7 @@ impl Decider {
             flow: record,
             label,
             score,
-            scores: self.labels.iter().cloned().zip(probs.iter().copied()).collect(),
+            scores: Scores::new(self.labels.clone(), probs),
             model: self.model_id.clone(),
             detected_at,
             incident_id: None,
