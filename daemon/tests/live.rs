@@ -608,6 +608,8 @@ struct LiveRun {
     engine_queue_dropped: u64,
     verdicts: Vec<Value>,
     summary_flows: u64,
+    /// Packet-to-verdict latency, p50 and p99 (µs), from the last stats.
+    latency_us: (u64, u64),
 }
 
 impl LiveRun {
@@ -628,7 +630,7 @@ impl LiveRun {
     fn describe(&self) -> String {
         format!(
             "sent {}, received {}, kernel_dropped {} (+{} lost uncounted), queue_dropped {} + engine {}: \
-             lost {} ({:.2} %)",
+             lost {} ({:.2} %); packet-to-verdict p50 {} µs, p99 {} µs",
             self.sent,
             self.received,
             self.kernel_dropped,
@@ -636,7 +638,9 @@ impl LiveRun {
             self.queue_dropped,
             self.engine_queue_dropped,
             self.lost(),
-            100.0 * self.lost() as f64 / self.sent.max(1) as f64
+            100.0 * self.lost() as f64 / self.sent.max(1) as f64,
+            self.latency_us.0,
+            self.latency_us.1
         )
     }
 }
@@ -653,8 +657,11 @@ fn live_pass(tools: &Tools, ns: &Netns, args: &[&str], json: &Path, rate: &[&str
     let stderr = d.stderr();
     let iface = d.final_interface(&ns.host_if);
     let n = |k: &str| iface[k].as_u64().unwrap();
-    let engine_queue_dropped = d.stats().last().map_or(0, |s| s["queue_dropped"].as_u64().unwrap_or(0));
+    let last = d.stats().last().cloned().unwrap_or_default();
+    let engine_queue_dropped = last["queue_dropped"].as_u64().unwrap_or(0);
+    let latency = |p: &str| last["latency_us"][p].as_u64().unwrap_or(0);
     LiveRun {
+        latency_us: (latency("p50"), latency("p99")),
         sent,
         received: n("received"),
         kernel_dropped: n("kernel_dropped"),

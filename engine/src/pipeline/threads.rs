@@ -105,9 +105,21 @@ impl Engine {
             let stop_ref = &stop;
             let merge_thread = scope.spawn(move || {
                 let cpu_at_start = thread_cpu_seconds();
-                while let Ok(mut b) = event_rx.recv() {
-                    merger.push(b.worker, &mut b.events, b.watermark);
-                    let _ = spare_events_tx.try_send(b.events);
+                loop {
+                    // A waiting batch is classified at its wall deadline
+                    // even when no event follows: no idle tick sets latency.
+                    let next = match merger.wall_wait() {
+                        Some(wait) => event_rx.recv_timeout(wait),
+                        None => event_rx.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+                    };
+                    match next {
+                        Ok(mut b) => {
+                            merger.push(b.worker, &mut b.events, b.watermark);
+                            let _ = spare_events_tx.try_send(b.events);
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => merger.on_wall_timeout(),
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                    }
                     if merger.stopped() {
                         stop_ref.store(true, Ordering::Relaxed);
                     }
@@ -141,7 +153,13 @@ impl Engine {
                                 c.items.push(Item::Sweep(t));
                             }
                             c.clock = clock;
-                            dispatch.send(w, c, queue_full);
+                            // A worker still busy with earlier chunks gets
+                            // this one later (full, broadcast or next idle):
+                            // a small chunk per idle moment must not fill its
+                            // queue and make a burst drop packets.
+                            if sweep.is_some() || dispatch.keeping_up(w) {
+                                dispatch.send(w, c, queue_full);
+                            }
                         }
                         since_broadcast = 0;
                         continue;
@@ -239,6 +257,11 @@ struct Dispatch<'a> {
 impl Dispatch<'_> {
     /// Hands `chunk` to worker `w` and gives the caller an empty one. When
     /// the worker's queue is full this waits: replay never drops.
+    /// Worker `w`'s queue is at most a quarter full.
+    fn keeping_up(&self, w: usize) -> bool {
+        self.txs.get(w).is_some_and(|tx| tx.len() <= QUEUE_CHUNKS / 4)
+    }
+
     fn send(&mut self, w: usize, chunk: &mut Chunk, queue_full: &mut u64) {
         let fresh = self.free_rx.try_recv().unwrap_or_else(|_| Chunk::new());
         let mut out = std::mem::replace(chunk, fresh);

@@ -104,6 +104,8 @@ pub struct LiveSource {
     /// Why a reader stopped on its own (interface gone, read error).
     failures: Vec<String>,
     done: bool,
+    /// The queue was found empty and the engine told, since the last packet.
+    idle_reported: bool,
 }
 
 fn wall_micros() -> Micros {
@@ -173,7 +175,17 @@ impl LiveSource {
             let snaplen = usize::try_from(cfg.snaplen).unwrap_or(65_535).min(262_144);
             readers.push(std::thread::spawn(move || read_interface(cap, tx, pool_rx, stop, c, snaplen)));
         }
-        Ok(Self { rx, pool: pool_tx, current: None, stop, readers, counters, failures: Vec::new(), done: false })
+        Ok(Self {
+            rx,
+            pool: pool_tx,
+            current: None,
+            stop,
+            readers,
+            counters,
+            failures: Vec::new(),
+            done: false,
+            idle_reported: false,
+        })
     }
 
     /// A flag that, once set, makes the readers stop; the source then
@@ -257,8 +269,20 @@ impl PacketSource for LiveSource {
         if let Some(old) = self.current.take() {
             let _ = self.pool.try_send(old.data);
         }
-        match self.rx.recv_timeout(Duration::from_millis(10)) {
+        // The first time the queue is found empty after packets, say so at
+        // once (an idle tick): the engine then hands on what it holds
+        // instead of keeping a burst's last packets until the next one.
+        let next = match self.rx.try_recv() {
+            Ok(p) => Ok(p),
+            Err(_) if !self.idle_reported => {
+                self.idle_reported = true;
+                return Ok(None);
+            }
+            Err(_) => self.rx.recv_timeout(Duration::from_millis(10)),
+        };
+        match next {
             Ok(p) => {
+                self.idle_reported = false;
                 let p = self.current.insert(p);
                 Ok(Some(RawPacket { ts: p.ts, wire_len: p.wire_len, link_type: p.link_type, data: &p.data }))
             }

@@ -104,6 +104,13 @@ impl Batcher {
         wall_due || now.saturating_sub(self.opened) >= self.deadline
     }
 
+    /// Wall time left before the waiting batch falls due (zero: due now);
+    /// `None` when no batch waits or the wall clock is off.
+    pub fn wall_remaining(&self) -> Option<Duration> {
+        let opened = self.opened_wall.filter(|_| !self.records.is_empty())?;
+        Some(self.wall_deadline.saturating_sub(opened.elapsed()))
+    }
+
     /// Engine time at which the waiting batch falls due, if one waits.
     pub fn next_due(&self) -> Option<Micros> {
         (!self.records.is_empty()).then(|| self.opened.saturating_add(self.deadline))

@@ -236,6 +236,20 @@ impl Merger {
         }
     }
 
+    /// How long the merge thread may wait for events before the waiting
+    /// batch's wall deadline passes (`None`: no batch waits; wait for events).
+    pub fn wall_wait(&self) -> Option<std::time::Duration> {
+        self.batch.wall_remaining()
+    }
+
+    /// No event came before the waiting batch's wall deadline: classify it
+    /// now, so a verdict never waits for the next packet.
+    pub fn on_wall_timeout(&mut self) {
+        if self.batch.wall_remaining() == Some(std::time::Duration::ZERO) {
+            self.flush();
+        }
+    }
+
     /// Classifies the pending rows and delivers their verdicts.
     pub fn flush(&mut self) {
         if let Some(new) = self.model_swap.as_ref().and_then(|rx| rx.try_recv().ok()) {
