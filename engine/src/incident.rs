@@ -734,6 +734,16 @@ impl IncidentTracker {
         for (key, inc) in self.open.iter_mut() {
             let close_at = inc.close_at(cfg);
             if now >= close_at {
+                // An update that fell due before the close is emitted first,
+                // as a poll at its time would have: the records must not
+                // depend on when polls happen (nothing changes in the quiet).
+                let update_at = inc.last_emitted.saturating_add(cfg.update_interval);
+                if inc.dirty && update_at < close_at {
+                    out.push(inc.record(IncidentState::Update, update_at));
+                    inc.last_emitted = update_at;
+                    inc.dirty = false;
+                    self.stats.updates += 1;
+                }
                 out.push(inc.record(IncidentState::Closed, close_at));
                 closing.push(key.clone());
                 continue;
@@ -812,6 +822,7 @@ mod tests {
                 (1, IncidentState::Open),
                 (1, IncidentState::Update),
                 (1, IncidentState::Update),
+                (1, IncidentState::Update),
                 (1, IncidentState::Closed)
             ]
         );
@@ -826,9 +837,42 @@ mod tests {
         assert_eq!(closed.ts, closed.last_seen + 5 * S);
         assert_eq!(out[1].ts, 102 * S);
         assert_eq!(out[2].ts, 104 * S);
+        // Due at 106 s, before the close at 110 s: emitted by the late poll too.
+        assert_eq!(out[3].ts, 106 * S);
         assert_eq!(t.stats().opened, 1);
         assert_eq!(t.stats().closed, 1);
         assert_eq!(t.stats().open_now, 0);
+    }
+
+    /// When polls happen (every 100 ms, or once long after) never changes
+    /// the records: the batching of verdicts decides when the engine polls.
+    #[test]
+    fn records_do_not_depend_on_when_polls_happen() {
+        let run = |poll_every: Option<Micros>| {
+            let mut t = IncidentTracker::new(IncidentConfig::with_timing(2 * S, 5 * S));
+            let mut out = Vec::new();
+            for p in 0..300u64 {
+                let ts = 100 * S + p * 11_000;
+                if let Some(every) = poll_every {
+                    let mut at = (ts / every) * every;
+                    while at <= ts {
+                        t.poll(at, &mut out);
+                        at += every;
+                    }
+                }
+                t.observe(&verdict("scan", "10.0.0.1", "10.0.0.2", 1 + p as u16, p, ts, Trigger::Host), &mut out);
+            }
+            if let Some(every) = poll_every {
+                for i in 0..1000 {
+                    t.poll(104 * S + i * every, &mut out);
+                }
+            }
+            t.poll(300 * S, &mut out);
+            out.iter().map(|i| (i.state, i.ts, i.verdicts)).collect::<Vec<_>>()
+        };
+        let late = run(None);
+        assert_eq!(late, run(Some(S / 10)));
+        assert_eq!(late.iter().filter(|r| r.0 == IncidentState::Update).count(), 2, "{late:?}");
     }
 
     #[test]

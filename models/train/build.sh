@@ -12,7 +12,7 @@ BUILD=${BUILD:-build/model}
 TRAIN_SEEDS=${TRAIN_SEEDS:-"101 102 103 104"}
 TEST_SEEDS=${TEST_SEEDS:-"201 202"}
 NAME=${NAME:-baseline}
-VERSION=${VERSION:-1.4.0}
+VERSION=${VERSION:-2.0.0}
 VENV=${VENV:-.venv-train}
 # How train.py picks the model. The default is the shipped model's exact
 # configuration (an MLP 82-64-32-6, 2.1 M rows/s per core at batch 256), so

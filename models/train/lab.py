@@ -367,6 +367,8 @@ def public_eval(args, model):
             end, early = collections.Counter(), collections.Counter()
             for line in open(out):
                 v = json.loads(line)
+                if v.get("event_type", "verdict") != "verdict":
+                    continue  # incident records go to the same file
                 if attacker != "*" and v["src_ip"] != attacker:
                     continue
                 (end if v["trigger"] == "end" else early)[model.verdict_label(v)] += 1
@@ -454,6 +456,8 @@ def ttd_capture(args, model, seed):
     used_detected_at = False
     for line in open(out):
         v = json.loads(line)
+        if v.get("event_type", "verdict") != "verdict":
+            continue  # incident records go to the same file
         start = parse_ts(v["flow_start"]) if "flow_start" in v else parse_ts(v["ts"])
         f = var.find(v["proto"], v["src_ip"], v["src_port"], v["dst_ip"], v["dst_port"], start)
         if f is None or f[3] not in ep_of_action:

@@ -41,6 +41,10 @@ const RHYTHM_LEN: usize = 16;
 const BURST_US: Micros = 1_000_000;
 /// A rhythm outlives the slowest beacon that must register (10 min).
 const RHYTHM_STALE_US: Micros = 3_600_000_000;
+/// A flow whose packets all came within this span of its first is judged
+/// at its end with the context of its first packet (see
+/// [`HostContext::end_features`]).
+const YOUNG_SPAN_US: Micros = 1_000_000;
 
 /// Exponentially decayed event count; `rate()` is events per second.
 #[derive(Clone, Copy, Debug, Default)]
@@ -232,11 +236,20 @@ pub struct HostContextConfig {
     pub max_pairs: usize,
     /// Pairs whose flow rhythm is kept (about 200 bytes each).
     pub max_rhythms: usize,
+    /// Flows whose first packet's context is kept for their end row until
+    /// they reach K packets or end (57 bytes each).
+    pub max_young_flows: usize,
 }
 
 impl Default for HostContextConfig {
     fn default() -> Self {
-        Self { max_sources: 65_536, max_destinations: 65_536, max_pairs: 131_072, max_rhythms: 65_536 }
+        Self {
+            max_sources: 65_536,
+            max_destinations: 65_536,
+            max_pairs: 131_072,
+            max_rhythms: 65_536,
+            max_young_flows: 262_144,
+        }
     }
 }
 
@@ -275,7 +288,14 @@ pub struct HostContext {
     destinations: Table<Addr, DestStats>,
     pairs: Table<(Addr, Addr), PairStats>,
     rhythms: Table<(Addr, Addr), Rhythm>,
-    /// Updates skipped because a table was full of live entries.
+    /// The context at the first packet of each flow that has not yet
+    /// reached K packets nor ended, by flow id. A lone SYN or datagram ends
+    /// by timeout long after its burst, when the counters have decayed or
+    /// moved on; its end row is judged with this context instead.
+    young: FxHashMap<u64, HostFeatures>,
+    max_young: usize,
+    /// Updates skipped because a table was full of live entries (a young
+    /// flow not kept counts here too).
     pub untracked: u64,
 }
 
@@ -327,8 +347,54 @@ impl HostContext {
             destinations: Table::new(cfg.max_destinations, STALE_US),
             pairs: Table::new(cfg.max_pairs, STALE_US),
             rhythms: Table::new(cfg.max_rhythms, RHYTHM_STALE_US),
+            young: FxHashMap::default(),
+            max_young: cfg.max_young_flows,
             untracked: 0,
         }
+    }
+
+    /// Keeps `context`, the context at flow `flow_id`'s first packet, for
+    /// its end row (dropped, and counted in `untracked`, when
+    /// `max_young_flows` are kept already).
+    pub fn keep_first_packet(&mut self, flow_id: u64, context: HostFeatures) {
+        if self.young.len() < self.max_young || self.young.contains_key(&flow_id) {
+            self.young.insert(flow_id, context);
+        } else {
+            self.untracked += 1;
+        }
+    }
+
+    /// Forgets flow `flow_id`'s first-packet context: it reached K packets,
+    /// so its end row is judged by the context of its own time.
+    pub fn forget_first_packet(&mut self, flow_id: u64) {
+        self.young.remove(&flow_id);
+    }
+
+    /// The context of an ended flow's end row: as of its last packet. For a
+    /// flow whose packets all came within a second of its first (a lone SYN,
+    /// a probe, a flood packet, a query), that is the context kept at its
+    /// first packet; the counters read now have decayed, or been decayed by
+    /// the end of the rest of its burst, by the time its timeout fires.
+    /// Otherwise the counters as they are now (read no later than
+    /// `last_packet`).
+    pub fn end_features(
+        &mut self,
+        flow_id: u64,
+        now: Micros,
+        (first_packet, last_packet): (Micros, Micros),
+        src: &Addr,
+        dst: &Addr,
+    ) -> HostFeatures {
+        let kept = self.young.remove(&flow_id);
+        match kept {
+            Some(context) if last_packet.saturating_sub(first_packet) <= YOUNG_SPAN_US => context,
+            _ => self.features(now.min(last_packet), src, dst),
+        }
+    }
+
+    /// Young flows whose first-packet context is kept.
+    pub fn young_flows(&self) -> usize {
+        self.young.len()
     }
 
     /// Records a new flow from `src` to `dst:dst_port`.
@@ -385,6 +451,11 @@ impl HostContext {
     /// not asked about in the last second.
     pub fn hot(&mut self, now: Micros, src: &Addr, dst: &Addr) -> bool {
         let f = self.features(now, src, dst);
+        self.hot_given(now, src, dst, &f)
+    }
+
+    /// [`Self::hot`] with the context `f` of `src` → `dst` at `now` already read.
+    pub fn hot_given(&mut self, now: Micros, src: &Addr, dst: &Addr, f: &HostFeatures) -> bool {
         let src_hot = f.src_new_flows_rate >= HOT_SRC_FLOWS_PER_S
             || f.src_distinct_dst_ports >= HOT_SRC_DISTINCT
             || f.src_distinct_dst_hosts >= HOT_SRC_DISTINCT
@@ -438,7 +509,11 @@ impl HostContext {
 
     /// Entries held, for memory accounting.
     pub fn len(&self) -> usize {
-        self.sources.map.len() + self.destinations.map.len() + self.pairs.map.len() + self.rhythms.map.len()
+        self.sources.map.len()
+            + self.destinations.map.len()
+            + self.pairs.map.len()
+            + self.rhythms.map.len()
+            + self.young.len()
     }
 
     /// Whether no entry is held.
@@ -487,7 +562,8 @@ mod tests {
 
     #[test]
     fn full_table_counts_untracked_then_reclaims_stale() {
-        let cfg = HostContextConfig { max_sources: 2, max_destinations: 2, max_pairs: 2, max_rhythms: 2 };
+        let cfg =
+            HostContextConfig { max_sources: 2, max_destinations: 2, max_pairs: 2, max_rhythms: 2, max_young_flows: 2 };
         let mut ctx = HostContext::new(cfg);
         ctx.on_flow_start(0, &addr(1), &addr(9), 80);
         ctx.on_flow_start(0, &addr(2), &addr(9), 80);
@@ -497,6 +573,67 @@ mod tests {
         // The rhythm table keeps its entries for an hour: still full.
         assert_eq!(ctx.untracked, 4);
         assert!(ctx.features(STALE_US + 10, &addr(3), &addr(9)).src_new_flows_rate > 0.0);
+    }
+
+    /// A burst of lone SYNs, each ending by timeout a minute later.
+    fn lone_syn_burst(ctx: &mut HostContext, probes: u16) -> Vec<HostFeatures> {
+        let (a, b) = (addr(1), addr(2));
+        for i in 0..probes {
+            let t = 1_000_000 + u64::from(i) * 5_000;
+            ctx.on_flow_start(t, &a, &b, 1000 + i);
+            let context = ctx.features(t, &a, &b);
+            ctx.keep_first_packet(u64::from(i), context);
+        }
+        (0..probes)
+            .map(|i| {
+                let first = 1_000_000 + u64::from(i) * 5_000;
+                let fired = first + 60_000_000;
+                ctx.on_flow_end(fired, &a, &b, 60, true);
+                ctx.end_features(u64::from(i), fired, (first, first), &a, &b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lone_packet_ending_by_timeout_is_judged_with_its_bursts_context() {
+        let mut ctx = HostContext::new(HostContextConfig::default());
+        let rows = lone_syn_burst(&mut ctx, 200);
+        // The last probes saw the whole burst: ~200 flows in a second.
+        let last = rows[199];
+        assert!(last.src_new_flows_rate > 15.0, "{last:?}");
+        assert!(last.src_distinct_dst_ports > 150.0, "{last:?}");
+        // Read now, a minute later, the burst has decayed away.
+        let now = ctx.features(62_000_000, &addr(1), &addr(2));
+        assert!(now.src_new_flows_rate < 0.1 && now.src_distinct_dst_ports == 0.0, "{now:?}");
+        assert_eq!(ctx.young_flows(), 0, "every ended flow's context is released");
+    }
+
+    #[test]
+    fn a_flow_that_lasted_is_judged_by_the_context_of_its_last_packet() {
+        let mut ctx = HostContext::new(HostContextConfig::default());
+        let (a, b) = (addr(1), addr(2));
+        ctx.on_flow_start(0, &a, &b, 80);
+        ctx.keep_first_packet(7, ctx.features(0, &a, &b));
+        // Five seconds of packets, then a minute of silence: not young.
+        let f = ctx.end_features(7, 65_000_000, (0, 5_000_000), &a, &b);
+        assert_eq!(f, ctx.features(5_000_000, &a, &b));
+        // A flow that reached K packets has its kept context forgotten.
+        ctx.keep_first_packet(8, ctx.features(0, &a, &b));
+        ctx.forget_first_packet(8);
+        assert_eq!(ctx.young_flows(), 0);
+    }
+
+    #[test]
+    fn young_flows_past_the_cap_are_counted_not_kept() {
+        let cfg = HostContextConfig { max_young_flows: 10, ..HostContextConfig::default() };
+        let mut ctx = HostContext::new(cfg);
+        for id in 0..15 {
+            ctx.keep_first_packet(id, HostFeatures::default());
+        }
+        assert_eq!((ctx.young_flows(), ctx.untracked), (10, 5));
+        // A flow not kept falls back to the counters of its last packet.
+        let f = ctx.end_features(14, 60_000_000, (0, 0), &addr(1), &addr(2));
+        assert_eq!(f, HostFeatures::default());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use host::{HostContext, HostContextConfig, HostFeatures};
 /// Name of the feature schema this engine computes.
 pub const SCHEMA_NAME: &str = "tidewatch-flow";
 /// Version of the feature schema; bump on any change to names or meaning.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 /// Number of leading packets described one by one (sizes, directions, gaps).
 pub const EARLY_PACKETS: usize = 8;
 

@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 
 use super::shard::{Event, EventBody, RowEvent};
 use super::stats::StageCounts;
-use crate::features::HostContext;
+use crate::features::{HostContext, HostFeatures};
 use crate::incident::{Incident, IncidentConfig};
 use crate::infer::Classifier;
 use crate::policy::Policy;
@@ -197,29 +197,36 @@ impl Merger {
         match e.body {
             EventBody::Start { initiator, responder, responder_port, first } => {
                 self.hosts.on_flow_start(e.time, &initiator, &responder, responder_port);
-                if self.hosts.hot(e.time, &initiator, &responder) {
+                let context = self.hosts.features(e.time.min(first.record.ts), &initiator, &responder);
+                self.hosts.keep_first_packet(e.flow_id, context);
+                if self.hosts.hot_given(e.time, &initiator, &responder, &context) {
                     self.host_stage.host_rows += 1;
                     self.host_stage.counts.sent += 1;
-                    self.row(e.time, first);
+                    self.row(e.time, first, context);
                 } else {
                     self.host_stage.counts.discarded += 1;
                 }
             }
             EventBody::Row(row) => {
-                if row.record.trigger == Trigger::End {
-                    self.hosts.on_flow_end(e.time, &row.initiator, &row.responder, row.record.bytes, row.failed);
-                }
+                let (src, dst) = (&row.initiator, &row.responder);
+                let context = if row.record.trigger == Trigger::End {
+                    self.hosts.on_flow_end(e.time, src, dst, row.record.bytes, row.failed);
+                    let span = (row.record.flow_start, row.record.ts);
+                    self.hosts.end_features(e.flow_id, e.time, span, src, dst)
+                } else {
+                    // K packets: no longer a lone packet; its end row is
+                    // judged by the context of its own time.
+                    self.hosts.forget_first_packet(e.flow_id);
+                    self.hosts.features(e.time.min(row.record.ts), src, dst)
+                };
                 self.host_stage.counts.sent += 1;
-                self.row(e.time, row);
+                self.row(e.time, row, context);
             }
         }
     }
 
-    fn row(&mut self, time: Micros, mut ev: Box<RowEvent>) {
-        // Host context as of the row's last packet, not of the moment the
-        // flow was found idle: a lone SYN of a scan that times out a minute
-        // later must still be seen beside the rest of its burst.
-        let host = self.hosts.features(time.min(ev.record.ts), &ev.initiator, &ev.responder);
+    /// Adds the host context to a row and hands it on.
+    fn row(&mut self, time: Micros, mut ev: Box<RowEvent>, host: HostFeatures) {
         crate::features::write_host(&host, &mut ev.row);
         self.host_stage.feature_rows += 1;
         if self.flow_records && ev.record.trigger == Trigger::End {
