@@ -148,7 +148,8 @@ fn model_info_prints_metadata_and_acceptance() {
     let o = tidewatchd(&["model", "info", model.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("tidewatch-flow v4 (91 features)") && out.contains("accepted:       yes"), "{out}");
+    let schema = format!("tidewatch-flow v{} (91 features)", tidewatch::features::SCHEMA_VERSION);
+    assert!(out.contains(&schema) && out.contains("accepted:       yes"), "{out}");
     assert!(out.contains("thresholds:     "), "{out}");
     assert!(out.contains("benign, scan, dos, bruteforce, exfil, c2"), "{out}");
 }
