@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tidewatch::{FlowRecord, Incident, SinkControl, SinkError, Verdict, VerdictSink};
 
 use super::queue::{OutputHandle, QueuedSink};
-use super::{open_one, output_key, parse_output, OutputOptions, SyslogFormatter};
+use super::{open_all_with, open_one, output_key, parse_output, OutputOptions, SyslogFormatter};
 
 /// One output of a plan: kept as it runs (by key) or newly opened.
 struct Slot {
@@ -63,18 +63,12 @@ pub struct Change {
 
 /// Opens `specs` and returns the engine's sink and the control thread's switch.
 pub fn open(specs: &[String], opts: &OutputOptions) -> Result<(LiveOutputs, OutputSwitch), crate::Failure> {
+    let outputs = open_all_with(specs, opts)?;
+    let keys: Vec<String> = specs.iter().map(|s| output_key(s, opts)).collect();
+    let current = keys.iter().cloned().zip(outputs.descriptions.handles().iter().cloned()).collect();
     let shared = Arc::new(Shared::default());
-    let mut sinks = Vec::new();
-    let mut handles = Handles::default();
-    let fmt = SyslogFormatter::new(&opts.syslog);
-    for spec in specs {
-        let addr = parse_output(spec).map_err(crate::Failure::usage)?;
-        let (sink, handle) = open_one(spec, addr, opts, Some(&fmt))?;
-        let key = output_key(spec, opts);
-        sinks.push((key.clone(), sink));
-        handles.current.push((key, handle));
-    }
-    *lock(&shared.handles) = handles;
+    *lock(&shared.handles) = Handles { current, retired: Vec::new() };
+    let sinks = keys.into_iter().zip(outputs.sinks).collect();
     Ok((LiveOutputs { sinks, shared: shared.clone() }, OutputSwitch { shared }))
 }
 
@@ -110,32 +104,34 @@ impl OutputSwitch {
     /// running; new ones are opened here (an error changes nothing); the
     /// engine's sink applies the change before its next record.
     pub fn change(&self, specs: &[String], opts: &OutputOptions) -> Result<Change, String> {
-        let addrs = specs.iter().map(|s| parse_output(s)).collect::<Result<Vec<_>, _>>()?;
-        let mut handles = lock(&self.shared.handles);
-        // Which current output each new one is, if any (each kept at most once).
-        let mut kept = vec![false; handles.current.len()];
-        let mut from: Vec<Option<usize>> = Vec::new();
-        for spec in specs {
-            let key = output_key(spec, opts);
-            let running = (0..kept.len()).find(|&i| !kept[i] && handles.current[i].0 == key);
-            if let Some(i) = running {
-                kept[i] = true;
-            }
-            from.push(running);
+        /// Where each output of the new list comes from (a few per reload:
+        /// size does not matter).
+        #[allow(clippy::large_enum_variant)]
+        enum From {
+            Running(usize),
+            Opened(QueuedSink, OutputHandle),
         }
-        // Open the new ones first: if one fails, nothing has changed.
+        let addrs = specs.iter().map(|s| parse_output(s)).collect::<Result<Vec<_>, _>>()?;
+        let keys: Vec<String> = specs.iter().map(|s| output_key(s, opts)).collect();
+        let mut handles = lock(&self.shared.handles);
+        // Which current output each new one is (each kept at most once); the
+        // others are opened first, so that if one fails nothing has changed.
+        let mut kept = vec![false; handles.current.len()];
         let fmt = SyslogFormatter::new(&opts.syslog);
-        let mut opened: Vec<Option<(QueuedSink, OutputHandle)>> = Vec::new();
-        for ((spec, addr), running) in specs.iter().zip(addrs).zip(&from) {
-            if running.is_some() {
-                opened.push(None);
+        let mut from = Vec::with_capacity(specs.len());
+        for ((spec, addr), key) in specs.iter().zip(addrs).zip(&keys) {
+            if let Some(i) = (0..kept.len()).find(|&i| !kept[i] && handles.current[i].0 == *key) {
+                kept[i] = true;
+                from.push(From::Running(i));
                 continue;
             }
             match open_one(spec, addr, opts, Some(&fmt)) {
-                Ok(o) => opened.push(Some(o)),
+                Ok((sink, handle)) => from.push(From::Opened(sink, handle)),
                 Err(e) => {
-                    for (mut sink, _) in opened.into_iter().flatten() {
-                        let _ = sink.finish();
+                    for f in from {
+                        if let From::Opened(mut sink, _) = f {
+                            let _ = sink.finish();
+                        }
                     }
                     return Err(format!("output `{spec}`: {}", e.message));
                 }
@@ -150,21 +146,19 @@ impl OutputSwitch {
         let mut change = Change::default();
         let mut plan = Vec::new();
         let mut current = Vec::new();
-        for ((spec, running), new) in specs.iter().zip(from).zip(opened) {
-            let key = output_key(spec, opts);
-            match (running, new) {
-                (Some(i), _) => {
+        for ((spec, key), f) in specs.iter().zip(keys).zip(from) {
+            match f {
+                From::Running(i) => {
                     let sink = unapplied.iter().position(|(k, _)| *k == key).map(|j| unapplied.remove(j).1);
-                    plan.push(Slot { key: key.clone(), opened: sink });
+                    plan.push(Slot { key, opened: sink });
                     current.push(handles.current[i].clone());
                     change.kept += 1;
                 }
-                (None, Some((sink, handle))) => {
+                From::Opened(sink, handle) => {
                     plan.push(Slot { key: key.clone(), opened: Some(sink) });
                     current.push((key, handle));
                     change.opened.push(spec.clone());
                 }
-                (None, None) => {}
             }
         }
         for (_, mut sink) in unapplied {
