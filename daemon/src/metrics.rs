@@ -1,9 +1,10 @@
 //! `--metrics ADDR`: the daemon's counters in the Prometheus text exposition
 //! format (version 0.0.4) at `http://ADDR/metrics`.
 //!
-//! Everything is read at scrape time from the same atomics the periodic
-//! stats read (engine, interfaces, outputs), so a scrape costs the engine
-//! nothing and the numbers match the stats. The HTTP side is `tiny_http`,
+//! Everything is read at scrape time from the same counters the periodic
+//! stats read (the engine's `EngineCounters::snapshot`, the interfaces'
+//! and the outputs' atomics), so a scrape costs the engine one short lock
+//! and the numbers match the stats. The HTTP side is `tiny_http`,
 //! on one thread of its own; the exposition text is written here (a few
 //! lines per metric family, no registry to mirror our counters into).
 
@@ -153,27 +154,27 @@ fn histogram(out: &mut String, name: &str, help: &str, b: &BucketCounts) {
 
 /// The whole exposition text.
 pub fn render(s: &Sources) -> String {
-    let e = &s.engine;
+    let e = s.engine.snapshot();
     let mut out = String::with_capacity(8192);
     let o = &mut out;
     Family::new(o, "tidewatch_packets_total", "counter", "Packets read from the capture.").sample(
         "tidewatch_packets_total",
         &[],
-        get(&e.packets),
+        e.packets,
     );
     Family::new(o, "tidewatch_bytes_total", "counter", "Frame bytes read from the capture.").sample(
         "tidewatch_bytes_total",
         &[],
-        get(&e.bytes),
+        e.bytes,
     );
     Family::new(o, "tidewatch_decoded_packets_total", "counter", "Packets decoded to a flow.").sample(
         "tidewatch_decoded_packets_total",
         &[],
-        get(&e.decoded),
+        e.decoded,
     );
     let mut f = Family::new(o, "tidewatch_dropped_packets_total", "counter", "Packets not decoded, by reason.");
     for r in DropReason::ALL {
-        f.sample("tidewatch_dropped_packets_total", &[("reason", r.name())], get(&e.dropped_by_reason[r.index()]));
+        f.sample("tidewatch_dropped_packets_total", &[("reason", r.name())], e.drop_count(r));
     }
     Family::new(
         o,
@@ -181,7 +182,7 @@ pub fn render(s: &Sources) -> String {
         "counter",
         "Decoded packets dropped because a worker queue was full.",
     )
-    .sample("tidewatch_queue_dropped_packets_total", &[], get(&e.queue_dropped));
+    .sample("tidewatch_queue_dropped_packets_total", &[], e.queue_dropped);
     let mut f = Family::new(o, "tidewatch_interface_packets_total", "counter", "Packets per interface, by fate.");
     for c in &s.interfaces {
         for (fate, v) in [
@@ -196,33 +197,30 @@ pub fn render(s: &Sources) -> String {
     Family::new(o, "tidewatch_flows_total", "counter", "Flows created.").sample(
         "tidewatch_flows_total",
         &[],
-        get(&e.flows),
+        e.flows_created,
     );
     let mut f = Family::new(o, "tidewatch_flows_ended_total", "counter", "Flows ended, by reason.");
     for (i, r) in EndReason::ALL.iter().enumerate() {
-        f.sample("tidewatch_flows_ended_total", &[("reason", r.name())], get(&e.flows_ended[i]));
+        f.sample("tidewatch_flows_ended_total", &[("reason", r.name())], e.flows_ended[i]);
     }
     let mut f = Family::new(o, "tidewatch_verdicts_total", "counter", "Verdicts, by label.");
-    if let Ok(by_label) = e.verdicts_by_label.lock() {
-        for (label, n) in by_label.iter() {
-            f.sample("tidewatch_verdicts_total", &[("label", label)], n);
-        }
+    for (label, n) in &e.verdicts_by_label {
+        f.sample("tidewatch_verdicts_total", &[("label", label)], n);
     }
     let mut f = Family::new(o, "tidewatch_incidents_total", "counter", "Incidents opened, by label.");
-    if let Ok(by_label) = e.incidents_by_label.lock() {
-        for (label, n) in by_label.iter() {
-            f.sample("tidewatch_incidents_total", &[("label", label)], n);
-        }
+    for (label, n) in &e.incidents_by_label {
+        f.sample("tidewatch_incidents_total", &[("label", label)], n);
     }
     let mut f =
         Family::new(o, "tidewatch_verdicts_suppressed_total", "counter", "Alert verdicts the policy suppressed.");
+    let suppressed = &e.suppressed;
     for (reason, v) in
-        [("min_score", &e.suppressed_min_score), ("rule", &e.suppressed_rule), ("rate_limit", &e.suppressed_rate_limit)]
+        [("min_score", suppressed.min_score), ("rule", suppressed.rule), ("rate_limit", suppressed.rate_limit)]
     {
-        f.sample("tidewatch_verdicts_suppressed_total", &[("reason", reason)], get(v));
+        f.sample("tidewatch_verdicts_suppressed_total", &[("reason", reason)], v);
     }
     Family::new(o, "tidewatch_incident_records_total", "counter", "Incident records (open, update, closed) emitted.")
-        .sample("tidewatch_incident_records_total", &[], get(&e.incident_records));
+        .sample("tidewatch_incident_records_total", &[], e.incident_records);
     // One series per address: an output reopened by a reload (new syslog
     // settings) continues its address's counts, so counters never go back.
     let mut outputs: Vec<(String, CounterSnapshot)> = Vec::new();
@@ -253,9 +251,14 @@ pub fn render(s: &Sources) -> String {
         o,
         "tidewatch_packet_to_verdict_seconds",
         "Time from a packet's arrival to its flow's verdict (live capture).",
-        &e.packet_to_verdict.read(),
+        &s.engine.packet_to_verdict.read(),
     );
-    histogram(o, "tidewatch_inference_batch_seconds", "Time of one batch's inference.", &e.batch_inference.read());
+    histogram(
+        o,
+        "tidewatch_inference_batch_seconds",
+        "Time of one batch's inference.",
+        &s.engine.batch_inference.read(),
+    );
     let model = s.model.lock().map(|m| m.clone()).unwrap_or_default();
     let (name, version) = model.split_once('@').unwrap_or((&model, ""));
     Family::new(o, "tidewatch_model_info", "gauge", "The model in use (value 1).").sample(
@@ -275,10 +278,11 @@ mod tests {
     use super::*;
 
     fn sources() -> Sources {
-        let engine = Arc::new(EngineCounters::default());
-        engine.packets.store(1234, Ordering::Relaxed);
-        engine.flows_ended[0].store(7, Ordering::Relaxed);
-        engine.verdicts_by_label.lock().unwrap().push(("scan".into(), 5));
+        let mut stats = tidewatch::Stats::default();
+        stats.packets = 1234;
+        stats.flows_ended[0] = 7;
+        stats.verdicts_by_label.insert("scan".into(), 5);
+        let engine = Arc::new(EngineCounters::from_stats(stats));
         Sources {
             engine,
             interfaces: Vec::new(),

@@ -381,6 +381,12 @@ fn an_output_nobody_reads_drops_and_counts_without_stalling_the_others() {
     // The other output lost nothing and has every record on disk.
     assert_eq!(sent_dropped(&outs[1]), (records, 0), "{}", outs[1]);
     assert_eq!(whole_lines(&good) as u64, records);
+    // Each output is a stage that balances: the stuck one's drops failed.
+    for (o, failed) in [(&outs[0], dropped), (&outs[1], 0)] {
+        let n = |k: &str| o["stage"][k].as_u64().unwrap_or_else(|| panic!("no stage.{k}: {o}"));
+        assert_eq!(n("received"), n("sent") + n("discarded") + n("failed"), "{o}");
+        assert_eq!((n("sent"), n("failed")), (o["sent"].as_u64().unwrap(), failed), "{o}");
+    }
     eprintln!("stuck output: {}", outs[0]);
     drop(reader);
 }

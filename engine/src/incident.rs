@@ -580,15 +580,9 @@ impl IncidentTracker {
         self.next_due = 0;
     }
 
-    /// Incidents opened so far per label, written into `out` (label order;
-    /// allocates only when a label is new).
-    pub fn opened_by_label(&self, out: &mut Vec<(String, u64)>) {
-        for (label, n) in &self.opened_by_label {
-            match out.iter_mut().find(|(l, _)| **l == **label) {
-                Some(e) => e.1 = *n,
-                None => out.push((label.to_string(), *n)),
-            }
-        }
+    /// Incidents opened so far, per label.
+    pub fn opened_by_label(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.opened_by_label.iter().map(|(label, n)| (&**label, *n))
     }
 
     /// Counters so far, with `open_now` the incidents open now.

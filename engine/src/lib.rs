@@ -124,7 +124,7 @@ pub use infer::{init_onnx_runtime, OnnxClassifier};
 pub use infer::{Classifier, ModelInfo};
 pub use pipeline::{
     Engine, EngineBuilder, EngineCounters, LiveSettings, ModelSwapper, ParallelEngine, PolicySwapper, SettingsSwapper,
-    StageCounts, Stats,
+    StageCounts, Stats, STAGES,
 };
 pub use policy::{Policy, Suppressed};
 pub use sink::{

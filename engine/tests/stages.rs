@@ -1,8 +1,8 @@
-//! Each part of the merge stage counts what it received, sent, discarded
-//! and failed (Vector's component specification), each item once: after a
-//! run, every stage balances, one stage's output is the next one's input,
-//! and the counts agree with the engine's own totals and with what the
-//! sinks were handed.
+//! Each stage counts what it received, sent, discarded and failed
+//! (Vector's component specification), each item once: after a run, every
+//! stage balances, one stage's output is the next one's input, the counts
+//! agree with the engine's own totals and with what the sinks were handed,
+//! and the live counters end equal to the final ones.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -44,6 +44,12 @@ fn stage(s: &Stats, name: &str) -> StageCounts {
 }
 
 fn replay(workers: usize, sink: Counting) -> (tidewatch::Result<Stats>, Stats) {
+    replay_with_live(workers, sink).0
+}
+
+/// The run's outcome and final counters, and what the live counters said
+/// after it.
+fn replay_with_live(workers: usize, sink: Counting) -> ((tidewatch::Result<Stats>, Stats), Stats) {
     let mut engine = Engine::builder()
         .model(common::repo().join("models/lab/model.onnx"))
         .sink(sink)
@@ -52,23 +58,30 @@ fn replay(workers: usize, sink: Counting) -> (tidewatch::Result<Stats>, Stats) {
         .workers(workers)
         .build()
         .unwrap();
+    let live = engine.counters();
     let mut src = PcapFileSource::open(&[common::pcap("demo.pcap")]).unwrap();
     let outcome = engine.run(&mut src);
-    (outcome, engine.stats())
+    ((outcome, engine.stats()), live.snapshot())
 }
 
 #[test]
-fn every_merge_stage_balances_and_hands_on_what_the_next_receives() {
+fn every_stage_balances_and_hands_on_what_the_next_receives() {
     for workers in [0, 2] {
         let sink = Counting::default();
-        let (outcome, s) = replay(workers, sink.clone());
+        let ((outcome, s), live) = replay_with_live(workers, sink.clone());
         outcome.unwrap();
         let names: Vec<&str> = s.stages.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["order", "host_context", "batch", "decide", "deliver"]);
+        assert_eq!(names, tidewatch::STAGES);
         for (name, c) in &s.stages {
             assert_eq!(c.received, c.sent + c.discarded + c.failed, "{name} does not balance: {c:?}");
             assert_eq!(c.failed, 0, "{name}: {c:?}");
         }
+        let (capture, dispatch, flows) = (stage(&s, "capture"), stage(&s, "dispatch"), stage(&s, "flows"));
+        assert_eq!(capture.received, s.packets);
+        assert_eq!(capture.sent, s.decoded + s.defrag.datagrams);
+        assert_eq!(dispatch.received, capture.sent);
+        assert_eq!((dispatch.sent, dispatch.discarded), (capture.sent, 0), "replay waits, never drops");
+        assert_eq!(flows.received, dispatch.sent);
         let (order, host, batch, decide, deliver) = (
             stage(&s, "order"),
             stage(&s, "host_context"),
@@ -93,6 +106,17 @@ fn every_merge_stage_balances_and_hands_on_what_the_next_receives() {
         assert_eq!(deliver.sent, seen.iter().sum::<u64>());
         // The JSON layout names the same numbers.
         assert_eq!(s.to_json()["stages"]["decide"]["discarded"], s.verdicts_unchanged);
+        // The live counters are the same counters, published as they go:
+        // after the run they say what the final ones say (timings aside).
+        let (mut a, mut b) = (s.to_json(), live.to_json());
+        for j in [&mut a, &mut b] {
+            for timing in
+                ["cpu_seconds", "inference_us", "latency_us", "inference_batch_us", "workers", "partial_reads"]
+            {
+                j.as_object_mut().unwrap().remove(timing);
+            }
+        }
+        assert_eq!(a, b, "{workers} workers");
     }
 }
 

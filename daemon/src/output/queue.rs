@@ -181,6 +181,21 @@ impl CounterSnapshot {
     }
 }
 
+impl CounterSnapshot {
+    /// This output as a stage (the engine's `StageCounts` layout): every
+    /// record handed to it is sent, discarded on purpose (`filtered`), or
+    /// failed (a failed write, or dropped: queue full, disconnected,
+    /// unflushed). Records still pending count as failed until they go.
+    pub fn stage(&self) -> serde_json::Value {
+        serde_json::json!({
+            "received": self.queued + self.dropped_queue_full + self.filtered,
+            "sent": self.sent,
+            "discarded": self.filtered,
+            "failed": self.failed + self.dropped(),
+        })
+    }
+}
+
 impl std::ops::AddAssign for CounterSnapshot {
     fn add_assign(&mut self, o: Self) {
         self.queued += o.queued;
@@ -307,6 +322,7 @@ impl OutputHandle {
         j["output"] = self.spec.clone().into();
         j["kind"] = self.kind.clone().into();
         j["dropped"] = c.dropped().into();
+        j["stage"] = c.stage();
         j
     }
 

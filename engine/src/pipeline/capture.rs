@@ -5,6 +5,8 @@ use crate::decode::{decode_frame, decode_ip, Decoded, DropReason, PacketInfo, Pa
 use crate::defrag::{DefragOutcome, Defragmenter};
 use crate::source::{Micros, RawPacket, MAX_TIMESTAMP};
 
+use super::stats::{StageCounts, Stats};
+
 /// Flows are swept for timeouts every 100 ms of capture time: the timer heap
 /// makes a sweep cheap, and small sweeps keep verdict bursts (latency) short.
 pub(super) const SWEEP_INTERVAL: Micros = 100_000;
@@ -16,6 +18,8 @@ pub(super) struct CaptureState {
     pub(super) decoded: u64,
     pub(super) drops: [u64; DropReason::ALL.len()],
     pub(super) fragments: u64,
+    /// Datagrams reassembled from fragments and handed on as packets.
+    pub(super) datagrams: u64,
     pub(super) defrag: Defragmenter,
     /// The last datagram the defragmenter completed.
     pub(super) defrag_buf: Vec<u8>,
@@ -50,6 +54,38 @@ impl CaptureState {
     /// The buffers a packet decoded from `frame` may point into.
     pub(super) fn buffers<'a>(&'a self, frame: &'a [u8]) -> PayloadBuffers<'a> {
         PayloadBuffers { frame, datagram: &self.defrag_buf, chunk: &[] }
+    }
+
+    /// Writes this stage's counters into `s`, and those of the hand-off to
+    /// the flow tables (`dispatch`), which waited `queue_full` times for a
+    /// worker and dropped `queue_dropped` packets.
+    pub(super) fn count_into(&self, s: &mut Stats, queue_full: u64, queue_dropped: u64) {
+        s.packets = self.packets;
+        s.bytes = self.bytes;
+        s.decoded = self.decoded;
+        s.drops = self.drops;
+        s.fragments = self.fragments;
+        s.defrag = self.defrag.stats();
+        s.first_ts = self.first_ts;
+        s.last_ts = self.last_ts;
+        s.queue_full = queue_full;
+        s.queue_dropped = queue_dropped;
+        // A datagram is handed on in place of its fragments, which the
+        // defragmenter absorbed (or gave up: `defrag` says which).
+        let sent = self.decoded + self.datagrams;
+        let dropped: u64 = self.drops.iter().sum();
+        *s.stage_mut("capture") = StageCounts {
+            received: self.packets,
+            sent,
+            discarded: dropped + self.fragments.saturating_sub(self.datagrams),
+            failed: 0,
+        };
+        *s.stage_mut("dispatch") = StageCounts {
+            received: sent,
+            sent: sent.saturating_sub(queue_dropped),
+            discarded: queue_dropped,
+            failed: 0,
+        };
     }
 
     /// Accounts for a packet and advances the clock. Returns a sweep time
@@ -105,7 +141,10 @@ impl CaptureState {
                     return None;
                 };
                 match decode_ip(&self.defrag_buf, 0, f.ts, wire_len, 0, tunnels) {
-                    Ok(Decoded::Packet(info)) => Some(PacketInfo { payload_in: PayloadBuffer::Datagram, ..info }),
+                    Ok(Decoded::Packet(info)) => {
+                        self.datagrams += 1;
+                        Some(PacketInfo { payload_in: PayloadBuffer::Datagram, ..info })
+                    }
                     // Fragments inside a reassembled datagram, or a datagram
                     // that does not decode: counted by the defragmenter.
                     _ => {

@@ -15,7 +15,6 @@ mod stats;
 mod threads;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -35,7 +34,8 @@ use capture::CaptureState;
 pub use parallel::ParallelEngine;
 use stats::thread_cpu_seconds;
 pub use stats::{
-    AtomicHistogram, BucketCounts, EngineCounters, Percentiles, ReassemblyStats, StageCounts, Stats, LATENCY_BUCKETS_US,
+    AtomicHistogram, BucketCounts, EngineCounters, Percentiles, ReassemblyStats, StageCounts, Stats,
+    LATENCY_BUCKETS_US, STAGES,
 };
 
 /// The inspection engine. See the crate documentation for an example.
@@ -97,8 +97,11 @@ impl Engine {
         SettingsSwapper(self.settings_swap.clone())
     }
 
-    fn publish_capture(&self) {
-        publish_capture(&self.capture, &self.counters);
+    /// Publishes the calling thread's counters (capture, and the inline
+    /// shard's flows) for readers on other threads.
+    fn publish_inline(&self) {
+        self.counters.publish(|s| self.capture.count_into(s, self.queue_full, self.queue_dropped));
+        self.counters.publish_shard(0, &self.inline.stats);
     }
 
     /// The next event, oldest first, of what earlier [`process`](Self::process),
@@ -157,19 +160,9 @@ impl Engine {
         // same time: the watermark is the clock, exclusive.
         self.merger.push(0, &mut self.inline.events, self.capture.clock);
         if self.capture.packets % 256 == 0 {
-            self.publish_capture();
-            self.publish_inline_flows();
+            self.publish_inline();
         }
         self.take_error()
-    }
-
-    /// Flow counters of the calling thread's shard (no workers).
-    fn publish_inline_flows(&self) {
-        let st = &self.inline.stats;
-        self.counters.flows.store(st.flows_created, Ordering::Relaxed);
-        for (a, v) in self.counters.flows_ended.iter().zip(st.flows_ended.iter()) {
-            a.store(*v, Ordering::Relaxed);
-        }
     }
 
     /// Moves engine time to `now` with no packet (an idle live capture):
@@ -178,8 +171,7 @@ impl Engine {
         if self.finished {
             return Err(Error::Finished);
         }
-        self.publish_capture();
-        self.publish_inline_flows();
+        self.publish_inline();
         if let Some(t) = self.capture.advance(now) {
             self.inline.sweep(t, None);
         }
@@ -196,9 +188,14 @@ impl Engine {
             if self.used_workers == 0 {
                 self.inline.drain(self.capture.clock);
                 self.merger.push(0, &mut self.inline.events, Micros::MAX);
-                self.shard_stats = vec![self.inline.stats.clone()];
+                self.shard_stats = vec![self.inline.stats];
             }
             self.merger.finish();
+            // The live counters end equal to the final ones.
+            self.counters.publish(|s| self.capture.count_into(s, self.queue_full, self.queue_dropped));
+            for (w, sh) in self.shard_stats.iter().enumerate() {
+                self.counters.publish_shard(w, sh);
+            }
             self.merger.deliver.finish()?;
         }
         Ok(self.stats())
@@ -206,71 +203,17 @@ impl Engine {
 
     /// The counters so far.
     pub fn stats(&self) -> Stats {
-        let c = &self.capture;
-        let m = &self.merger;
-        let d = &m.decide;
-        let (feature_rows, host_rows) = m.feature_rows();
-        let mut s = Stats {
-            packets: c.packets,
-            bytes: c.bytes,
-            decoded: c.decoded,
-            drops: c.drops,
-            fragments: c.fragments,
-            defrag: c.defrag.stats(),
-            feature_rows,
-            verdicts_early: d.verdicts_early,
-            verdicts_end: d.verdicts_end,
-            verdicts_host: d.verdicts_host,
-            host_rows,
-            verdicts_unchanged: d.verdicts_unchanged,
-            verdicts_by_label: d.verdicts_by_label.clone(),
-            incidents: d.incidents.stats(),
-            suppressed: d.suppressed,
-            explained: d.explained,
-            non_finite_scores: d.non_finite_scores,
-            batches: m.batch.batches,
-            inference_micros: m.batch.inference_micros,
-            host_context_untracked: m.hosts.untracked,
-            first_ts: c.first_ts,
-            last_ts: c.last_ts,
-            partial_reads: self.partial_reads.clone(),
-            workers: self.used_workers,
-            queue_full: self.queue_full,
-            queue_dropped: self.queue_dropped,
-            latency_us: Percentiles::of(&m.timings.packet_to_verdict),
-            inference_batch_us: Percentiles::of(&m.timings.batch_inference),
-            cpu_seconds: self.cpu_seconds.clone(),
-            stages: {
-                let st = m.stages();
-                vec![
-                    ("order", st.order),
-                    ("host_context", st.host_context),
-                    ("batch", st.batch),
-                    ("decide", st.decide),
-                    ("deliver", st.deliver),
-                ]
-            },
-            ..Stats::default()
-        };
+        let mut s = Stats::default();
+        self.capture.count_into(&mut s, self.queue_full, self.queue_dropped);
         let shards: &[ShardStats] =
             if self.shard_stats.is_empty() { std::slice::from_ref(&self.inline.stats) } else { &self.shard_stats };
         for sh in shards {
-            s.flows_created += sh.flows_created;
-            s.flows_peak += sh.flows_peak;
-            s.reassembly.abandoned += sh.reassembly_abandoned;
-            s.reassembly.bytes += sh.reassembled_bytes;
-            s.reassembly.gaps += sh.reassembly_gaps;
-            s.reassembly.gap_bytes += sh.reassembly_gap_bytes;
-            s.reassembly.peak_buffered += sh.reassembly_peak_buffered;
-            for (p, n) in crate::app::AppProto::ALL.iter().zip(sh.app_flows.iter()) {
-                if *n > 0 {
-                    *s.app_flows.entry(p.name()).or_default() += n;
-                }
-            }
-            for (a, b) in s.flows_ended.iter_mut().zip(sh.flows_ended.iter()) {
-                *a += b;
-            }
+            sh.add_to(&mut s);
         }
+        self.merger.count_into(&mut s);
+        s.partial_reads = self.partial_reads.clone();
+        s.workers = self.used_workers;
+        s.cpu_seconds = self.cpu_seconds.clone();
         s
     }
 
@@ -316,16 +259,5 @@ impl Engine {
             self.cpu_seconds.insert(stage.into(), b - a);
         }
         outcome.map(|_| self.stats())
-    }
-}
-
-/// Publishes the capture stage's counters for readers on other threads.
-fn publish_capture(c: &CaptureState, k: &EngineCounters) {
-    k.packets.store(c.packets, Ordering::Relaxed);
-    k.bytes.store(c.bytes, Ordering::Relaxed);
-    k.decoded.store(c.decoded, Ordering::Relaxed);
-    k.dropped.store(c.drops.iter().sum(), Ordering::Relaxed);
-    for (a, v) in k.dropped_by_reason.iter().zip(c.drops.iter()) {
-        a.store(*v, Ordering::Relaxed);
     }
 }

@@ -68,8 +68,11 @@ impl Event {
 }
 
 /// Counters a shard keeps.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ShardStats {
+    /// Packets handed to this shard's flow table (each joins a flow: a full
+    /// table ends its oldest flow to make room).
+    pub packets: u64,
     pub flows_created: u64,
     pub flows_ended: [u64; EndReason::ALL.len()],
     pub flows_peak: u64,
@@ -84,6 +87,31 @@ pub(crate) struct ShardStats {
     pub reassembly_peak_buffered: u64,
     /// Flows whose application protocol was recognised by content, by protocol.
     pub app_flows: [u64; crate::app::AppProto::ALL.len()],
+}
+
+impl ShardStats {
+    /// Adds this shard's counts to `s` (the `flows` stage and the flow
+    /// counters are sums over shards).
+    pub fn add_to(&self, s: &mut super::Stats) {
+        let flows = s.stage_mut("flows");
+        flows.received += self.packets;
+        flows.sent += self.packets;
+        s.flows_created += self.flows_created;
+        s.flows_peak += self.flows_peak;
+        s.reassembly.abandoned += self.reassembly_abandoned;
+        s.reassembly.bytes += self.reassembled_bytes;
+        s.reassembly.gaps += self.reassembly_gaps;
+        s.reassembly.gap_bytes += self.reassembly_gap_bytes;
+        s.reassembly.peak_buffered += self.reassembly_peak_buffered;
+        for (p, n) in crate::app::AppProto::ALL.iter().zip(self.app_flows.iter()) {
+            if *n > 0 {
+                *s.app_flows.entry(p.name()).or_default() += n;
+            }
+        }
+        for (a, b) in s.flows_ended.iter_mut().zip(self.flows_ended.iter()) {
+            *a += b;
+        }
+    }
 }
 
 /// The payload stage's settings and memory of one shard.
@@ -222,6 +250,7 @@ impl Shard {
     /// `payload` its captured transport payload.
     pub fn packet(&mut self, info: &PacketInfo, payload: &[u8], clock: Micros, arrival: Option<Instant>) {
         let (events, stats, payloads, stamp) = (&mut self.events, &mut self.stats, &mut self.payloads, self.stamp_rows);
+        stats.packets += 1;
         let update =
             self.flows.update(info, &mut |f, r| Self::ended(events, stats, payloads, f, r, clock, arrival, stamp));
         let flow = update.flow;

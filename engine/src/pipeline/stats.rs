@@ -1,9 +1,12 @@
-//! Counters: `Stats` (one run, with its JSON layouts), the live
-//! `EngineCounters` other threads read while the engine runs, and the
-//! per-thread CPU time the OS reports.
+//! Counters: `Stats` (one run, with its JSON layout), the live
+//! `EngineCounters` other threads read while the engine runs (the same
+//! `Stats`, published part by part), and the per-thread CPU time the OS
+//! reports.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::shard::ShardStats;
 
 use crate::decode::DropReason;
 use crate::defrag::DefragStats;
@@ -12,8 +15,9 @@ use crate::incident::IncidentStats;
 use crate::policy::SuppressedStats;
 use crate::source::{Micros, PartialRead};
 
-/// Counters of one run. `packets == decoded + fragments + sum(drops)`
-/// always; what became of the fragments is in `defrag`.
+/// Counters of one run, or of a run so far ([`EngineCounters::snapshot`]).
+/// Each counter is defined here once. `packets == decoded + fragments +
+/// sum(drops)` always; what became of the fragments is in `defrag`.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Stats {
@@ -21,7 +25,8 @@ pub struct Stats {
     pub packets: u64,
     /// Their bytes on the wire (`wire_len`, not only the captured part).
     pub bytes: u64,
-    /// Packets decoded to a flow's packet (reassembled datagrams count once each).
+    /// Packets decoded to a flow's packet, fragments aside (the datagrams
+    /// reassembled from fragments are in `defrag` and in the `capture` stage).
     pub decoded: u64,
     /// Packets not decoded, by reason (indexed as `DropReason::ALL`).
     pub drops: [u64; DropReason::ALL.len()],
@@ -56,6 +61,10 @@ pub struct Stats {
     pub verdicts_by_label: BTreeMap<String, u64>,
     /// Incidents opened, updated and closed, and the verdicts they grouped.
     pub incidents: IncidentStats,
+    /// Incidents opened, by label name.
+    pub incidents_by_label: BTreeMap<String, u64>,
+    /// Incident records (open, update, closed) handed to the sinks.
+    pub incident_records: u64,
     /// Alert verdicts the policy suppressed, by reason.
     pub suppressed: SuppressedStats,
     /// Alerts explained by occlusion (one classifier call each).
@@ -87,11 +96,16 @@ pub struct Stats {
     pub inference_batch_us: Percentiles,
     /// CPU seconds (user + system) per stage, where the OS reports them.
     pub cpu_seconds: BTreeMap<String, f64>,
-    /// What each part of the merge stage did, in pipeline order: `order`
+    /// What each stage did, in pipeline order ([`STAGES`]): `capture`
+    /// (packets read in, decoded packets out), `dispatch` (decoded packets
+    /// to the workers), `flows` (packets into the flow tables), `order`
     /// (events), `host_context` (events in, rows out), `batch` (rows),
     /// `decide` (scored rows in, verdicts out) and `deliver` (records).
     pub stages: Vec<(&'static str, StageCounts)>,
 }
+
+/// The stages of [`Stats::stages`], in pipeline order.
+pub const STAGES: [&str; 8] = ["capture", "dispatch", "flows", "order", "host_context", "batch", "decide", "deliver"];
 
 /// What one stage did with what it was given, as Vector's component
 /// specification asks: each item it `received` is counted once more, when
@@ -160,6 +174,29 @@ impl Percentiles {
 }
 
 impl Stats {
+    /// The counts of one stage (zero for a stage that has not run).
+    pub fn stage(&self, name: &str) -> StageCounts {
+        self.stages.iter().find(|(n, _)| *n == name).map(|(_, c)| *c).unwrap_or_default()
+    }
+
+    /// The counts of one stage of [`STAGES`], kept in pipeline order
+    /// (allocates only the first time a stage is written).
+    pub(super) fn stage_mut(&mut self, name: &'static str) -> &mut StageCounts {
+        let rank = |n: &str| STAGES.iter().position(|s| *s == n).unwrap_or(STAGES.len());
+        let at = match self.stages.iter().position(|(n, _)| rank(n) >= rank(name)) {
+            Some(i) if self.stages[i].0 == name => i,
+            Some(i) => {
+                self.stages.insert(i, (name, StageCounts::default()));
+                i
+            }
+            None => {
+                self.stages.push((name, StageCounts::default()));
+                self.stages.len() - 1
+            }
+        };
+        &mut self.stages[at].1
+    }
+
     /// Packets not decoded, all reasons together.
     pub fn dropped(&self) -> u64 {
         self.drops.iter().sum()
@@ -215,6 +252,8 @@ impl Stats {
             "verdicts_unchanged": self.verdicts_unchanged,
             "verdicts_by_label": self.verdicts_by_label,
             "incidents": self.incidents,
+            "incidents_by_label": self.incidents_by_label,
+            "incident_records": self.incident_records,
             "verdicts_suppressed": self.suppressed,
             "alerts_explained": self.explained,
             "non_finite_scores": self.non_finite_scores,
@@ -291,67 +330,85 @@ impl AtomicHistogram {
 }
 
 /// Counters readable from any thread while the engine runs (for periodic
-/// statistics of a long-running capture). Updated every few hundred packets.
+/// statistics and metrics of a long-running capture).
+///
+/// Each counter is defined once, in [`Stats`]: every part of the engine
+/// publishes its own fields of a `Stats` here (the capture stage every 256
+/// packets, each worker every chunk, the merge stage after each batch) with
+/// the same code that fills the `Stats` a finished run returns, and
+/// [`snapshot`](Self::snapshot) puts them together as that code does. The
+/// periodic statistics, the metrics endpoint and the final statistics
+/// therefore name and count everything alike.
 #[derive(Debug, Default)]
 pub struct EngineCounters {
-    /// Packets read so far.
-    pub packets: AtomicU64,
-    /// Their bytes on the wire.
-    pub bytes: AtomicU64,
-    /// Packets decoded so far.
-    pub decoded: AtomicU64,
-    /// Packets not decoded, all reasons together, and by reason
-    /// (indexed as [`DropReason::ALL`]).
-    pub dropped: AtomicU64,
-    /// By reason, indexed as `DropReason::ALL`.
-    pub dropped_by_reason: [AtomicU64; DropReason::ALL.len()],
-    /// Decoded packets dropped because a worker queue was full (live capture only).
-    pub queue_dropped: AtomicU64,
-    /// Flows opened so far.
-    pub flows: AtomicU64,
-    /// Verdicts delivered so far, every trigger.
-    pub verdicts: AtomicU64,
-    /// Early verdicts delivered so far.
-    pub verdicts_early: AtomicU64,
-    /// End verdicts delivered so far.
-    pub verdicts_end: AtomicU64,
-    /// Incident records (open, update, closed) delivered to the sinks.
-    pub incident_records: AtomicU64,
-    /// Alert verdicts suppressed by the policy, by reason.
-    pub suppressed_min_score: AtomicU64,
-    /// Alerts suppressed by an operator's suppress rule.
-    pub suppressed_rule: AtomicU64,
-    /// Alerts marked by the per-incident rate limit.
-    pub suppressed_rate_limit: AtomicU64,
-    /// Flows ended, by reason (indexed as [`EndReason::ALL`]).
-    pub flows_ended: [AtomicU64; EndReason::ALL.len()],
-    /// Verdicts by label, and incidents opened by label (label order).
-    pub verdicts_by_label: std::sync::Mutex<Vec<(String, u64)>>,
-    /// Incidents opened, by label.
-    pub incidents_by_label: std::sync::Mutex<Vec<(String, u64)>>,
-    /// Packet arrival → verdict (live capture), and one batch's inference.
+    parts: std::sync::Mutex<LiveParts>,
+    /// Packet arrival → verdict (live capture).
     pub packet_to_verdict: AtomicHistogram,
     /// One batch's inference time.
     pub batch_inference: AtomicHistogram,
-    /// Latest packet-to-verdict percentiles, in µs.
-    pub latency_p50_us: AtomicU64,
-    /// Latest packet-to-verdict 99th percentile, in µs.
-    pub latency_p99_us: AtomicU64,
+}
+
+/// What the parts published last: the capture and merge stages' fields of
+/// a `Stats`, and each worker's flow-table counters (added up when read).
+#[derive(Debug, Default)]
+struct LiveParts {
+    stats: Stats,
+    shards: Vec<ShardStats>,
 }
 
 impl EngineCounters {
-    /// These counters as JSON (the layout of `tidewatchd`'s periodic stats).
+    /// Counters that stand at `stats` (a finished run's, or made up by a
+    /// test of something that reads counters).
+    pub fn from_stats(stats: Stats) -> Self {
+        EngineCounters { parts: std::sync::Mutex::new(LiveParts { stats, shards: Vec::new() }), ..Self::default() }
+    }
+
+    /// The counters as they stand: a [`Stats`] of the run so far.
+    pub fn snapshot(&self) -> Stats {
+        let parts = self.parts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = parts.stats.clone();
+        for sh in &parts.shards {
+            sh.add_to(&mut s);
+        }
+        s
+    }
+
+    /// These counters as JSON: [`Stats::to_json`] of the
+    /// [`snapshot`](Self::snapshot) (the layout of `tidewatchd`'s stats).
     pub fn to_json(&self) -> serde_json::Value {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        serde_json::json!({
-            "packets": g(&self.packets), "bytes": g(&self.bytes), "decoded": g(&self.decoded),
-            "dropped": g(&self.dropped), "queue_dropped": g(&self.queue_dropped), "flows": g(&self.flows),
-            "drops": DropReason::ALL.iter().map(|r| (r.name(), g(&self.dropped_by_reason[r.index()])))
-                .collect::<BTreeMap<_, _>>(),
-            "verdicts": g(&self.verdicts), "verdicts_early": g(&self.verdicts_early), "verdicts_end": g(&self.verdicts_end),
-            "incident_records": g(&self.incident_records),
-            "latency_us": {"p50": g(&self.latency_p50_us), "p99": g(&self.latency_p99_us)},
-        })
+        self.snapshot().to_json()
+    }
+
+    /// Lets one part write its fields (set, not add: a part publishes its
+    /// whole count each time).
+    pub(super) fn publish(&self, write: impl FnOnce(&mut Stats)) {
+        let mut parts = self.parts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        write(&mut parts.stats);
+    }
+
+    /// Publishes worker `w`'s flow-table counters.
+    pub(super) fn publish_shard(&self, w: usize, stats: &ShardStats) {
+        let mut parts = self.parts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if parts.shards.len() <= w {
+            parts.shards.resize(w + 1, ShardStats::default());
+        }
+        parts.shards[w] = *stats;
+    }
+}
+
+/// Sets `dst` to the counts of `src` without allocating when the keys are
+/// the same as last time (the usual case: the labels of one model).
+pub(super) fn set_counts<'a, K>(dst: &mut BTreeMap<K, u64>, src: impl Iterator<Item = (&'a str, u64)>)
+where
+    K: Ord + std::borrow::Borrow<str> + From<&'a str>,
+{
+    for (k, v) in src {
+        match dst.get_mut(k) {
+            Some(n) => *n = v,
+            None => {
+                dst.insert(K::from(k), v);
+            }
+        }
     }
 }
 

@@ -10,10 +10,10 @@ use rustc_hash::FxHasher;
 
 use super::shard::{Event, Shard, ShardStats};
 use super::stats::{thread_cpu_seconds, EngineCounters};
-use super::{publish_capture, Engine};
+use super::Engine;
 use crate::decode::{PacketInfo, PayloadBuffer, PayloadBuffers, PROTO_TCP, PROTO_UDP};
 use crate::error::{Error, Result};
-use crate::flow::{EndReason, FlowKey};
+use crate::flow::FlowKey;
 use crate::source::{Micros, PacketSource};
 
 /// Packets per chunk handed to a worker: amortises the queue operations.
@@ -144,8 +144,7 @@ impl Engine {
                         // Idle live capture: time still passes; flows time
                         // out and every worker's watermark moves on.
                         let Some(now) = source.now() else { continue };
-                        publish_capture(capture, counters);
-                        counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
+                        counters.publish(|s| capture.count_into(s, *queue_full, *queue_dropped + dispatch.dropped));
                         let sweep = capture.advance(now);
                         let clock = capture.clock;
                         for (w, c) in pending.iter_mut().enumerate() {
@@ -202,8 +201,7 @@ impl Engine {
                             c.clock = clock;
                             dispatch.send(w, c, queue_full);
                         }
-                        publish_capture(capture, counters);
-                        counters.queue_dropped.store(dispatch.dropped, Ordering::Relaxed);
+                        counters.publish(|s| capture.count_into(s, *queue_full, *queue_dropped + dispatch.dropped));
                     }
                 }
                 Ok(())
@@ -305,8 +303,6 @@ fn worker(
     spare: Receiver<Vec<Event>>,
     counters: &EngineCounters,
 ) -> (ShardStats, Option<f64>) {
-    let mut flows_published = 0;
-    let mut ended_published = [0u64; EndReason::ALL.len()];
     while let Ok(mut chunk) = rx.recv() {
         for item in chunk.items.iter() {
             match item {
@@ -323,14 +319,7 @@ fn worker(
         } else {
             chunk.clock
         };
-        counters.flows.fetch_add(shard.stats.flows_created - flows_published, Ordering::Relaxed);
-        flows_published = shard.stats.flows_created;
-        for ((a, now), before) in
-            counters.flows_ended.iter().zip(shard.stats.flows_ended.iter()).zip(ended_published.iter_mut())
-        {
-            a.fetch_add(now - *before, Ordering::Relaxed);
-            *before = *now;
-        }
+        counters.publish_shard(id, &shard.stats);
         let replacement = spare.try_recv().unwrap_or_default();
         let batch = EventBatch { worker: id, events: std::mem::replace(&mut shard.events, replacement), watermark };
         if events.send(batch).is_err() {
@@ -340,5 +329,5 @@ fn worker(
         chunk.payload.clear();
         let _ = free.try_send(chunk);
     }
-    (shard.stats.clone(), thread_cpu_seconds())
+    (shard.stats, thread_cpu_seconds())
 }

@@ -119,15 +119,6 @@ pub(crate) struct MergerConfig {
     pub policy: Policy,
 }
 
-/// What each part of the merge stage did, in pipeline order.
-pub(crate) struct MergeStages {
-    pub order: StageCounts,
-    pub host_context: StageCounts,
-    pub batch: StageCounts,
-    pub decide: StageCounts,
-    pub deliver: StageCounts,
-}
-
 impl Merger {
     pub fn new(cfg: MergerConfig) -> Self {
         let info = cfg.classifier.as_ref().map(|c| c.info().clone());
@@ -290,52 +281,43 @@ impl Merger {
         self.publish_counters();
     }
 
-    /// What each part did, in pipeline order.
-    pub fn stages(&self) -> MergeStages {
-        MergeStages {
-            order: self.order.counts,
-            host_context: self.host_stage.counts,
-            batch: self.batch.counts,
-            decide: self.decide.counts,
-            deliver: self.deliver.counts,
-        }
-    }
-
-    /// Feature rows made, and of them first-packet rows of hot hosts.
-    pub fn feature_rows(&self) -> (u64, u64) {
-        (self.host_stage.feature_rows, self.host_stage.host_rows)
+    /// Writes this stage's counters into `s`: the verdict and incident
+    /// counts, and each part's [`StageCounts`] (set, not added). The one
+    /// place these counters are named, for the live counters and for the
+    /// final [`super::Stats`] alike.
+    pub fn count_into(&self, s: &mut super::Stats) {
+        let d = &self.decide;
+        s.feature_rows = self.host_stage.feature_rows;
+        s.host_rows = self.host_stage.host_rows;
+        s.verdicts_early = d.verdicts_early;
+        s.verdicts_end = d.verdicts_end;
+        s.verdicts_host = d.verdicts_host;
+        s.verdicts_unchanged = d.verdicts_unchanged;
+        super::stats::set_counts(&mut s.verdicts_by_label, d.verdicts_by_label.iter().map(|(k, v)| (k.as_str(), *v)));
+        s.incidents = d.incidents.stats();
+        super::stats::set_counts(&mut s.incidents_by_label, d.incidents.opened_by_label());
+        s.incident_records = self.deliver.incident_records;
+        s.suppressed = d.suppressed;
+        s.explained = d.explained;
+        s.non_finite_scores = d.non_finite_scores;
+        s.batches = self.batch.batches;
+        s.inference_micros = self.batch.inference_micros;
+        s.host_context_untracked = self.hosts.untracked;
+        s.latency_us = super::Percentiles::of(&self.timings.packet_to_verdict);
+        s.inference_batch_us = super::Percentiles::of(&self.timings.batch_inference);
+        *s.stage_mut("order") = self.order.counts;
+        *s.stage_mut("host_context") = self.host_stage.counts;
+        *s.stage_mut("batch") = self.batch.counts;
+        *s.stage_mut("decide") = d.counts;
+        *s.stage_mut("deliver") = self.deliver.counts;
     }
 
     /// Publishes the live counters, for readers on other threads.
     fn publish_counters(&self) {
         if let Some(c) = &self.counters {
-            use std::sync::atomic::Ordering::Relaxed;
-            let d = &self.decide;
-            c.verdicts.store(d.verdicts_early + d.verdicts_end + d.verdicts_host, Relaxed);
-            c.verdicts_early.store(d.verdicts_early, Relaxed);
-            c.verdicts_end.store(d.verdicts_end, Relaxed);
-            c.incident_records.store(self.deliver.incident_records, Relaxed);
-            c.suppressed_min_score.store(d.suppressed.min_score, Relaxed);
-            c.suppressed_rule.store(d.suppressed.rule, Relaxed);
-            c.suppressed_rate_limit.store(d.suppressed.rate_limit, Relaxed);
+            c.publish(|s| self.count_into(s));
             c.packet_to_verdict.publish(&self.timings.packet_to_verdict_buckets);
             c.batch_inference.publish(&self.timings.batch_inference_buckets);
-            if let Ok(mut by_label) = c.verdicts_by_label.lock() {
-                if by_label.len() != d.verdicts_by_label.len() {
-                    *by_label = d.verdicts_by_label.iter().map(|(k, v)| (k.clone(), *v)).collect();
-                } else {
-                    for ((_, n), (_, v)) in by_label.iter_mut().zip(d.verdicts_by_label.iter()) {
-                        *n = *v;
-                    }
-                }
-            }
-            if let Ok(mut by_label) = c.incidents_by_label.lock() {
-                d.incidents.opened_by_label(&mut by_label);
-            }
-            if let Some(h) = &self.timings.packet_to_verdict {
-                c.latency_p50_us.store(h.value_at_quantile(0.5), Relaxed);
-                c.latency_p99_us.store(h.value_at_quantile(0.99), Relaxed);
-            }
         }
     }
 
