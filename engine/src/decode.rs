@@ -256,6 +256,18 @@ pub enum PayloadBuffer {
     Datagram,
     /// The payload copy in the chunk a worker thread was handed.
     Chunk,
+    /// Not copied: the flow's parsers are done and only the length counts.
+    /// The payload reads as `payload_cap` zero bytes.
+    Skipped,
+}
+
+/// What a skipped payload reads as.
+static ZEROS: [u8; PayloadBuffer::SKIPPED_MAX] = [0; PayloadBuffer::SKIPPED_MAX];
+
+impl PayloadBuffer {
+    /// The longest payload that may be `Skipped` (an IP payload is at most
+    /// 64 KiB; a longer one is copied).
+    pub const SKIPPED_MAX: usize = 65_536;
 }
 
 /// The buffers a packet's payload may be in; `PacketInfo::payload_in` says which.
@@ -288,6 +300,7 @@ impl PacketInfo {
             PayloadBuffer::Frame => bufs.frame,
             PayloadBuffer::Datagram => bufs.datagram,
             PayloadBuffer::Chunk => bufs.chunk,
+            PayloadBuffer::Skipped => &ZEROS[..],
         };
         let start = self.payload_off as usize;
         buf.get(start..start.saturating_add(self.payload_cap as usize)).unwrap_or(&[])

@@ -472,7 +472,8 @@ impl<T: Trackable> Flow<T> {
             || s & (state::FIN_FWD | state::FIN_BWD) == (state::FIN_FWD | state::FIN_BWD)
     }
 
-    fn is_closing(&self) -> bool {
+    /// A FIN or RST was seen (the flow may be closing or closed).
+    pub fn is_closing(&self) -> bool {
         self.tcp_state & (state::FIN_FWD | state::FIN_BWD | state::RST_FWD | state::RST_BWD) != 0
     }
 

@@ -102,6 +102,13 @@ fn emit(parser: &mut AppParser, kept: &mut Option<Box<[Vec<u8>; 2]>>, keep: usiz
 }
 
 impl Inspection {
+    /// Whether later payload bytes still matter: a parser still reads
+    /// them, or stream bytes are kept. When not, only their lengths count
+    /// (reassembly's offsets, buffers and gaps), so zeros would do.
+    pub fn needs_bytes(&self) -> bool {
+        self.kept.is_some() || !(self.abandoned || self.parser.done())
+    }
+
     /// Payload state of a flow of IP protocol `proto`, given its initiator and responder ports.
     pub fn new(proto: u8, initiator_port: u16, responder_port: u16, keep_stream_bytes: usize) -> Self {
         Self {

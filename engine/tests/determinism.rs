@@ -63,3 +63,79 @@ fn feature_rows_are_identical_and_identically_ordered() {
         assert_eq!(feature_rows(w), reference, "{w} workers");
     }
 }
+
+/// Every ended flow's record (reassembled bytes, gaps, app metadata), sorted,
+/// and the counters.
+fn flow_records(workers: usize, inputs: &[PathBuf]) -> (Vec<String>, tidewatch::Stats) {
+    let sink = CollectSink::new();
+    let mut engine = Engine::builder().workers(workers).flow_records(true).sink(sink.clone()).build().unwrap();
+    let stats = engine.run(&mut PcapFileSource::open(inputs).unwrap()).unwrap();
+    let mut records: Vec<String> = sink.take_flows().iter().map(|f| serde_json::to_string(f).unwrap()).collect();
+    records.sort();
+    (records, stats)
+}
+
+/// Workers are handed a flow's payloads without a copy once its parsers
+/// are done (`payload_copies_skipped`); the records must not show it: not
+/// after port reuse, timeouts or evictions, when a new flow with the same
+/// key needs its bytes again.
+fn assert_flow_records_match(inputs: &[PathBuf], what: &str) -> u64 {
+    let (reference, _) = flow_records(0, inputs);
+    assert!(!reference.is_empty(), "{what}: no flows");
+    let mut skipped = 0;
+    for w in [1, 2, 8] {
+        let (records, stats) = flow_records(w, inputs);
+        assert_eq!(records.len(), reference.len(), "{what}, {w} workers: flow count");
+        let first_diff = records.iter().zip(reference.iter()).position(|(a, b)| a != b);
+        assert!(
+            first_diff.is_none(),
+            "{what}, {w} workers differ: {:?}",
+            first_diff.map(|i| (&records[i], &reference[i]))
+        );
+        skipped = skipped.max(stats.payload_copies_skipped);
+    }
+    skipped
+}
+
+#[test]
+fn flow_records_are_the_same_for_every_worker_count_though_done_payloads_are_not_copied() {
+    let mut inputs = inputs();
+    let apps = common::pcap("apps");
+    let mut app_captures: Vec<PathBuf> = std::fs::read_dir(&apps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    app_captures.sort();
+    assert!(app_captures.len() >= 10, "{}", apps.display());
+    inputs.extend(app_captures);
+    let skipped = assert_flow_records_match(&inputs, "project captures");
+    assert!(skipped > 100, "payload copies skipped: {skipped}");
+}
+
+#[test]
+fn flow_records_of_public_protocol_captures_are_the_same_for_every_worker_count() {
+    let test = "flow_records_of_public_protocol_captures_are_the_same_for_every_worker_count";
+    let Some(shared) = common::shared_pcaps(test) else { return };
+    let dir = shared.join("public/protocols");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_lowercase();
+            ["http", "tls", "ssl", "dns", "smtp", "ssh", "quic"].iter().any(|t| name.contains(t))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 50, "{} has {} matching captures", dir.display(), files.len());
+    let mut skipped = 0;
+    // One capture at a time: each is its own small world of port reuse.
+    for f in files.iter().take(120) {
+        if PcapFileSource::open(std::slice::from_ref(f)).is_err() {
+            continue;
+        }
+        skipped += assert_flow_records_match(std::slice::from_ref(f), &f.display().to_string());
+    }
+    eprintln!("{test}: {} captures, {skipped} payload copies skipped", files.len().min(120));
+    assert!(skipped > 0);
+}

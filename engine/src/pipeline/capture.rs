@@ -20,6 +20,8 @@ pub(super) struct CaptureState {
     pub(super) fragments: u64,
     /// Datagrams reassembled from fragments and handed on as packets.
     pub(super) datagrams: u64,
+    /// Payloads handed on without a copy: their flows' parsers were done.
+    pub(super) payload_skipped: u64,
     pub(super) defrag: Defragmenter,
     /// The last datagram the defragmenter completed.
     pub(super) defrag_buf: Vec<u8>,
@@ -69,6 +71,7 @@ impl CaptureState {
         s.first_ts = self.first_ts;
         s.last_ts = self.last_ts;
         s.queue_full = queue_full;
+        s.payload_copies_skipped = self.payload_skipped;
         s.queue_dropped = queue_dropped;
         // A datagram is handed on in place of its fragments, which the
         // defragmenter absorbed (or gave up: `defrag` says which).

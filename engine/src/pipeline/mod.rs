@@ -11,6 +11,7 @@ mod shard;
 mod builder;
 mod capture;
 mod parallel;
+mod payload_skip;
 mod stats;
 mod threads;
 

@@ -132,6 +132,12 @@ pub(crate) struct Shard {
     /// for the latency histogram. Only a driver that reads the wall clock
     /// (`Engine::run`) turns it on: the core itself reads no clock.
     pub stamp_rows: bool,
+    /// Say when a flow's payload bytes stop being needed (a worker of
+    /// `run()`, whose capture thread can then skip copying them).
+    pub publish_done_hints: bool,
+    /// Set by `packet`: the last packet's flow no longer needs its payload
+    /// bytes; its deadline and the table's free slots (see `payload_skip`).
+    pub done_hint: Option<(Micros, u64)>,
 }
 
 fn detail(flow: &EngineFlow, with_streams: bool) -> FlowDetail {
@@ -210,6 +216,8 @@ impl Shard {
             events: Vec::new(),
             stats: ShardStats::default(),
             stamp_rows: false,
+            publish_done_hints: false,
+            done_hint: None,
         }
     }
 
@@ -251,10 +259,14 @@ impl Shard {
     pub fn packet(&mut self, info: &PacketInfo, payload: &[u8], clock: Micros, arrival: Option<Instant>) {
         let (events, stats, payloads, stamp) = (&mut self.events, &mut self.stats, &mut self.payloads, self.stamp_rows);
         stats.packets += 1;
+        let cfg = *self.flows.config();
+        // Free slots after this packet, counting it as a new flow.
+        let room = cfg.max_flows.saturating_sub(self.flows.len() + 1) as u64;
         let update =
             self.flows.update(info, &mut |f, r| Self::ended(events, stats, payloads, f, r, clock, arrival, stamp));
         let flow = update.flow;
         if payloads.cfg.enabled && matches!(info.proto, PROTO_TCP | PROTO_UDP) {
+            let needed_before = flow.state.inspect.as_deref().is_none_or(Inspection::needs_bytes);
             if flow.state.inspect.is_none() && !payload.is_empty() {
                 let ((_, iport), (_, rport)) = flow.endpoints();
                 let mut i = Inspection::new(info.proto, iport, rport, payloads.cfg.keep_stream_bytes);
@@ -270,6 +282,15 @@ impl Shard {
                     stats.reassembly_abandoned += 1;
                 }
                 stats.reassembly_peak_buffered = stats.reassembly_peak_buffered.max(payloads.budget.peak as u64);
+            }
+            // Tell the capture thread (see `payload_skip`): when the bytes
+            // stop being needed, and now and then after, as the deadline moves.
+            if self.publish_done_hints
+                && !flow.is_closing()
+                && flow.state.inspect.as_deref().is_some_and(|i| !i.needs_bytes())
+                && (needed_before || flow.packets() % 16 == 0)
+            {
+                self.done_hint = Some((flow.deadline(&cfg), room));
             }
         }
         if update.created {

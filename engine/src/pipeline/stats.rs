@@ -90,6 +90,9 @@ pub struct Stats {
     pub queue_full: u64,
     /// Decoded packets dropped because a worker queue was full (live capture only).
     pub queue_dropped: u64,
+    /// Payloads handed to a worker without a copy, because their flow's
+    /// parsers were done and only their length still counted.
+    pub payload_copies_skipped: u64,
     /// Percentiles (µs) of packet arrival → verdict, and of batch inference time.
     pub latency_us: Percentiles,
     /// Percentiles (µs) of one batch's inference time.
@@ -264,6 +267,7 @@ impl Stats {
             "workers": self.workers,
             "queue_full": self.queue_full,
             "queue_dropped": self.queue_dropped,
+            "payload_copies_skipped": self.payload_copies_skipped,
             "latency_us": self.latency_us,
             "inference_batch_us": self.inference_batch_us,
             "cpu_seconds": self.cpu_seconds,

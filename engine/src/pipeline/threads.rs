@@ -8,10 +8,11 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rustc_hash::FxHasher;
 
+use super::payload_skip::{DoneHint, SkipTable};
 use super::shard::{Event, Shard, ShardStats};
 use super::stats::{thread_cpu_seconds, EngineCounters};
 use super::Engine;
-use crate::decode::{PacketInfo, PayloadBuffer, PayloadBuffers, PROTO_TCP, PROTO_UDP};
+use crate::decode::{tcp_flags, PacketInfo, PayloadBuffer, PayloadBuffers, PROTO_TCP, PROTO_UDP};
 use crate::error::{Error, Result};
 use crate::flow::FlowKey;
 use crate::source::{Micros, PacketSource};
@@ -43,11 +44,23 @@ struct Chunk {
     arrival: Option<Instant>,
     /// The last chunk: drain every flow after it.
     eof: bool,
+    /// On the way back from worker `hints_from`: flows whose payload bytes
+    /// it no longer needs (see `payload_skip`).
+    hints: Vec<DoneHint>,
+    hints_from: usize,
 }
 
 impl Chunk {
     fn new() -> Self {
-        Chunk { items: Vec::with_capacity(CHUNK), payload: Vec::new(), clock: 0, arrival: None, eof: false }
+        Chunk {
+            items: Vec::with_capacity(CHUNK),
+            payload: Vec::new(),
+            clock: 0,
+            arrival: None,
+            eof: false,
+            hints: Vec::new(),
+            hints_from: 0,
+        }
     }
 }
 
@@ -58,13 +71,14 @@ struct EventBatch {
     watermark: Micros,
 }
 
-fn worker_of(info: &PacketInfo, workers: usize) -> usize {
+/// A packet's flow key and its hash: the worker is the hash modulo the
+/// workers. The key is direction-independent, so both directions land together.
+fn flow_hash(info: &PacketInfo) -> (FlowKey, u64) {
     use std::hash::{Hash, Hasher};
-    // The key is direction-independent, so both directions land together.
     let (key, _) = FlowKey::of(info);
     let mut h = FxHasher::default();
     key.hash(&mut h);
-    (h.finish() % workers as u64) as usize
+    (key, h.finish())
 }
 
 impl Engine {
@@ -82,6 +96,8 @@ impl Engine {
         // touches it until every thread has joined.
         let (flow_cfg, early_packets, inspect_cfg) = (self.flow_cfg, self.early_packets, self.inspect_cfg);
         let (lossless, live) = (self.lossless, self.live);
+        // Kept stream bytes need every byte, so nothing is skipped then.
+        let skip_done_payloads = inspect_cfg.enabled && inspect_cfg.keep_stream_bytes == 0;
         // The merge thread borrows the merger for the scope, the capture
         // loop the capture state: nothing else touches either until every
         // thread has joined.
@@ -98,7 +114,9 @@ impl Engine {
                 let (cfg, early, counters) = (flow_cfg, early_packets, counters.clone());
                 let inspect = inspect_cfg;
                 workers.push(scope.spawn(move || {
-                    worker(w, Shard::new(cfg, early, inspect), rx, event_tx, free_tx, spare_events_rx, &counters)
+                    let mut shard = Shard::new(cfg, early, inspect);
+                    shard.publish_done_hints = skip_done_payloads;
+                    worker(w, shard, rx, event_tx, free_tx, spare_events_rx, &counters)
                 }));
             }
             drop(event_tx);
@@ -134,6 +152,7 @@ impl Engine {
                 free_rx: &free_rx,
                 drop_when_full: !lossless && (live || source.is_live()),
                 dropped: 0,
+                skips: if skip_done_payloads { (0..n).map(|_| SkipTable::new()).collect() } else { Vec::new() },
             };
             let result = (|| -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
@@ -174,12 +193,24 @@ impl Engine {
                         since_broadcast = 0;
                     }
                     if let Some(mut info) = step.packet {
-                        let w = worker_of(&info, n);
+                        let (key, hash) = flow_hash(&info);
+                        let w = (hash % n as u64) as usize;
+                        let skip = dispatch.skips.get_mut(w).is_some_and(|table| {
+                            let opens_or_closes = info
+                                .tcp
+                                .is_some_and(|t| t.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0);
+                            table.dispatch(&key, hash, opens_or_closes, clock)
+                        });
                         let c = &mut pending[w];
                         if c.items.is_empty() {
                             c.arrival = Some(Instant::now());
                         }
-                        if inspect && matches!(info.proto, PROTO_TCP | PROTO_UDP) && info.payload_cap > 0 {
+                        let in_zeros = info.payload_cap as usize <= PayloadBuffer::SKIPPED_MAX;
+                        if skip && in_zeros && matches!(info.proto, PROTO_TCP | PROTO_UDP) && info.payload_cap > 0 {
+                            info.payload_off = 0;
+                            info.payload_in = PayloadBuffer::Skipped;
+                            capture.payload_skipped += 1;
+                        } else if inspect && matches!(info.proto, PROTO_TCP | PROTO_UDP) && info.payload_cap > 0 {
                             let payload = info.payload(capture.buffers(pkt.data));
                             info.payload_off = c.payload.len() as u32;
                             info.payload_cap = payload.len() as u32;
@@ -250,6 +281,8 @@ struct Dispatch<'a> {
     /// Live capture: drop (and count) rather than wait on a full queue.
     drop_when_full: bool,
     dropped: u64,
+    /// Per worker, its done flows (empty: no payload copy is skipped).
+    skips: Vec<SkipTable>,
 }
 
 impl Dispatch<'_> {
@@ -261,7 +294,11 @@ impl Dispatch<'_> {
     }
 
     fn send(&mut self, w: usize, chunk: &mut Chunk, queue_full: &mut u64) {
-        let fresh = self.free_rx.try_recv().unwrap_or_else(|_| Chunk::new());
+        let mut fresh = self.free_rx.try_recv().unwrap_or_else(|_| Chunk::new());
+        if let Some(t) = self.skips.get_mut(fresh.hints_from) {
+            t.learn(&fresh.hints);
+        }
+        fresh.hints.clear();
         let mut out = std::mem::replace(chunk, fresh);
         chunk.items.clear();
         chunk.payload.clear();
@@ -308,7 +345,11 @@ fn worker(
             match item {
                 Item::Packet(info, clock) => {
                     let payload = info.payload(PayloadBuffers { chunk: &chunk.payload, ..Default::default() });
-                    shard.packet(info, payload, *clock, chunk.arrival)
+                    shard.packet(info, payload, *clock, chunk.arrival);
+                    if let Some((deadline, room)) = shard.done_hint.take() {
+                        let (key, hash) = flow_hash(info);
+                        chunk.hints.push(DoneHint { key, hash, seq: shard.stats.packets, deadline, room });
+                    }
                 }
                 Item::Sweep(t) => shard.sweep(*t, chunk.arrival),
             }
@@ -327,6 +368,7 @@ fn worker(
         }
         chunk.items.clear();
         chunk.payload.clear();
+        chunk.hints_from = id;
         let _ = free.try_send(chunk);
     }
     (shard.stats, thread_cpu_seconds())
