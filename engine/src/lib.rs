@@ -115,6 +115,7 @@ pub mod policy;
 pub mod reassembly;
 pub mod sink;
 pub mod source;
+mod verdict_json;
 
 pub use error::{Error, Result, SinkError};
 pub use event::Event;

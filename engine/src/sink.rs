@@ -11,9 +11,9 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::ser::{SerializeMap, SerializeStruct};
+use serde::ser::SerializeMap;
 
-use crate::app::{AppMeta, AppProto};
+use crate::app::AppMeta;
 use crate::decode::Tunnels;
 use crate::error::SinkError;
 use crate::explain::Reason;
@@ -274,53 +274,25 @@ impl serde::Serialize for Scores {
     }
 }
 
-/// JSON field names are a public interface: other tools parse them.
+impl Verdict {
+    /// Appends this verdict's JSON object (no newline) to `out`: the bytes
+    /// `serde_json::to_writer` writes, without serde's per-field work (see
+    /// `verdict_json.rs`). Output threads call this for every verdict.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        crate::verdict_json::write(self, out)
+    }
+}
+
+/// JSON field names are a public interface: other tools parse them. The
+/// layout is defined once, by [`Verdict::write_json`]; a serde_json
+/// serializer is handed those bytes (as a raw value), so both agree.
 impl serde::Serialize for Verdict {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let f = &self.flow;
-        let mut st = s.serialize_struct("Verdict", 26)?;
-        st.serialize_field("event_type", "verdict")?;
-        st.serialize_field("ts", &Rfc3339Micros(f.ts))?;
-        st.serialize_field("detected_at", &Rfc3339Micros(self.detected_at))?;
-        st.serialize_field("flow_id", &f.flow_id)?;
-        st.serialize_field("flow_start", &Rfc3339Micros(f.flow_start))?;
-        st.serialize_field("proto", &f.proto)?;
-        st.serialize_field("src_ip", &f.src_ip)?;
-        st.serialize_field("src_port", &f.src_port)?;
-        st.serialize_field("dst_ip", &f.dst_ip)?;
-        st.serialize_field("dst_port", &f.dst_port)?;
-        st.serialize_field("label", &*self.label)?;
-        st.serialize_field("score", &self.score)?;
-        st.serialize_field("scores", &self.scores)?;
-        st.serialize_field("packets", &f.packets)?;
-        st.serialize_field("bytes", &f.bytes)?;
-        st.serialize_field("model", &*self.model)?;
-        st.serialize_field("trigger", f.trigger.name())?;
-        if let Some(id) = self.incident_id {
-            st.serialize_field("incident_id", &id)?;
-        }
-        if let Some(s) = self.suppressed {
-            st.serialize_field("suppressed", s.name())?;
-            if let Suppressed::Rule(i) = s {
-                st.serialize_field("suppress_rule", &i)?;
-            }
-        }
-        if let Some(r) = f.end_reason {
-            st.serialize_field("end_reason", &r)?;
-        }
-        if let Some(r) = &self.reasons {
-            st.serialize_field("reasons", &**r)?;
-            if self.reasons_inherited {
-                st.serialize_field("reasons_inherited", &true)?;
-            }
-        }
-        if let Some(app) = f.detail.app.as_ref().filter(|a| a.proto != AppProto::Unknown) {
-            st.serialize_field("app", app)?;
-        }
-        if let Some(t) = f.detail.tunnels_json() {
-            st.serialize_field("tunnel", &t)?;
-        }
-        st.end()
+        use serde::ser::Error as _;
+        let mut out = Vec::with_capacity(1024);
+        self.write_json(&mut out).map_err(S::Error::custom)?;
+        let text = String::from_utf8(out).map_err(S::Error::custom)?;
+        serde_json::value::RawValue::from_string(text).map_err(S::Error::custom)?.serialize(s)
     }
 }
 
@@ -429,19 +401,23 @@ pub trait FeatureSink: Send {
 /// says what it is in `event_type`.
 pub struct JsonLinesSink<W: Write + Send> {
     out: std::io::BufWriter<W>,
+    /// One verdict's line, reused.
+    line: Vec<u8>,
 }
 
 impl<W: Write + Send> JsonLinesSink<W> {
     /// A sink writing to `out`, buffered; `finish` flushes it.
     pub fn new(out: W) -> Self {
-        Self { out: std::io::BufWriter::new(out) }
+        Self { out: std::io::BufWriter::new(out), line: Vec::with_capacity(1024) }
     }
 }
 
 impl<W: Write + Send> VerdictSink for JsonLinesSink<W> {
     fn verdict(&mut self, v: &Verdict) -> Result<SinkControl, SinkError> {
-        serde_json::to_writer(&mut self.out, v).map_err(|e| SinkError::Other(e.to_string()))?;
-        self.out.write_all(b"\n")?;
+        self.line.clear();
+        v.write_json(&mut self.line).map_err(|e| SinkError::Other(e.to_string()))?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         Ok(SinkControl::Continue)
     }
 

@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while wall.elapsed().as_secs_f64() < seconds {
         for v in &verdicts {
             buf.clear();
-            serde_json::to_writer(&mut buf, v)?;
+            v.write_json(&mut buf)?;
             buf.push(b'\n');
             bytes += buf.len() as u64;
         }

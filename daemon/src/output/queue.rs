@@ -60,7 +60,7 @@ impl Format for JsonFormat {
     fn format(&mut self, r: &Record, out: &mut Vec<u8>) -> bool {
         // Writing to a Vec cannot fail, and both records always serialize.
         let _ = match r {
-            Record::Verdict(v) => serde_json::to_writer(&mut *out, v),
+            Record::Verdict(v) => v.write_json(out),
             Record::Incident(i) => serde_json::to_writer(&mut *out, i),
             Record::Flow(f) => serde_json::to_writer(&mut *out, f),
         };
