@@ -312,6 +312,14 @@ pub trait VerdictSink: Send {
     fn flow(&mut self, _record: &FlowRecord) -> Result<SinkControl, SinkError> {
         Ok(SinkControl::Continue)
     }
+    /// The engine has handed over everything it had for now (the records
+    /// of one classified batch, or of one step of its input). A sink that
+    /// passes records to another thread hands them over here, together:
+    /// one hand-off per batch, not per record. Called often, also when
+    /// nothing came since the last call. Ignored by default.
+    fn end_of_batch(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Called exactly once at the end, also after a stop, to flush buffers.
     fn finish(&mut self) -> Result<(), SinkError> {
         Ok(())
@@ -328,6 +336,9 @@ impl<S: VerdictSink + ?Sized> VerdictSink for Box<S> {
     }
     fn flow(&mut self, record: &FlowRecord) -> Result<SinkControl, SinkError> {
         (**self).flow(record)
+    }
+    fn end_of_batch(&mut self) -> Result<(), SinkError> {
+        (**self).end_of_batch()
     }
     fn finish(&mut self) -> Result<(), SinkError> {
         (**self).finish()

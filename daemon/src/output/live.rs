@@ -247,6 +247,10 @@ impl VerdictSink for LiveOutputs {
         self.each(|s| s.flow(r))
     }
 
+    fn end_of_batch(&mut self) -> Result<(), SinkError> {
+        self.each(|s| s.end_of_batch().map(|()| SinkControl::Continue)).map(|_| ())
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.apply_plan();
         let mut first_err = None;

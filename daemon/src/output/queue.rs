@@ -3,7 +3,11 @@
 //!
 //! The engine sees a [`QueuedSink`]: its `verdict` and `incident` filter
 //! (what this output carries: syslog takes incidents by default, benign
-//! verdicts only when asked), clone the record and queue it. A full queue
+//! verdicts only when asked) and clone the record; the records of one
+//! engine batch are handed to the output thread together, at the engine's
+//! `end_of_batch` (or every 64 records), so a burst costs one channel
+//! message and at most one wake-up per batch, not per record. The queue
+//! holds up to `capacity / 64` such hand-offs (at least 2). A full queue
 //! of a healthy output is waited for; only an output that makes the engine
 //! wait longer than its stall limit is called stuck, and then drops and
 //! counts until its queue has drained to half. Formatting happens on the
@@ -35,6 +39,10 @@ use super::transport::{OnError, Transport};
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest pause between reconnect attempts.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Most records handed to an output thread at once: the engine's sink
+/// collects the records of one engine batch and hands them over together
+/// (one channel message and at most one wake-up per batch).
+const HANDOFF: usize = 64;
 /// How often an idle output thread looks at the reopen flag.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
@@ -244,6 +252,10 @@ fn bump(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
 }
 
+fn add(a: &AtomicU64, n: u64) {
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
 /// State shared between a sink, its thread and its handles.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -368,7 +380,11 @@ pub struct QueueConfig {
 
 /// The [`VerdictSink`] the engine sees for one output.
 pub struct QueuedSink {
-    tx: Option<Sender<Record>>,
+    tx: Option<Sender<Vec<Record>>>,
+    /// Records waiting for the next hand-off.
+    pending: Vec<Record>,
+    /// Emptied batches, back from the output thread.
+    spare: Receiver<Vec<Record>>,
     /// Disconnects when the output thread ends.
     done: mpsc::Receiver<()>,
     /// Set when the output made the engine wait past the stall limit;
@@ -391,11 +407,14 @@ pub fn spawn(
     cfg: QueueConfig,
 ) -> std::io::Result<(QueuedSink, OutputHandle)> {
     let shared = Arc::new(Shared::default());
-    let (tx, rx) = crossbeam_channel::bounded(cfg.capacity.max(1));
+    // The queue holds hand-offs of up to HANDOFF records each.
+    let (tx, rx) = crossbeam_channel::bounded(cfg.capacity.div_ceil(HANDOFF).max(2));
+    let (spare_tx, spare) = crossbeam_channel::bounded(4);
     let (done_tx, done) = mpsc::sync_channel::<()>(0);
     let worker = Worker {
         spec: spec.to_string(),
         rx,
+        spare: spare_tx,
         format,
         transport,
         shared: Arc::clone(&shared),
@@ -410,7 +429,17 @@ pub fn spawn(
     let thread = std::thread::Builder::new().name(name).spawn(move || worker.run())?;
     let handle = OutputHandle { spec: spec.to_string(), target, kind, shared: Arc::clone(&shared) };
     Ok((
-        QueuedSink { tx: Some(tx), done, stuck: false, thread: Some(thread), shared, cfg, spec: spec.to_string() },
+        QueuedSink {
+            tx: Some(tx),
+            pending: Vec::with_capacity(HANDOFF),
+            spare,
+            done,
+            stuck: false,
+            thread: Some(thread),
+            shared,
+            cfg,
+            spec: spec.to_string(),
+        },
         handle,
     ))
 }
@@ -422,33 +451,52 @@ impl QueuedSink {
 }
 
 impl QueuedSink {
-    /// Queues one record under the overflow policy.
+    /// Keeps one record for the next hand-off, which comes at the engine's
+    /// end of batch or once `HANDOFF` records wait.
     fn queue(&mut self, r: Record) -> Result<SinkControl, SinkError> {
+        self.pending.push(r);
+        if self.pending.len() >= HANDOFF {
+            return self.hand_off();
+        }
+        Ok(SinkControl::Continue)
+    }
+
+    /// Hands the waiting records to the output thread in one message (one
+    /// wake-up per batch, not per record), under the overflow policy.
+    fn hand_off(&mut self) -> Result<SinkControl, SinkError> {
+        if self.pending.is_empty() {
+            return Ok(SinkControl::Continue);
+        }
         let c = &self.shared.counters;
+        let n = self.pending.len() as u64;
         let Some(tx) = self.tx.as_ref() else {
+            self.pending.clear();
             return Ok(SinkControl::Continue);
         };
+        // The emptied batches come back from the output thread: no allocation per hand-off.
+        let spare = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(HANDOFF));
+        let batch = std::mem::replace(&mut self.pending, spare);
         let sent = match self.cfg.overflow {
-            Overflow::Block => tx.send(r).is_ok(),
+            Overflow::Block => tx.send(batch).is_ok(),
             Overflow::WaitThenDrop(limit) => {
                 if self.stuck && tx.len() <= tx.capacity().unwrap_or(0) / 2 {
                     self.stuck = false;
                     eprintln!("tidewatchd: output {}: drained to half its queue; records are queued again", self.spec);
                 }
-                match tx.try_send(r) {
+                match tx.try_send(batch) {
                     Ok(()) => true,
                     Err(TrySendError::Full(_)) if self.stuck => {
-                        bump(&c.dropped_queue_full);
+                        add(&c.dropped_queue_full, n);
                         return Ok(SinkControl::Continue);
                     }
-                    Err(TrySendError::Full(r)) => {
+                    Err(TrySendError::Full(batch)) => {
                         bump(&c.waited);
-                        match tx.send_timeout(r, limit) {
+                        match tx.send_timeout(batch, limit) {
                             Ok(()) => true,
                             Err(SendTimeoutError::Timeout(_)) => {
                                 self.stuck = true;
                                 bump(&c.stalls);
-                                bump(&c.dropped_queue_full);
+                                add(&c.dropped_queue_full, n);
                                 eprintln!(
                                     "tidewatchd: warning: output {} is stuck (its queue stayed full for {:.1} s); \
                                      records are dropped (counted) until it drains to half",
@@ -465,7 +513,7 @@ impl QueuedSink {
             }
         };
         if sent {
-            bump(&c.queued);
+            add(&c.queued, n);
             return Ok(SinkControl::Continue);
         }
         match self.fatal_error() {
@@ -473,7 +521,7 @@ impl QueuedSink {
             None => {
                 // The thread is gone without an error (it cannot, short of a
                 // bug): count as lost, never stop the engine for syslog.
-                bump(&c.dropped_disconnected);
+                add(&c.dropped_disconnected, n);
                 Ok(SinkControl::Continue)
             }
         }
@@ -516,7 +564,12 @@ impl VerdictSink for QueuedSink {
         self.queue(Record::Flow(r.clone()))
     }
 
+    fn end_of_batch(&mut self) -> Result<(), SinkError> {
+        self.hand_off().map(|_| ())
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
+        let _ = self.hand_off();
         if self.tx.take().is_some() {
             match self.done.recv_timeout(self.cfg.flush_timeout) {
                 Err(DoneTimeout::Timeout) => {
@@ -548,7 +601,9 @@ impl VerdictSink for QueuedSink {
 /// The output thread.
 struct Worker {
     spec: String,
-    rx: Receiver<Record>,
+    rx: Receiver<Vec<Record>>,
+    /// Where emptied batches go back to the engine's side.
+    spare: Sender<Vec<Record>>,
     format: Box<dyn Format>,
     transport: Box<dyn Transport>,
     shared: Arc<Shared>,
@@ -611,29 +666,11 @@ impl Worker {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
-            let c = &self.shared.counters;
-            if self.shared.abandon.load(Ordering::SeqCst) {
-                bump(&c.dropped_unflushed);
-                continue;
+            let mut batch = next;
+            for record in batch.drain(..) {
+                dirty |= self.write(&record);
             }
-            if self.shared.has_fatal.load(Ordering::SeqCst) || !self.transport.is_connected() {
-                bump(&c.dropped_disconnected);
-                continue;
-            }
-            self.buf.clear();
-            if self.format.format(&next, &mut self.buf) {
-                bump(&c.truncated);
-            }
-            match self.transport.send(&self.buf) {
-                Ok(()) => {
-                    bump(&c.sent);
-                    dirty = true;
-                }
-                Err(e) => {
-                    bump(&c.failed);
-                    self.write_failed(&e);
-                }
-            }
+            let _ = self.spare.try_send(batch);
         }
         if dirty {
             if let Err(e) = self.transport.flush() {
@@ -642,6 +679,35 @@ impl Worker {
             }
         }
         self.transport.disconnect();
+    }
+
+    /// Formats and sends one record, counting what became of it; true
+    /// when something was written (a flush is due).
+    fn write(&mut self, record: &Record) -> bool {
+        let c = &self.shared.counters;
+        if self.shared.abandon.load(Ordering::SeqCst) {
+            bump(&c.dropped_unflushed);
+            return false;
+        }
+        if self.shared.has_fatal.load(Ordering::SeqCst) || !self.transport.is_connected() {
+            bump(&c.dropped_disconnected);
+            return false;
+        }
+        self.buf.clear();
+        if self.format.format(record, &mut self.buf) {
+            bump(&c.truncated);
+        }
+        match self.transport.send(&self.buf) {
+            Ok(()) => {
+                bump(&c.sent);
+                true
+            }
+            Err(e) => {
+                bump(&c.failed);
+                self.write_failed(&e);
+                false
+            }
+        }
     }
 
     fn connect(&mut self, now: Instant) {
@@ -826,6 +892,7 @@ mod tests {
         let (mut sink, h) = start(Box::new(Slow(sent.clone())), c);
         for _ in 0..300 {
             sink.verdict(&verdict("dos")).unwrap();
+            sink.end_of_batch().unwrap();
         }
         sink.finish().unwrap();
         let c = h.counters();
@@ -841,6 +908,7 @@ mod tests {
         for i in 0..100 {
             let label = if i % 10 == 0 { "benign" } else { "dos" };
             assert_eq!(sink.verdict(&verdict(label)).unwrap(), SinkControl::Continue);
+            sink.end_of_batch().unwrap();
         }
         let c = h.counters();
         // At most two waits (the thread may take the first record during
@@ -867,6 +935,7 @@ mod tests {
         let (mut sink, h) = start(Box::new(Gated { go, hang: true }), cfg(100, 300));
         for _ in 0..10 {
             sink.verdict(&verdict("dos")).unwrap();
+            sink.end_of_batch().unwrap();
         }
         let t = Instant::now();
         sink.finish().unwrap();
@@ -888,6 +957,7 @@ mod tests {
         let t = Instant::now();
         for _ in 0..2000 {
             sink.verdict(&verdict("dos")).unwrap();
+            sink.end_of_batch().unwrap();
         }
         sink.finish().unwrap();
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
@@ -930,6 +1000,7 @@ mod tests {
         let (mut sink, h) = start(Box::new(Tcp::new("127.0.0.1", port)), cfg(1000, 5000));
         for _ in 0..5 {
             sink.verdict(&verdict("dos")).unwrap();
+            sink.end_of_batch().unwrap();
         }
         wait_for("5 frames", || got.lock().unwrap().len() == 5);
         assert!(got.lock().unwrap().iter().all(|m| m.starts_with('{') && m.ends_with('\n')));
@@ -938,6 +1009,7 @@ mod tests {
         let t = Instant::now();
         while h.counters().connect_failures < 2 {
             sink.verdict(&verdict("dos")).unwrap(); // never blocks
+            sink.end_of_batch().unwrap();
             assert!(t.elapsed() < Duration::from_secs(10), "{:?}", h.counters());
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -947,6 +1019,7 @@ mod tests {
         let t = Instant::now();
         while got2.lock().unwrap().is_empty() {
             sink.verdict(&verdict("dos")).unwrap();
+            sink.end_of_batch().unwrap();
             assert!(t.elapsed() < Duration::from_secs(15), "{:?}", h.counters());
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -969,6 +1042,7 @@ mod tests {
         let (mut sink, h) = start(Box::new(JsonLines::file(path.clone(), f)), c.clone());
         for _ in 0..3 {
             sink.verdict(&verdict("benign")).unwrap();
+            sink.end_of_batch().unwrap();
         }
         wait_for("3 lines", || std::fs::read_to_string(&path).unwrap().lines().count() == 3);
         let rotated = dir.join("v.jsonl.1");
@@ -977,6 +1051,7 @@ mod tests {
         wait_for("the new file", || path.exists());
         for _ in 0..2 {
             sink.verdict(&verdict("dos")).unwrap();
+            sink.end_of_batch().unwrap();
         }
         sink.finish().unwrap();
         assert_eq!(std::fs::read_to_string(&rotated).unwrap().lines().count(), 3);
@@ -989,6 +1064,7 @@ mod tests {
         let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
         let (mut sink, h) = start(Box::new(JsonLines::file("/dev/full".into(), full)), c);
         sink.verdict(&verdict("dos")).unwrap();
+        sink.end_of_batch().unwrap();
         let err = sink.finish().unwrap_err().to_string();
         assert!(err.contains("No space left"), "{err}");
         assert!(h.counters().failed >= 1);
@@ -1010,6 +1086,7 @@ mod tests {
         while !path.exists() || std::fs::read_to_string(&path).unwrap().lines().count() < 3 {
             // Never an error: the run goes on while the output is down.
             assert_eq!(sink.verdict(&verdict("dos")).unwrap(), SinkControl::Continue);
+            sink.end_of_batch().unwrap();
             assert!(t.elapsed() < Duration::from_secs(15), "{:?}", h.counters());
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -26,6 +26,8 @@ pub(crate) struct Delivery {
     pub counts: StageCounts,
     /// Incident records (open, update, closed) handed on.
     pub incident_records: u64,
+    /// A record went to the sinks since their last end of batch.
+    delivered_since_batch_end: bool,
 }
 
 impl Delivery {
@@ -38,6 +40,7 @@ impl Delivery {
             error: None,
             counts: StageCounts::default(),
             incident_records: 0,
+            delivered_since_batch_end: false,
         }
     }
 
@@ -65,6 +68,7 @@ impl Delivery {
 
     /// Counts one record as delivered or failed.
     fn count(&mut self, ok: bool) {
+        self.delivered_since_batch_end = true;
         self.counts.received += 1;
         if ok {
             self.counts.sent += 1;
@@ -125,6 +129,19 @@ impl Delivery {
         }
         self.count(ok);
         ok
+    }
+
+    /// Tells every sink that the engine handed over all it had for now,
+    /// when something was delivered since the last time.
+    pub fn end_batch(&mut self) {
+        if !self.delivered_since_batch_end {
+            return;
+        }
+        self.delivered_since_batch_end = false;
+        for i in 0..self.sinks.len() {
+            let answer = self.sinks[i].end_of_batch().map(|()| SinkControl::Continue);
+            self.obey(answer);
+        }
     }
 
     /// Finishes every sink; the first error (the engine's own, kept

@@ -154,6 +154,7 @@ impl Merger {
     pub fn push(&mut self, s: usize, events: &mut Vec<Event>, watermark: Micros) {
         self.order.push(s, events, watermark);
         self.apply_ready();
+        self.deliver.end_batch();
     }
 
     /// Applies, in global order, every event that no stream can precede.
@@ -245,6 +246,7 @@ impl Merger {
     pub fn on_wall_timeout(&mut self) {
         if self.batch.wall_remaining() == Some(std::time::Duration::ZERO) {
             self.flush();
+            self.deliver.end_batch();
         }
     }
 
@@ -337,6 +339,7 @@ impl Merger {
             self.decide.incidents.close_all(self.clock, &mut self.incident_out);
             self.deliver_incidents();
         }
+        self.deliver.end_batch();
         self.publish_counters();
     }
 }
