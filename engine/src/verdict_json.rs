@@ -74,9 +74,15 @@ fn serde<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> serde_json::
 pub(crate) fn write(v: &Verdict, out: &mut Vec<u8>) -> serde_json::Result<()> {
     let f = &v.flow;
     out.extend_from_slice(b"{\"event_type\":\"verdict\",\"ts\":");
+    let ts_at = out.len();
     time(out, f.ts);
     out.extend_from_slice(b",\"detected_at\":");
-    time(out, v.detected_at);
+    if v.detected_at == f.ts {
+        // Usually the same time: copy the 29 bytes just written.
+        out.extend_from_within(ts_at..ts_at + 29);
+    } else {
+        time(out, v.detected_at);
+    }
     out.extend_from_slice(b",\"flow_id\":");
     number(out, f.flow_id);
     out.extend_from_slice(b",\"flow_start\":");
@@ -191,6 +197,8 @@ mod tests {
                 assert_eq!(j["score"].as_f64().unwrap() as f32, v.score);
                 assert_eq!(j["scores"].as_object().unwrap().len(), v.scores.len());
                 assert_eq!(j["ts"], crate::sink::rfc3339_micros(v.flow.ts));
+                assert_eq!(j["detected_at"], crate::sink::rfc3339_micros(v.detected_at));
+                assert_eq!(j["flow_start"], crate::sink::rfc3339_micros(v.flow.flow_start));
                 assert_eq!(j["end_reason"].as_str(), v.flow.end_reason.map(|r| r.name()));
                 if v.suppressed.is_some() {
                     assert_eq!((&j["suppressed"], &j["suppress_rule"]), (&"rule".into(), &3.into()));
