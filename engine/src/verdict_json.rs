@@ -54,7 +54,7 @@ fn string(out: &mut Vec<u8>, v: &str) -> serde_json::Result<()> {
         out.push(b'"');
         Ok(())
     } else {
-        serde(out, v)
+        via_serde(out, v)
     }
 }
 
@@ -65,7 +65,7 @@ fn number(out: &mut Vec<u8>, v: u64) {
 
 /// Appends anything serde_json can write (strings that may need escaping,
 /// floats as serde_json writes them, nested objects).
-fn serde<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> serde_json::Result<()> {
+fn via_serde<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> serde_json::Result<()> {
     serde_json::to_writer(&mut *out, v)
 }
 
@@ -100,7 +100,7 @@ pub(crate) fn write(v: &Verdict, out: &mut Vec<u8>) -> serde_json::Result<()> {
     out.extend_from_slice(b",\"label\":");
     string(out, &v.label)?;
     out.extend_from_slice(b",\"score\":");
-    serde(out, &v.score)?;
+    via_serde(out, &v.score)?;
     out.extend_from_slice(b",\"scores\":{");
     for (i, (label, p)) in v.scores.iter().enumerate() {
         if i > 0 {
@@ -108,7 +108,7 @@ pub(crate) fn write(v: &Verdict, out: &mut Vec<u8>) -> serde_json::Result<()> {
         }
         string(out, label)?;
         out.push(b':');
-        serde(out, &p)?;
+        via_serde(out, &p)?;
     }
     out.extend_from_slice(b"},\"packets\":");
     number(out, f.packets);
@@ -128,7 +128,7 @@ pub(crate) fn write(v: &Verdict, out: &mut Vec<u8>) -> serde_json::Result<()> {
         string(out, s.name())?;
         if let Suppressed::Rule(i) = s {
             out.extend_from_slice(b",\"suppress_rule\":");
-            serde(out, &i)?;
+            via_serde(out, &i)?;
         }
     }
     if let Some(r) = f.end_reason {
@@ -138,18 +138,18 @@ pub(crate) fn write(v: &Verdict, out: &mut Vec<u8>) -> serde_json::Result<()> {
     }
     if let Some(r) = &v.reasons {
         out.extend_from_slice(b",\"reasons\":");
-        serde(out, &**r)?;
+        via_serde(out, &**r)?;
         if v.reasons_inherited {
             out.extend_from_slice(b",\"reasons_inherited\":true");
         }
     }
     if let Some(app) = f.detail.app.as_ref().filter(|a| a.proto != AppProto::Unknown) {
         out.extend_from_slice(b",\"app\":");
-        serde(out, app)?;
+        via_serde(out, app)?;
     }
     if let Some(t) = f.detail.tunnels_json() {
         out.extend_from_slice(b",\"tunnel\":");
-        serde(out, &t)?;
+        via_serde(out, &t)?;
     }
     out.push(b'}');
     Ok(())

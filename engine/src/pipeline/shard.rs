@@ -124,6 +124,8 @@ pub(crate) struct Shard {
     /// Shared by first-packet rows of flows without payload (no allocation).
     empty_detail: Arc<FlowDetail>,
     flows: FlowTable<FlowState>,
+    /// The flow table's settings (deadlines and size of done hints).
+    flow_cfg: FlowConfig,
     early_packets: usize,
     payloads: Payloads,
     pub events: Vec<Event>,
@@ -211,6 +213,7 @@ impl Shard {
         Self {
             empty_detail: Arc::new(FlowDetail::default()),
             flows: FlowTable::new(cfg),
+            flow_cfg: cfg,
             early_packets,
             payloads,
             events: Vec::new(),
@@ -259,9 +262,7 @@ impl Shard {
     pub fn packet(&mut self, info: &PacketInfo, payload: &[u8], clock: Micros, arrival: Option<Instant>) {
         let (events, stats, payloads, stamp) = (&mut self.events, &mut self.stats, &mut self.payloads, self.stamp_rows);
         stats.packets += 1;
-        let cfg = *self.flows.config();
-        // Free slots after this packet, counting it as a new flow.
-        let room = cfg.max_flows.saturating_sub(self.flows.len() + 1) as u64;
+        let flows_before = self.flows.len();
         let update =
             self.flows.update(info, &mut |f, r| Self::ended(events, stats, payloads, f, r, clock, arrival, stamp));
         let flow = update.flow;
@@ -290,7 +291,9 @@ impl Shard {
                 && flow.state.inspect.as_deref().is_some_and(|i| !i.needs_bytes())
                 && (needed_before || flow.packets() % 16 == 0)
             {
-                self.done_hint = Some((flow.deadline(&cfg), room));
+                // Free slots after this packet, counting it as a new flow.
+                let room = self.flow_cfg.max_flows.saturating_sub(flows_before + 1) as u64;
+                self.done_hint = Some((flow.deadline(&self.flow_cfg), room));
             }
         }
         if update.created {
