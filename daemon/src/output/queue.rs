@@ -408,8 +408,13 @@ pub fn spawn(
 ) -> std::io::Result<(QueuedSink, OutputHandle)> {
     let shared = Arc::new(Shared::default());
     // The queue holds hand-offs of up to HANDOFF records each.
-    let (tx, rx) = crossbeam_channel::bounded(cfg.capacity.div_ceil(HANDOFF).max(2));
-    let (spare_tx, spare) = crossbeam_channel::bounded(4);
+    let handoffs = cfg.capacity.div_ceil(HANDOFF).max(2);
+    let (tx, rx) = crossbeam_channel::bounded(handoffs);
+    // Room for every batch that can exist at once (queued, being written,
+    // being filled), so each one comes back: under a burst that fills the
+    // queue, no batch is allocated by the engine's thread and freed by the
+    // output thread (a cross-thread malloc/free pair per hand-off).
+    let (spare_tx, spare) = crossbeam_channel::bounded(handoffs + 2);
     let (done_tx, done) = mpsc::sync_channel::<()>(0);
     let worker = Worker {
         spec: spec.to_string(),
