@@ -102,12 +102,20 @@ pub struct IncidentsConfig {
     pub quiet: f64,
     /// Incidents open at once; beyond, new actors fold into one per label.
     pub max_open: usize,
+    /// Distinct (target, port) probes a scanning source needs before its
+    /// `scan` incident opens (1: at its first alert).
+    pub scan_min_probes: u64,
 }
 
 impl Default for IncidentsConfig {
     fn default() -> Self {
         let d = tidewatch::IncidentConfig::default();
-        Self { update_interval: d.update_interval as f64 / 1e6, quiet: d.quiet as f64 / 1e6, max_open: d.max_incidents }
+        Self {
+            update_interval: d.update_interval as f64 / 1e6,
+            quiet: d.quiet as f64 / 1e6,
+            max_open: d.max_incidents,
+            scan_min_probes: d.scan_min_probes,
+        }
     }
 }
 
@@ -116,6 +124,7 @@ impl IncidentsConfig {
         let mut c =
             tidewatch::IncidentConfig::with_timing((self.update_interval * 1e6) as u64, (self.quiet * 1e6) as u64);
         c.max_incidents = self.max_open;
+        c.scan_min_probes = self.scan_min_probes;
         c
     }
 }
@@ -397,6 +406,11 @@ impl Config {
         if self.incidents.max_open == 0 {
             return Err("incidents.max_open must be at least 1".into());
         }
+        if self.incidents.scan_min_probes == 0 {
+            return Err(
+                "incidents.scan_min_probes must be at least 1 (1: a scan incident opens at its first alert)".into()
+            );
+        }
         if !(self.stats.interval.is_finite() && self.stats.interval >= 0.0) {
             return Err("stats.interval must be 0 or a positive number of seconds".into());
         }
@@ -467,6 +481,16 @@ mod tests {
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{}", e.message));
         assert_eq!(cfg.capture.interfaces, ["eth1"]);
         assert!(cfg.outputs.outputs.iter().any(|o| o.starts_with("syslog:")));
+    }
+
+    #[test]
+    fn scan_min_probes_reaches_the_engine_and_zero_is_refused() {
+        let cfg: Config = toml::from_str("[incidents]\nscan_min_probes = 3\n").unwrap();
+        assert_eq!(cfg.incidents.engine_config().scan_min_probes, 3);
+        assert_eq!(Config::default().incidents.engine_config().scan_min_probes, 2);
+        let cfg: Config = toml::from_str("[incidents]\nscan_min_probes = 0\n").unwrap();
+        let e = cfg.validate().unwrap_err();
+        assert!(e.contains("incidents.scan_min_probes"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,16 @@
 //! - **update**: every `update_interval` while new verdicts keep arriving;
 //! - **closed**: once no flow of it has been seen for `quiet`.
 //!
+//! A `scan` incident opens only once its source has alerts on
+//! `scan_min_probes` distinct (target, port) probes (default 2): one probe
+//! is not a scan (the first SYNs of a spoofed flood, each from a new
+//! address, look like lone probes before the target's counters rise).
+//! Until then its alerts wait in a pending incident that emits nothing
+//! (bounded as the open ones; counted as `unconfirmed_verdicts`, and
+//! forgotten after `quiet`); at the confirming alert it opens with them
+//! all, stamped with that alert's time. The earlier alerts were delivered
+//! already, without an `incident_id`.
+//!
 //! End verdicts come late for flows that end at an idle timeout (a scan's
 //! unanswered SYNs end five minutes later). A verdict for the key of an
 //! incident closed less than `late_window` ago whose flow was last seen
@@ -59,6 +69,9 @@ pub struct IncidentConfig {
     pub max_incidents: usize,
     /// Labels that never make an incident (verdicts that are not alerts).
     pub ignore_labels: Vec<String>,
+    /// Distinct (target, port) probes a `scan` source needs before its
+    /// incident opens (1: at its first alert).
+    pub scan_min_probes: u64,
 }
 
 impl Default for IncidentConfig {
@@ -69,6 +82,7 @@ impl Default for IncidentConfig {
             late_window: 600_000_000,
             max_incidents: 1024,
             ignore_labels: vec!["benign".to_string()],
+            scan_min_probes: 2,
         }
     }
 }
@@ -254,6 +268,9 @@ pub struct IncidentStats {
     pub overflow_verdicts: u64,
     /// End verdicts that came after their incident had closed.
     pub late_verdicts: u64,
+    /// Alert verdicts of a `scan` source that has not yet reached
+    /// `scan_min_probes` probes (pending; no incident opened).
+    pub unconfirmed_verdicts: u64,
     /// Incidents open now.
     pub open_now: u64,
 }
@@ -420,9 +437,53 @@ struct Open {
     minute_start: Micros,
     minute_alerts: u32,
     reasons: Option<Arc<[Reason]>>,
+    /// Distinct (target, port) probes, counted while the incident is pending.
+    probes: Distinct,
 }
 
 impl Open {
+    /// An incident whose first alert is `v` (id 0 until it opens).
+    fn new(v: &Verdict, actor: ActorKind, domain: Option<Arc<str>>) -> Self {
+        Open {
+            id: 0,
+            label: v.label.clone(),
+            actor,
+            model: v.model.clone(),
+            domain,
+            first_source: v.flow.src_ip,
+            sources: Distinct::default(),
+            targets: Distinct::default(),
+            targets_first: Vec::new(),
+            ports: None,
+            port_count: 0,
+            ports_first: Vec::new(),
+            flows: Distinct::default(),
+            flow_counts: FxHashMap::default(),
+            first_seen: v.flow.flow_start,
+            last_seen: v.flow.ts,
+            verdicts: 0,
+            packets: 0,
+            bytes: 0,
+            peak_score: 0.0,
+            time_to_detect_ms: 0,
+            last_emitted: v.detected_at,
+            dirty: false,
+            minute_start: v.detected_at,
+            minute_alerts: 0,
+            reasons: None,
+            probes: Distinct::default(),
+        }
+    }
+
+    /// Opens it with id `id` at `v`, its first or confirming alert.
+    fn open_at(&mut self, id: u64, v: &Verdict) {
+        self.id = id;
+        self.time_to_detect_ms = v.detected_at.saturating_sub(self.first_seen) / 1000;
+        self.last_emitted = v.detected_at;
+        self.dirty = false;
+        self.probes = Distinct::default();
+    }
+
     fn add(&mut self, v: &Verdict) -> Membership {
         if v.detected_at >= self.minute_start.saturating_add(60_000_000) {
             self.minute_start = v.detected_at;
@@ -549,6 +610,10 @@ pub struct Membership {
 pub struct IncidentTracker {
     cfg: IncidentConfig,
     open: FxHashMap<Key, Open>,
+    /// Scans short of `scan_min_probes`: counted, not emitted.
+    pending: FxHashMap<Key, Open>,
+    /// Pending incidents quiet by then are forgotten at the next poll after it.
+    next_pending_sweep: Micros,
     closed: FxHashMap<Key, Closed>,
     next_id: u64,
     /// No record is due before this time.
@@ -563,6 +628,8 @@ impl IncidentTracker {
         Self {
             cfg,
             open: FxHashMap::default(),
+            pending: FxHashMap::default(),
+            next_pending_sweep: 0,
             closed: FxHashMap::default(),
             next_id: 1,
             next_due: Micros::MAX,
@@ -659,11 +726,46 @@ impl IncidentTracker {
             }
             self.closed.remove(&key);
         }
+        // A scan waits for its second probe (see the module documentation).
+        let mut confirmed: Option<Open> = None;
+        if *v.label == *"scan" && self.cfg.scan_min_probes > 1 {
+            let quiet = self.cfg.quiet;
+            // Gone quiet: a new episode (the sweep may not have run yet).
+            let expired = self.pending.get(&key).map(|p| v.detected_at >= p.last_seen.saturating_add(quiet));
+            match expired {
+                Some(false) => {}
+                Some(true) => {
+                    self.pending.insert(key.clone(), Open::new(v, kind, None));
+                }
+                None if self.pending.len() < self.cfg.max_incidents => {
+                    self.pending.insert(key.clone(), Open::new(v, kind, None));
+                }
+                None => {
+                    self.stats.unconfirmed_verdicts += 1;
+                    return None;
+                }
+            }
+            let pending = self.pending.get_mut(&key)?;
+            pending.add(v);
+            pending.probes.insert(mix(ip_hash(&v.flow.dst_ip) ^ u64::from(v.flow.dst_port)));
+            self.stats.unconfirmed_verdicts += 1;
+            if pending.probes.count() < self.cfg.scan_min_probes {
+                return None;
+            }
+            let p = self.pending.remove(&key)?;
+            self.stats.unconfirmed_verdicts -= p.verdicts;
+            confirmed = Some(p);
+        }
         let mut kind = kind;
         if self.open.len() >= self.cfg.max_incidents {
             self.stats.overflow_verdicts += 1;
             kind = ActorKind::Many;
             key.actor = Actor::Many;
+            // A confirmed scan's earlier alerts stay unconfirmed: only this one folds.
+            if let Some(p) = &confirmed {
+                self.stats.unconfirmed_verdicts += p.verdicts - 1;
+            }
+            confirmed = None;
             if let Some(open) = self.open.get_mut(&key) {
                 let m = open.add(v);
                 self.stats.verdicts += 1;
@@ -671,39 +773,29 @@ impl IncidentTracker {
                 return Some(m);
             }
         }
-        let domain = domain.filter(|_| kind != ActorKind::Many).map(|d| Arc::from(d.to_ascii_lowercase()));
-        let mut open = Open {
-            id: self.next_id,
-            label: v.label.clone(),
-            actor: kind,
-            model: v.model.clone(),
-            domain,
-            first_source: v.flow.src_ip,
-            sources: Distinct::default(),
-            targets: Distinct::default(),
-            targets_first: Vec::new(),
-            ports: None,
-            port_count: 0,
-            ports_first: Vec::new(),
-            flows: Distinct::default(),
-            flow_counts: FxHashMap::default(),
-            first_seen: v.flow.flow_start,
-            last_seen: v.flow.ts,
-            verdicts: 0,
-            packets: 0,
-            bytes: 0,
-            peak_score: 0.0,
-            time_to_detect_ms: v.detected_at.saturating_sub(v.flow.flow_start) / 1000,
-            last_emitted: v.detected_at,
-            dirty: false,
-            minute_start: v.detected_at,
-            minute_alerts: 0,
-            reasons: None,
+        let (mut open, membership) = match confirmed {
+            Some(mut p) => {
+                let m = Membership {
+                    incident_id: self.next_id,
+                    alerts_this_minute: p.minute_alerts,
+                    reasons: p.reasons.clone(),
+                };
+                p.open_at(self.next_id, v);
+                self.stats.verdicts += p.verdicts;
+                (p, m)
+            }
+            None => {
+                let domain = domain.filter(|_| kind != ActorKind::Many).map(|d| Arc::from(d.to_ascii_lowercase()));
+                let mut open = Open::new(v, kind, domain);
+                open.open_at(self.next_id, v);
+                let m = open.add(v);
+                open.dirty = false;
+                self.stats.verdicts += 1;
+                (open, m)
+            }
         };
-        self.next_id += 1;
-        let membership = open.add(v);
         open.dirty = false;
-        self.stats.verdicts += 1;
+        self.next_id += 1;
         self.stats.opened += 1;
         match self.opened_by_label.iter_mut().find(|(l, _)| *l == v.label) {
             Some(e) => e.1 += 1,
@@ -718,6 +810,13 @@ impl IncidentTracker {
     /// Emits the updates and closings due by `now` (engine time), each
     /// stamped with the time it fell due, in (time, id) order.
     pub fn poll(&mut self, now: Micros, out: &mut Vec<Incident>) {
+        // Memory only: a quiet pending incident is treated as gone when its
+        // actor's next alert comes, whether or not it was swept.
+        if now >= self.next_pending_sweep {
+            let quiet = self.cfg.quiet;
+            self.pending.retain(|_, p| now < p.last_seen.saturating_add(quiet));
+            self.next_pending_sweep = now.saturating_add(1_000_000);
+        }
         if now < self.next_due {
             return;
         }
@@ -776,6 +875,7 @@ impl IncidentTracker {
     /// emitting what fell due by `now`; the closings are stamped `now`.
     pub fn close_all(&mut self, now: Micros, out: &mut Vec<Incident>) {
         self.poll(now, out);
+        self.pending.clear();
         let start = out.len();
         for (_, inc) in self.open.drain() {
             out.push(inc.record(IncidentState::Closed, now.max(inc.last_seen)));
@@ -829,10 +929,13 @@ mod tests {
         // 1000 distinct flows, estimated beyond 256: within 3 %.
         assert!((970..=1030).contains(&closed.flows), "{}", closed.flows);
         assert_eq!(closed.ts, closed.last_seen + 5 * S);
-        assert_eq!(out[1].ts, 102 * S);
-        assert_eq!(out[2].ts, 104 * S);
+        // Opened by the second probe (5 ms in), with the first one counted.
+        assert_eq!(out[0].ts, 100 * S + 5_000);
+        assert_eq!((out[0].verdicts, out[0].ports, out[0].time_to_detect_ms), (2, 2, 6));
+        assert_eq!(out[1].ts, 102 * S + 5_000);
+        assert_eq!(out[2].ts, 104 * S + 5_000);
         // Due at 106 s, before the close at 110 s: emitted by the late poll too.
-        assert_eq!(out[3].ts, 106 * S);
+        assert_eq!(out[3].ts, 106 * S + 5_000);
         assert_eq!(t.stats().opened, 1);
         assert_eq!(t.stats().closed, 1);
         assert_eq!(t.stats().open_now, 0);
@@ -914,6 +1017,43 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_probe_is_no_scan_incident_until_its_source_probes_again() {
+        let mut t = IncidentTracker::new(IncidentConfig::with_timing(60 * S, 10 * S));
+        let mut out = Vec::new();
+        // The first SYNs of a spoofed flood: each source is seen once.
+        for i in 0..6u64 {
+            let src = format!("203.0.113.{}", i + 1);
+            assert_eq!(t.observe(&verdict("scan", &src, "10.0.0.2", 80, i, S + i, Trigger::End), &mut out), None);
+        }
+        // The same probe again (another flow to the same port) is still one probe.
+        assert_eq!(t.observe(&verdict("scan", "203.0.113.1", "10.0.0.2", 80, 50, 2 * S, Trigger::End), &mut out), None);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!((t.stats().unconfirmed_verdicts, t.stats().opened, t.stats().verdicts), (7, 0, 0));
+        // A second port: the incident opens now, holding both flows of that source.
+        let m = t.observe(&verdict("scan", "203.0.113.1", "10.0.0.2", 443, 51, 3 * S, Trigger::End), &mut out);
+        assert_eq!(m.map(|m| (m.incident_id, m.alerts_this_minute)), Some((1, 3)));
+        assert_eq!(out.len(), 1);
+        let open = &out[0];
+        // (test verdicts' flows start 1 ms before their verdict's time)
+        assert_eq!((open.state, open.ts, open.first_seen), (IncidentState::Open, 3 * S, S - 1_000));
+        assert_eq!((open.verdicts, open.flows, open.ports, open.ports_first.clone()), (3, 3, 2, vec![80, 443]));
+        assert_eq!(open.time_to_detect_ms, 2_001);
+        let s = t.stats();
+        assert_eq!((s.unconfirmed_verdicts, s.opened, s.verdicts), (5, 1, 3));
+        // A source quiet for `quiet` starts over: its old probe does not count.
+        t.observe(&verdict("scan", "203.0.113.2", "10.0.0.2", 81, 60, 20 * S, Trigger::End), &mut out);
+        assert_eq!(out.iter().filter(|i| i.state == IncidentState::Open).count(), 1, "{out:?}");
+        t.observe(&verdict("scan", "203.0.113.2", "10.0.0.3", 81, 61, 20 * S + 1, Trigger::End), &mut out);
+        assert_eq!(out.iter().filter(|i| i.state == IncidentState::Open).count(), 2);
+        assert_eq!(out.last().map(|i| (i.first_seen, i.verdicts)), Some((20 * S - 1_000, 2)));
+        // With scan_min_probes 1, a lone probe opens at once.
+        let mut t = IncidentTracker::new(IncidentConfig { scan_min_probes: 1, ..IncidentConfig::default() });
+        let mut out = Vec::new();
+        assert!(t.observe(&verdict("scan", "203.0.113.1", "10.0.0.2", 80, 1, S, Trigger::End), &mut out).is_some());
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
     fn late_end_verdicts_of_a_closed_incident_do_not_reopen_it() {
         let mut t = IncidentTracker::new(IncidentConfig::with_timing(60 * S, 10 * S));
         let mut out = Vec::new();
@@ -932,6 +1072,7 @@ mod tests {
         assert!(!t.wants_reasons(&verdict("scan", "10.0.0.1", "10.0.0.2", 3, 3, 100 * S, Trigger::End)));
         // A new scan by the same source later is a new incident.
         t.observe(&verdict("scan", "10.0.0.1", "10.0.0.2", 1, 100, 500 * S, Trigger::Host), &mut out);
+        t.observe(&verdict("scan", "10.0.0.1", "10.0.0.2", 2, 101, 500 * S + 1, Trigger::Host), &mut out);
         let opens: Vec<u64> = out.iter().filter(|i| i.state == IncidentState::Open).map(|i| i.incident_id).collect();
         assert_eq!(opens, vec![1, 2]);
     }
@@ -950,7 +1091,7 @@ mod tests {
 
     #[test]
     fn verdicts_learn_their_incident_and_its_alerts_per_minute() {
-        let mut t = IncidentTracker::new(IncidentConfig::default());
+        let mut t = IncidentTracker::new(IncidentConfig { scan_min_probes: 1, ..IncidentConfig::default() });
         let mut out = Vec::new();
         let mut got = Vec::new();
         for (i, at) in [1u64, 2, 3, 62, 63].iter().enumerate() {
@@ -968,7 +1109,7 @@ mod tests {
 
     #[test]
     fn beyond_max_incidents_new_actors_fold_into_one_many_incident() {
-        let cfg = IncidentConfig { max_incidents: 3, ..IncidentConfig::default() };
+        let cfg = IncidentConfig { max_incidents: 3, scan_min_probes: 1, ..IncidentConfig::default() };
         let mut t = IncidentTracker::new(cfg);
         let mut out = Vec::new();
         for i in 0..10u64 {

@@ -58,16 +58,23 @@ fn the_rate_limit_marks_alerts_beyond_it_and_keeps_them_in_their_incident() {
     let limited: Vec<_> = verdicts.iter().filter(|v| v.suppressed == Some(Suppressed::RateLimit)).collect();
     assert!(!limited.is_empty());
     assert_eq!(stats.suppressed.rate_limit, limited.len() as u64);
-    // Every alert not suppressed otherwise names its incident; the incidents
-    // still count the rate-limited ones.
+    // Every alert not suppressed otherwise names its incident, except a
+    // scanner's alerts before its second probe (delivered before the
+    // incident opened; those of scans that never opened are counted); the
+    // incidents still count the rate-limited ones.
     let alerts: Vec<_> = verdicts.iter().filter(|v| &*v.label != "benign").collect();
-    assert!(alerts.iter().all(|v| v.incident_id.is_some()), "an alert without its incident");
+    let unattached: Vec<_> = alerts.iter().filter(|v| v.incident_id.is_none()).collect();
+    assert!(unattached.iter().all(|v| &*v.label == "scan"), "an alert without its incident");
+    assert!(unattached.len() as u64 >= stats.incidents.unconfirmed_verdicts);
+    assert!(unattached.len() * 10 < alerts.len(), "{} of {} alerts unattached", unattached.len(), alerts.len());
     for v in &limited {
         let id = v.incident_id.unwrap();
         let members = alerts.iter().filter(|a| a.incident_id == Some(id)).count() as u64;
         let closed = incidents.iter().find(|i| i.incident_id == id && i.state == tidewatch::IncidentState::Closed);
         let counted = closed.map_or(0, |c| c.verdicts);
-        assert!(counted > 3 && counted <= members, "incident {id}: {counted} counted, {members} alerts");
+        // (a scan also counts its alerts from before it opened)
+        let before = unattached.len() as u64;
+        assert!(counted > 3 && counted <= members + before, "incident {id}: {counted} counted, {members} alerts");
     }
 }
 

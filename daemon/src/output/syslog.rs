@@ -731,7 +731,9 @@ pub(crate) mod tests {
 
     /// The opening record of an incident made of `verdict(label)`.
     pub fn incident(label: &str) -> Incident {
-        let mut t = tidewatch::incident::IncidentTracker::new(tidewatch::IncidentConfig::default());
+        let mut cfg = tidewatch::IncidentConfig::default();
+        cfg.scan_min_probes = 1;
+        let mut t = tidewatch::incident::IncidentTracker::new(cfg);
         let mut out = Vec::new();
         t.observe(&verdict(label), &mut out);
         out.remove(0)
