@@ -47,9 +47,9 @@ pub(crate) enum EventBody {
         initiator: [u8; 16],
         responder: [u8; 16],
         responder_port: u16,
-        first: Box<RowEvent>,
+        first: RowEvent,
     },
-    Row(Box<RowEvent>),
+    Row(RowEvent),
 }
 
 #[derive(Clone, Debug)]
@@ -192,19 +192,19 @@ fn row_event(
     reason: Option<EndReason>,
     arrival: Option<Instant>,
     stamp: bool,
-) -> Box<RowEvent> {
+) -> RowEvent {
     let ((initiator, _), (responder, _)) = flow.endpoints();
     let mut row = [0f32; NUM_FEATURES];
     features::write_row(&flow.state.stats, &facts(flow), &HostFeatures::default(), &mut row);
     let detail = Arc::new(detail(flow, trigger == Trigger::End));
-    Box::new(RowEvent {
+    RowEvent {
         record: record(flow, trigger, reason, detail),
         row,
         initiator,
         responder,
         failed: flow.failed_handshake(),
         arrival: arrival.or_else(|| stamp.then(Instant::now)),
-    })
+    }
 }
 
 impl Shard {
@@ -303,14 +303,14 @@ impl Shard {
             features::write_row(&flow.state.stats, &facts(flow), &HostFeatures::default(), &mut row);
             let detail =
                 if flow.state.inspect.is_some() { Arc::new(detail(flow, false)) } else { self.empty_detail.clone() };
-            let first = Box::new(RowEvent {
+            let first = RowEvent {
                 record: record(flow, Trigger::Host, None, detail),
                 row,
                 initiator,
                 responder,
                 failed: false,
                 arrival,
-            });
+            };
             events.push(Event {
                 time: clock,
                 class: EventClass::Start,

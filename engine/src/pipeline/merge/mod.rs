@@ -218,7 +218,7 @@ impl Merger {
     }
 
     /// Adds the host context to a row and hands it on.
-    fn row(&mut self, time: Micros, mut ev: Box<RowEvent>, host: HostFeatures) {
+    fn row(&mut self, time: Micros, mut ev: RowEvent, host: HostFeatures) {
         crate::features::write_host(&host, &mut ev.row);
         self.host_stage.feature_rows += 1;
         if self.flow_records && ev.record.trigger == Trigger::End {
@@ -228,7 +228,7 @@ impl Merger {
             return;
         }
         if self.batch.classifier.is_some() {
-            let RowEvent { record, arrival, row, .. } = *ev;
+            let RowEvent { record, arrival, row, .. } = ev;
             if self.batch.add(&row, (record, arrival, time), time) {
                 self.flush();
             }
