@@ -35,8 +35,13 @@ const HOT_SRC_DISTINCT: f32 = 10.0;
 const HOT_PAIR_FLOWS_PER_S: f32 = 3.0;
 const HOT_DST_FLOWS_PER_S: f32 = 1.5;
 const HOT_DST_DISTINCT_SRC: f32 = 10.0;
-/// A hot host's flows are classified at most this often.
+/// A hot host's flows are classified at most this often...
 const HOT_EVERY_US: Micros = 1_000_000;
+/// ...unless its new-flow rate has doubled since it was last asked about,
+/// then again after this long: a flood's target is first asked about at
+/// its 15th flow or so, when its rate says little, and waiting a whole
+/// second for the next question put floods' detection just past 1 s.
+const HOT_RECHECK_US: Micros = 100_000;
 /// Flow starts and sizes a pair's rhythm keeps.
 const RHYTHM_LEN: usize = 16;
 /// A start this close to the pair's previous one is the same beat (a page
@@ -109,6 +114,8 @@ struct SourceStats {
     last: Micros,
     /// When this host, hot, may next have a flow classified at its first packet.
     next_hot: Micros,
+    /// Its new-flow rate when it was last asked about.
+    asked_rate: f32,
     new_flows: Decayed,
     ended: Decayed,
     failed: Decayed,
@@ -130,6 +137,7 @@ impl SourceStats {
 struct DestStats {
     last: Micros,
     next_hot: Micros,
+    asked_rate: f32,
     in_flows: Decayed,
     src_hosts: DistinctSketch,
 }
@@ -464,8 +472,14 @@ impl HostContext {
             || f.src_distinct_dst_hosts >= HOT_SRC_DISTINCT
             || f.pair_new_flows_rate >= HOT_PAIR_FLOWS_PER_S;
         let dst_hot = f.dst_new_flows_rate >= HOT_DST_FLOWS_PER_S || f.dst_distinct_src_hosts >= HOT_DST_DISTINCT_SRC;
-        let src_due = src_hot && self.sources.map.get(src).is_some_and(|s| now >= s.next_hot);
-        let dst_due = dst_hot && self.destinations.map.get(dst).is_some_and(|d| now >= d.next_hot);
+        // Due a second after the last question, or sooner once the rate doubled.
+        let due = |next_hot: Micros, asked: f32, rate: f32| {
+            now >= next_hot || (rate >= 2.0 * asked && now >= next_hot.saturating_sub(HOT_EVERY_US - HOT_RECHECK_US))
+        };
+        let src_due =
+            src_hot && self.sources.map.get(src).is_some_and(|s| due(s.next_hot, s.asked_rate, f.src_new_flows_rate));
+        let dst_due = dst_hot
+            && self.destinations.map.get(dst).is_some_and(|d| due(d.next_hot, d.asked_rate, f.dst_new_flows_rate));
         if !(src_due || dst_due) {
             return false;
         }
@@ -474,9 +488,11 @@ impl HostContext {
         let next = now.saturating_add(HOT_EVERY_US);
         if let Some(s) = self.sources.map.get_mut(src).filter(|_| src_hot) {
             s.next_hot = next;
+            s.asked_rate = f.src_new_flows_rate;
         }
         if let Some(d) = self.destinations.map.get_mut(dst).filter(|_| dst_hot) {
             d.next_hot = next;
+            d.asked_rate = f.dst_new_flows_rate;
         }
         true
     }
@@ -640,7 +656,7 @@ mod tests {
     }
 
     #[test]
-    fn a_scan_is_hot_within_a_dozen_probes_and_asked_once_a_second() {
+    fn a_scan_is_hot_within_a_dozen_probes_and_asked_as_its_rate_doubles_then_once_a_second() {
         let mut ctx = HostContext::new(HostContextConfig::default());
         let (a, b) = (addr(1), addr(2));
         let mut hot_at = Vec::new();
@@ -653,8 +669,10 @@ mod tests {
             }
         }
         // Hot as a source at the 11th probe (10 distinct ports), hot as a
-        // destination too at the 16th (1.5 flows/s); then once a second.
-        assert_eq!(hot_at, vec![10, 15, 1015, 2015], "{hot_at:?}");
+        // destination too at the 16th (1.5 flows/s); then whenever the rate
+        // has doubled (at least 100 ms apart), and once it levels off, once
+        // a second.
+        assert_eq!(hot_at, vec![10, 15, 115, 233, 473, 971, 1971, 2971], "{hot_at:?}");
         // A quiet client (a flow every 5 s to one server) never is.
         let (c, d) = (addr(3), addr(4));
         assert!((0..100u64).all(|i| {
